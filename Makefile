@@ -1,0 +1,29 @@
+# AutoPilot: the two commands of the README, and their helpers.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv stop lint
+
+$(STAMP): setup.py constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' \
+		|| { echo "make: installing AutoPilot into $(VENV) failed (step: pip install -c constraints.txt -e .[dev])" >&2; exit 1; }
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/autopilot up
+
+stop: $(STAMP)
+	$(BIN)/autopilot down
+
+test: $(STAMP)
+	scripts/slurm-local.sh start
+	$(BIN)/ruff check autopilot_ops dags plugins tests bench
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check autopilot_ops dags plugins tests bench

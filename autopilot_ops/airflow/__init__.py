@@ -1,0 +1,1 @@
+"""Airflow integration: hooks, operators, triggers and the DAG factory."""

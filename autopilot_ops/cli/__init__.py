@@ -1,0 +1,1 @@
+"""The ``autopilot`` command line."""

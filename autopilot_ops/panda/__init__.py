@@ -1,0 +1,1 @@
+"""PanDA: a client for the real wire format, and a wire-compatible development server."""

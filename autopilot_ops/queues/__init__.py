@@ -1,0 +1,1 @@
+"""Queue definitions: parsing and validating CRIC-style and short-format files."""
