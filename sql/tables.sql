@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS schedconfig (
     status             text NOT NULL DEFAULT 'online'
                        CHECK (status IN ('online', 'offline', 'test', 'brokeroff')),
     tags               text[] NOT NULL DEFAULT '{}',
-    corecount          integer CHECK (corecount > 0),
+    corecount          integer CHECK (corecount >= 0),       -- 0: any (dynamic)
     maxrss             integer CHECK (maxrss >= 0),          -- MB
     maxtime            integer CHECK (maxtime >= 0),         -- seconds
     maxwdir            integer CHECK (maxwdir >= 0),         -- MB
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS schedconfig (
     pilot_type         text,
     -- scheduler limits (see autopilot_ops.policy)
     queue_limit        integer CHECK (queue_limit >= 0),     -- max queued pilots when no ratio is set
-    queue_ratio        real CHECK (queue_ratio >= 0),        -- target queued = ratio * running
+    queue_ratio        double precision CHECK (queue_ratio >= 0),        -- target queued = ratio * running
     min_queued         integer NOT NULL DEFAULT 0 CHECK (min_queued >= 0),
     max_queued         integer CHECK (max_queued >= 0),
     max_pilots         integer CHECK (max_pilots >= 0),      -- queued + running, in all

@@ -7,12 +7,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from autopilot_ops.cli.common import CommandError
+
 #: Modules under ``autopilot_ops.cli`` that each add commands with ``register(subparsers)``.
 COMMAND_MODULES = ("db", "queues", "backends")
-
-
-class CommandError(Exception):
-    """A command failed for a reason the user can act on; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

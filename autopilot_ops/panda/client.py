@@ -1,0 +1,377 @@
+"""PanDA HTTP client for pilots and pilot schedulers: the ``/api/v1`` wire format, or the legacy dispatcher.
+
+v1 follows PanDAWMS/panda-server ``pandaserver/api/v1/pilot_api.py`` (``acquire_jobs``, ``update_job``,
+``get_job_status``) and ``statistics_api.py`` (``active_job_stats_by_site``): typed JSON POST bodies, GET
+query strings, and ``{"success", "message", "data"}`` envelopes. Legacy follows the pre-1.0
+``pandaserver/server/panda.py`` dispatcher (``getJob``, ``updateJob``): form-encoded requests and
+url-encoded ``StatusCode=...&...`` replies.
+
+Server errors (5xx, time-outs, refused connections) are retried with jittered exponential backoff; a 4xx
+reply is not retried.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from autopilot_ops.panda import protocol
+from autopilot_ops.panda.errors import (
+    PandaCommunicationError,
+    PandaError,
+    PandaHTTPError,
+    PandaRefused,
+    PandaReplyError,
+)
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("v1", "legacy")
+
+#: ``update_job`` parameter names (v1) -> legacy ``updateJob`` names (``server/panda.py: updateJob``).
+LEGACY_UPDATE_NAMES = {
+    "job_id": "jobId",
+    "job_status": "state",
+    "trans_exit_code": "transExitCode",
+    "pilot_error_code": "pilotErrorCode",
+    "pilot_error_diag": "pilotErrorDiag",
+    "exe_error_code": "exeErrorCode",
+    "exe_error_diag": "exeErrorDiag",
+    "cpu_consumption_time": "cpuConsumptionTime",
+    "cpu_consumption_unit": "cpuConsumptionUnit",
+    "start_time": "startTime",
+    "end_time": "endTime",
+    "core_count": "coreCount",
+    "node": "node",
+    "site_name": "siteName",
+    "attempt_nr": "attemptNr",
+    "batch_id": "batchID",
+    "pilot_id": "pilotID",
+    "scheduler_id": "schedulerID",
+    "max_rss": "maxRSS",
+    "pilot_log": "pilotLog",
+    "meta_data": "metaData",
+    "stdout": "stdout",
+    # the file report travelled in the ``xml`` parameter (a JSON string since pilot2)
+    "job_output_report": "xml",
+}
+
+
+@dataclass(frozen=True)
+class PandaAuth:
+    """How the client proves who it is.
+
+    ``cert`` is an X.509 proxy (certificate and key in one file) or a certificate with ``key`` beside it;
+    ``token`` is a bearer token, sent with ``Origin`` as PanDA's token auth requires; ``ca_bundle`` is a
+    CA file or directory to verify the server with (the system store when unset).
+    """
+
+    cert: str | None = None
+    key: str | None = None
+    token: str | None = None
+    origin: str | None = None
+    ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` tries in all; before try n+1 sleep uniformly in [0, min(max_backoff, backoff*2**n)]."""
+
+    attempts: int = 4
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential delay after failed try number ``attempt`` (0-based)."""
+        return random.uniform(0, min(self.max_backoff, self.backoff * (2**attempt)))
+
+
+@dataclass(frozen=True)
+class UpdateReply:
+    """What ``update_job`` answered: the ``command`` back channel (None when ``NULL``) and the raw data."""
+
+    command: str | None
+    data: Mapping[str, Any]
+
+
+class _Retryable(Exception):
+    """One try failed in a way worth another try."""
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class PandaClient:
+    """A keep-alive session to one PanDA server."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        protocol_name: str = "v1",
+        auth: PandaAuth | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PandaError("client", f"server URL {url!r} is not an http(s)://host[:port] URL")
+        if protocol_name not in PROTOCOLS:
+            raise PandaError("client", f"protocol {protocol_name!r} is not one of {', '.join(PROTOCOLS)}")
+        self.auth = auth or PandaAuth()
+        if parts.scheme == "http" and not _is_loopback(parts.hostname) and self.auth.token:
+            raise PandaError("client", f"refusing to send a bearer token over plain http to {parts.hostname}")
+        self.url = url.rstrip("/")
+        self.protocol = protocol_name
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.session = requests.Session()
+        if self.auth.cert:
+            self.session.cert = (self.auth.cert, self.auth.key or self.auth.cert)
+        if self.auth.ca_bundle:
+            self.session.verify = self.auth.ca_bundle
+        if self.auth.token:
+            self.session.headers["Authorization"] = f"Bearer {self.auth.token}"
+            if self.auth.origin:
+                self.session.headers["Origin"] = self.auth.origin
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> PandaClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # --- transport ---
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        form: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> requests.Response:
+        """One call with retries; returns a 2xx/3xx response, raises on 4xx or when retries run out."""
+        policy = retry or self.retry
+        headers = {"Accept": "application/json"} if form is None else {}
+        last = ""
+        for attempt in range(policy.attempts):
+            try:
+                reply = self.session.request(
+                    method, self.url + path, json=json_body, data=form, params=params,
+                    headers=headers, timeout=self.timeout,
+                )
+                if reply.status_code >= 500:
+                    raise _Retryable(f"HTTP {reply.status_code}: {reply.text.strip()[:200]}")
+            except (requests.ConnectionError, requests.Timeout, _Retryable) as exc:
+                last = str(exc)
+                if attempt + 1 < policy.attempts:
+                    pause = policy.delay(attempt)
+                    log.warning("PanDA %s failed (%s); try %d/%d in %.1f s",
+                                path, last, attempt + 2, policy.attempts, pause)
+                    time.sleep(pause)
+                continue
+            except requests.RequestException as exc:
+                raise PandaCommunicationError(path, str(exc)) from exc
+            if reply.status_code >= 400:
+                raise PandaHTTPError(path, reply.status_code, reply.text)
+            return reply
+        raise PandaCommunicationError(path, f"no answer after {policy.attempts} tries; last: {last}")
+
+    def _envelope(self, path: str, reply: requests.Response) -> protocol.Envelope:
+        try:
+            return protocol.parse_envelope(reply.content)
+        except protocol.ProtocolError as exc:
+            raise PandaReplyError(path, "envelope", str(exc)) from exc
+
+    def _legacy_fields(self, path: str, reply: requests.Response) -> dict[str, str]:
+        try:
+            return protocol.parse_legacy_reply(reply.content)
+        except protocol.ProtocolError as exc:
+            raise PandaReplyError(path, "StatusCode", str(exc)) from exc
+
+    @staticmethod
+    def _status_code(path: str, value: Any) -> int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise PandaReplyError(path, "StatusCode", f"is not an integer: {value!r}") from None
+
+    # --- pilot API ---
+
+    def acquire_jobs(
+        self,
+        site_name: str,
+        *,
+        prod_source_label: str | None = None,
+        node: str | None = None,
+        computing_element: str | None = None,
+        memory: int | None = None,
+        disk_space: int | None = None,
+        n_jobs: int = 1,
+        resource_type: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> list[dict[str, Any]]:
+        """Jobs for ``site_name``; an empty list when PanDA has none (a normal outcome)."""
+        if self.protocol == "legacy":
+            return self._legacy_get_job(site_name, prod_source_label, node, computing_element, memory,
+                                        disk_space, resource_type, retry)
+        body: dict[str, Any] = {"site_name": site_name, "n_jobs": int(n_jobs)}
+        optional = {
+            "prod_source_label": prod_source_label, "node": node, "computing_element": computing_element,
+            "memory": memory, "disk_space": disk_space, "resource_type": resource_type,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        path = protocol.api_path("pilot", "acquire_jobs")
+        envelope = self._envelope(path, self._send("POST", path, json_body=body, retry=retry))
+        if not envelope.success:
+            if envelope.message == protocol.MESSAGE_NO_JOBS:
+                return []
+            raise PandaRefused(path, envelope.message)
+        data = envelope.data
+        if not isinstance(data, dict):
+            raise PandaReplyError(path, "data", f"is a {type(data).__name__}, not a dict")
+        code = self._status_code(path, data.get("StatusCode"))
+        if code == protocol.SC_NO_JOBS:
+            return []
+        if code != protocol.SC_SUCCESS:
+            raise PandaRefused(path, envelope.message, code)
+        jobs = data.get("jobs")
+        if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
+            raise PandaReplyError(path, "data.jobs", "is not a list of job dicts")
+        return jobs
+
+    def _legacy_get_job(
+        self,
+        site_name: str,
+        prod_source_label: str | None,
+        node: str | None,
+        computing_element: str | None,
+        memory: int | None,
+        disk_space: int | None,
+        resource_type: str | None,
+        retry: RetryPolicy | None,
+    ) -> list[dict[str, Any]]:
+        form = {
+            "siteName": site_name, "prodSourceLabel": prod_source_label, "node": node,
+            "computingElement": computing_element, "mem": memory, "diskSpace": disk_space,
+            "resourceType": resource_type,
+        }
+        path = protocol.legacy_path("getJob")
+        reply = self._send("POST", path, form={k: v for k, v in form.items() if v is not None}, retry=retry)
+        fields = self._legacy_fields(path, reply)
+        code = self._status_code(path, fields["StatusCode"])
+        if code == protocol.SC_NO_JOBS:
+            return []
+        if code != protocol.SC_SUCCESS:
+            raise PandaRefused(path, fields.get("errorDialog", ""), code)
+        if "PandaID" not in fields:
+            raise PandaReplyError(path, "PandaID", "is missing from a successful getJob reply")
+        return [dict(fields)]
+
+    def update_job(
+        self, job_id: int, job_status: str, *, retry: RetryPolicy | None = None, **fields: Any
+    ) -> UpdateReply:
+        """Report ``job_status`` and ``fields`` (``update_job`` parameter names) for ``job_id``."""
+        if job_status not in protocol.PILOT_STATES:
+            raise PandaError("update_job", f"job_status {job_status!r} is not one of {protocol.PILOT_STATES}")
+        params = {key: value for key, value in fields.items() if value is not None}
+        if self.protocol == "legacy":
+            return self._legacy_update_job(job_id, job_status, params, retry)
+        body = {"job_id": int(job_id), "job_status": job_status, **params}
+        path = protocol.api_path("pilot", "update_job")
+        envelope = self._envelope(path, self._send("POST", path, json_body=body, retry=retry))
+        if not envelope.success:
+            raise PandaRefused(path, envelope.message)
+        data = envelope.data
+        if not isinstance(data, dict):
+            raise PandaReplyError(path, "data", f"is a {type(data).__name__}, not a dict")
+        code = self._status_code(path, data.get("StatusCode"))
+        if code != protocol.SC_SUCCESS:
+            raise PandaRefused(path, envelope.message or str(data.get("ErrorDiag", "")), code)
+        command = data.get("command")
+        if command is not None and not isinstance(command, str):
+            raise PandaReplyError(path, "data.command", f"is a {type(command).__name__}, not a string")
+        return UpdateReply(None if command in (None, "", protocol.COMMAND_NONE) else command, data)
+
+    def _legacy_update_job(
+        self, job_id: int, job_status: str, params: Mapping[str, Any], retry: RetryPolicy | None
+    ) -> UpdateReply:
+        form: dict[str, Any] = {"jobId": int(job_id), "state": job_status}
+        for key, value in params.items():
+            if key not in LEGACY_UPDATE_NAMES:
+                raise PandaError("updateJob", f"parameter {key!r} has no legacy updateJob equivalent")
+            form[LEGACY_UPDATE_NAMES[key]] = value
+        path = protocol.legacy_path("updateJob")
+        fields = self._legacy_fields(path, self._send("POST", path, form=form, retry=retry))
+        code = self._status_code(path, fields["StatusCode"])
+        if code != protocol.SC_SUCCESS:
+            raise PandaRefused(path, fields.get("errorDialog", ""), code)
+        command = fields.get("command")
+        return UpdateReply(None if command in (None, "", protocol.COMMAND_NONE) else command, fields)
+
+    def get_job_status(self, job_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """``[{"job_id", "status", "attempt_number"}, ...]``; ``status`` is ``"not found"`` for unknown ids."""
+        path = protocol.api_path("pilot", "get_job_status")
+        self._require_v1(path)
+        reply = self._send("GET", path, params={"job_ids": [int(job_id) for job_id in job_ids]})
+        envelope = self._envelope(path, reply)
+        if not envelope.success:
+            raise PandaRefused(path, envelope.message)
+        if not isinstance(envelope.data, list):
+            raise PandaReplyError(path, "data", f"is a {type(envelope.data).__name__}, not a list")
+        for entry in envelope.data:
+            if not isinstance(entry, dict) or "job_id" not in entry or "status" not in entry:
+                raise PandaReplyError(path, "data[].status", f"missing in entry {entry!r}")
+        return envelope.data
+
+    def active_job_stats_by_site(self) -> dict[str, dict[str, int]]:
+        """``{site: {state: count}}`` of active jobs; empty when the server has none anywhere."""
+        path = protocol.api_path("statistics", "active_job_stats_by_site")
+        self._require_v1(path)
+        envelope = self._envelope(path, self._send("GET", path))
+        if not envelope.success:
+            # statistics_api.py answers success=false when there is no active job at all
+            if envelope.message == protocol.MESSAGE_NO_STATS:
+                return {}
+            raise PandaRefused(path, envelope.message)
+        if not isinstance(envelope.data, dict):
+            raise PandaReplyError(path, "data", f"is a {type(envelope.data).__name__}, not a dict")
+        for site, states in envelope.data.items():
+            if not isinstance(states, dict):
+                raise PandaReplyError(path, f"data.{site}", "is not a {state: count} dict")
+        return envelope.data
+
+    def is_alive(self) -> bool:
+        """Whether ``/api/v1/system/is_alive`` answers ``success`` (one try, no retries)."""
+        path = protocol.api_path("system", "is_alive")
+        try:
+            reply = self._send("GET", path, retry=RetryPolicy(attempts=1))
+            return self._envelope(path, reply).success
+        except PandaError:
+            return False
+
+    def _require_v1(self, path: str) -> None:
+        if self.protocol != "v1":
+            raise PandaError(path, f"not available with the {self.protocol} protocol")

@@ -1,0 +1,1 @@
+"""VO plugins: how a VO sets up and runs its payloads (``autopilot.vo``)."""

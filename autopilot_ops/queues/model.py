@@ -1,0 +1,157 @@
+"""A queue definition (one ``schedconfig`` row) and the rules each of its fields obeys."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+STATUSES = ("online", "offline", "test", "brokeroff")
+
+
+class FieldError(ValueError):
+    """A value that breaks its field's rule; the caller adds the file, queue and field."""
+
+
+def _integer(value: Any, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise FieldError(f"must be an integer, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("-").isdigit():
+            raise FieldError(f"must be an integer, got {value!r}")
+        value = int(text)
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise FieldError(f"must be an integer, got {value!r}")
+        value = int(value)
+    elif not isinstance(value, int):
+        raise FieldError(f"must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise FieldError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def non_negative_int(value: Any) -> int:
+    return _integer(value, 0)
+
+
+def positive_int(value: Any) -> int:
+    return _integer(value, 1)
+
+
+def non_negative_number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise FieldError(f"must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FieldError(f"must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise FieldError(f"must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise FieldError(f"must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def status(value: Any) -> str:
+    if value not in STATUSES:
+        raise FieldError(f"unknown status {value!r} (expected one of: {', '.join(STATUSES)})")
+    return value
+
+
+def text_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise FieldError(f"must be a list of strings, got {value!r}")
+    return [text(item) for item in value]
+
+
+def label_list(value: Any) -> list[str]:
+    labels = text_list(value)
+    if not labels:
+        raise FieldError("must name at least one prodSourceLabel")
+    return labels
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise FieldError(f"must be an object, got {type(value).__name__}")
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise FieldError(f"must hold only JSON values: {exc}") from None
+
+
+@dataclass(frozen=True)
+class QueueDefinition:
+    """One PanDA queue as AutoPilot stores it; field names are the ``schedconfig`` columns."""
+
+    panda_queue: str
+    site: str
+    nickname: str | None = None
+    panda_site: str | None = None
+    cloud: str | None = None
+    status: str = "online"
+    tags: list[str] = field(default_factory=list)
+    corecount: int | None = None
+    maxrss: int | None = None
+    maxtime: int | None = None
+    maxwdir: int | None = None
+    prod_source_labels: list[str] = field(default_factory=lambda: ["managed"])
+    pilot_type: str | None = None
+    queue_limit: int | None = None
+    queue_ratio: float | None = None
+    min_queued: int = 0
+    max_queued: int | None = None
+    max_pilots: int | None = None
+    max_per_cycle: int | None = None
+    jobs_per_pilot: int = 1
+    cycle_period: int = 300
+    backend: str | None = None
+    backend_parameters: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def as_row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+COLUMNS = tuple(f.name for f in fields(QueueDefinition))
+
+#: How each field's value is checked and normalised; ``None`` stays ``None`` for optional fields.
+VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "panda_queue": text,
+    "site": text,
+    "nickname": text,
+    "panda_site": text,
+    "cloud": text,
+    "status": status,
+    "tags": text_list,
+    "corecount": non_negative_int,
+    "maxrss": non_negative_int,
+    "maxtime": non_negative_int,
+    "maxwdir": non_negative_int,
+    "prod_source_labels": label_list,
+    "pilot_type": text,
+    "queue_limit": non_negative_int,
+    "queue_ratio": non_negative_number,
+    "min_queued": non_negative_int,
+    "max_queued": non_negative_int,
+    "max_pilots": non_negative_int,
+    "max_per_cycle": non_negative_int,
+    "jobs_per_pilot": positive_int,
+    "cycle_period": positive_int,
+    "backend": text,
+    "backend_parameters": json_object,
+    "attributes": json_object,
+}
+REQUIRED = frozenset({"panda_queue", "site"})
+#: CRIC always states a queue's status; a CRIC entry without one is truncated or not a queue.
+REQUIRED_IN_CRIC = REQUIRED | {"status"}

@@ -1,0 +1,74 @@
+"""Fixtures shared by every test: a real PostgreSQL server and an isolated schema per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from autopilot_ops.store.connection import Store
+from autopilot_ops.store.embedded import EmbeddedPostgres, port_is_free
+from autopilot_ops.store.schema import apply_schema
+
+DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _answers(dsn: str) -> bool:
+    try:
+        psycopg2.connect(dsn, connect_timeout=3).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``$AUTOPILOT_TEST_DSN``; else the local server on 5432 if it answers; else a throwaway server."""
+    explicit = os.environ.get("AUTOPILOT_TEST_DSN")
+    if explicit:
+        yield explicit
+        return
+    if _answers(DEFAULT_TEST_DSN):
+        yield DEFAULT_TEST_DSN
+        return
+    port = next(p for p in range(56432, 56532) if port_is_free(p))
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), port, database="test")
+    server.start()
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A DSN whose ``search_path`` is a fresh schema, dropped after the test."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(pg_server_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in pg_server_dsn else "?"
+    try:
+        yield f"{pg_server_dsn}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+@pytest.fixture
+def store(pg_dsn: str) -> Iterator[Store]:
+    """A store on an isolated schema with AutoPilot's tables in it."""
+    with Store(pg_dsn) as s:
+        apply_schema(s)
+        yield s
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
