@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS schedconfig (
     max_per_cycle      integer CHECK (max_per_cycle >= 0),
     jobs_per_pilot     integer NOT NULL DEFAULT 1 CHECK (jobs_per_pilot > 0),
     cycle_period       integer NOT NULL DEFAULT 300 CHECK (cycle_period > 0),   -- seconds
+    -- pilot lifecycle timeouts, seconds (see autopilot_ops.scheduler.lifecycle)
+    queued_timeout     integer NOT NULL DEFAULT 172800 CHECK (queued_timeout > 0),
+    held_timeout       integer NOT NULL DEFAULT 3600 CHECK (held_timeout > 0),
+    unknown_timeout    integer NOT NULL DEFAULT 3600 CHECK (unknown_timeout > 0),
     backend            text REFERENCES backends (name) ON UPDATE CASCADE ON DELETE RESTRICT,
     backend_parameters jsonb NOT NULL DEFAULT '{}'::jsonb,
     attributes         jsonb NOT NULL DEFAULT '{}'::jsonb,   -- CRIC attributes with no column of their own

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ def _answers(dsn: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_dsn() -> Iterator[str]:
     """``$AUTOPILOT_TEST_DSN``; else the local server on 5432 if it answers; else a throwaway server."""
     explicit = os.environ.get("AUTOPILOT_TEST_DSN")
     if explicit:
@@ -35,13 +37,19 @@ def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _answers(DEFAULT_TEST_DSN):
         yield DEFAULT_TEST_DSN
         return
-    port = next(p for p in range(56432, 56532) if port_is_free(p))
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), port, database="test")
+    server = throwaway_server()
     server.start()
     try:
         yield server.dsn
     finally:
         server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def throwaway_server() -> EmbeddedPostgres:
+    """An embedded server on a free port, in a fresh directory the ``postgres`` user can reach."""
+    port = next(p for p in range(56432, 56632) if port_is_free(p))
+    return EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="autopilot-pg-")), port, database="test")
 
 
 @pytest.fixture

@@ -100,6 +100,11 @@ class Backend(abc.ABC):
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """Cancel the given pilots; ids already gone are ignored."""
 
+    def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
+        """Pilots this back end holds for ``(queue, cycle_id)``, to reconcile a submission interrupted by a
+        crash; ``None`` when the back end cannot tell (the submission is then counted as missed)."""
+        return None
+
     @abc.abstractmethod
     def log_paths(self, batch_id: str) -> tuple[Path, Path] | None:
         """The stdout and stderr files of a pilot, or ``None`` when they cannot be found."""

@@ -183,7 +183,7 @@ def parse_job(raw: Any) -> Job:
     def integer(key: str) -> int | None:
         return _integer(raw.get(key), key, panda_id)
 
-    core_count = integer("coreCount") or 1
+    core_count = integer("coreCount") or 1  # PanDA sends 1 for an unset core count (Protocol.py)
     if core_count < 1:
         raise JobDefinitionError("coreCount", f"must be at least 1, got {core_count}", panda_id)
     return Job(

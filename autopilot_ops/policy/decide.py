@@ -19,7 +19,8 @@ to the reason trace; the last line is always ``submit <n>``.
 3. The caps, on every number from step 2: ``max_pilots - alive`` (held pilots are alive), the smaller of
    the queue's and the controls' ``max_per_cycle``, and ``snapshot.global_cap``.
 
-Known faults of the two schedulers this follows, and what is done here instead:
+Known faults of the two schedulers this follows, and what is done here instead (files read at
+PanDAWMS/autopyfactory 9d0d389, paths under autopyfactory/plugins/queue/, and HSF/harvester d561b72):
 
 - AutoPyFactory chains sched plugins, each fed the previous one's output (``_callscheds`` in
   autopyfactory/queues.py). The result depends on the chain's order and can go negative:
@@ -27,9 +28,10 @@ Known faults of the two schedulers this follows, and what is done here instead:
   "may output a negative number", ``sched/MaxPending.py`` allows negatives by default, and a
   ``sched/MinPerCycle.py`` placed after ``sched/StatusOffline.py`` turns an offline queue's 0 back into
   pilots. Here the order is fixed, gates return at once, and every step stays >= 0.
-- AutoPyFactory returns 0 whenever a status source is missing or older than a fixed ``maxage`` of 360 s
-  (``wmsstatus/Panda.py`` ``getInfo``; ``sched/Ready.py``, ``MaxToRun.py``, ``StatusTest.py``), with only
-  "Invalid wmsinfo or batchinfo" in the label, so a broken source keeps a queue at 0 without saying why.
+- AutoPyFactory returns 0 whenever a status source is missing or older than ``wmsstatus.panda.maxage``
+  (360 s by default, whatever the poll interval: ``wmsstatus/Panda.py`` ``getInfo``; ``sched/Ready.py``,
+  ``MaxToRun.py``, ``StatusTest.py``), with only "Invalid wmsinfo or batchinfo" in the label, so a broken
+  source keeps a queue at 0 without saying why or for how long.
   Here staleness is counted in poll periods and the trace gives the age and the limit; failure-driven
   throttles (missed submissions, empty pilots) trickle 1 pilot instead of 0, so recovery shows.
 - ``sched/Throttle.py`` returns its ``submit`` number (1) even when the input was 0, creating pilots with
@@ -48,7 +50,7 @@ Known faults of the two schedulers this follows, and what is done here instead:
   adjuster then reads as "no limit". Here ``None`` is no limit and 0 is zero everywhere, and a ratio's
   lower bound is at least 1 so a queue with nothing running can start.
 - Harvester truncates (``int(n_activated * factor)``) and, unless ``noPilotsWhenNoActiveJobs`` is set,
-  submits a pilot to every queue with no activated jobs; its throttler plugins set the number to 0.
+  keeps a pilot queued on every queue with no activated jobs; its throttler plugins set the number to 0.
   Here ``n_act`` rounds up, the idle pilot is the opt-in ``keep_one_pilot``, and throttles trickle.
 """
 
@@ -191,7 +193,7 @@ def _activated(snapshot: Snapshot, trace: list[str]) -> int:
     if served:
         line += " (" + " ".join(f"{label}={count}" for label, count in sorted(served.items())) + ")"
     if other:
-        line += "; not served: " + " ".join(f"{label}={count}" for label, count in sorted(other.items()))
+        line += " [not served: " + " ".join(f"{label}={count}" for label, count in sorted(other.items())) + "]"
     trace.append(line)
     return total
 

@@ -6,9 +6,12 @@ in some places and as "zero" in others (see :mod:`autopilot_ops.policy.decide`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # The values allowed by the CHECK on schedconfig.status in sql/tables.sql.
 STATUSES = frozenset({"online", "offline", "test", "brokeroff"})
@@ -23,9 +26,7 @@ def _check_int(owner: str, name: str, value: object, *, minimum: int = 0, option
         raise ValueError(f"{owner}: {name} must be {allowed}, got {value!r}")
 
 
-def _check_number(
-    owner: str, name: str, value: object, *, maximum: float = math.inf, optional: bool = False
-) -> None:
+def _check_number(owner: str, name: str, value: object, *, maximum: float = math.inf, optional: bool = False) -> None:
     if value is None and optional:
         return
     if (
@@ -34,7 +35,8 @@ def _check_number(
         or not math.isfinite(value)
         or not 0 <= value <= maximum
     ):
-        allowed = f"a number in [0, {maximum:g}]" + (" or None" if optional else "")
+        allowed = "a finite number >= 0" if maximum == math.inf else f"a number in [0, {maximum:g}]"
+        allowed += " or None" if optional else ""
         raise ValueError(f"{owner}: {name} must be {allowed}, got {value!r}")
 
 
@@ -103,6 +105,13 @@ class QueueConfig:
         _check_number(owner, "empty_share_limit", self.empty_share_limit, maximum=1, optional=True)
         _check_int(owner, "throttle_min_count", self.throttle_min_count, minimum=1)
         _check_int(owner, "stale_polls", self.stale_polls, minimum=1)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> QueueConfig:
+        """From a ``schedconfig`` row (or ``QueueDefinition.as_row()``): other columns are ignored, and a
+        knob is read whenever the row has a column of that name."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in row.items() if name in names})
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,9 @@ class QueueDefinition:
     max_per_cycle: int | None = None
     jobs_per_pilot: int = 1
     cycle_period: int = 300
+    queued_timeout: int = 172800
+    held_timeout: int = 3600
+    unknown_timeout: int = 3600
     backend: str | None = None
     backend_parameters: dict[str, Any] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -148,6 +151,9 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "max_per_cycle": non_negative_int,
     "jobs_per_pilot": positive_int,
     "cycle_period": positive_int,
+    "queued_timeout": positive_int,
+    "held_timeout": positive_int,
+    "unknown_timeout": positive_int,
     "backend": text,
     "backend_parameters": json_object,
     "attributes": json_object,

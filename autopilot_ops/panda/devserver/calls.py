@@ -1,0 +1,171 @@
+"""Registering API methods and checking a call before it runs.
+
+``invoke`` repeats ``pandaserver/api/v1/common.py: request_validation`` step by step, with its messages:
+identity (``secure``), production role, HTTP method, argument binding (``Argument error: ...``), then types
+(``Type error: ...``), casting GET parameters from text first. Handlers are plain functions
+``handler(context, request, **params)`` whose annotated parameters are the method's wire parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autopilot_ops.panda.devserver.auth import Identity
+from autopilot_ops.panda.protocol import MESSAGE_PROD_ROLE, MESSAGE_SSL, make_envelope
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a handler may know of the HTTP request: who calls, with which method, from where."""
+
+    identity: Identity | None
+    http_method: str
+    remote: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    module: str
+    name: str
+    handler: Callable[..., dict[str, Any]]
+    secure: bool
+    production: bool
+    http_method: str | None
+    signature: inspect.Signature
+    hints: dict[str, Any]
+
+
+class Registry:
+    """The methods of each ``/api/v1/<module>``; anything else is forbidden."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[tuple[str, str], Endpoint] = {}
+
+    def method(
+        self, module: str, *, secure: bool = True, production: bool = False, http_method: str | None = None
+    ) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+        def register(handler: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+            signature = inspect.signature(handler)
+            self._endpoints[(module, handler.__name__)] = Endpoint(
+                module=module,
+                name=handler.__name__,
+                handler=handler,
+                secure=secure,
+                production=production,
+                http_method=http_method,
+                signature=signature.replace(parameters=list(signature.parameters.values())[2:]),
+                hints=typing.get_type_hints(handler),
+            )
+            return handler
+
+        return register
+
+    def find(self, module: str, name: str) -> Endpoint | None:
+        return self._endpoints.get((module, name))
+
+
+def invoke(endpoint: Endpoint, context: Any, request: Request, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the call as the real server does, then run it; returns the reply envelope."""
+    if endpoint.secure and request.identity is None:
+        return make_envelope(False, MESSAGE_SSL)
+    if endpoint.production and (request.identity is None or not request.identity.production):
+        return make_envelope(False, MESSAGE_PROD_ROLE)
+    if endpoint.http_method and endpoint.http_method != request.http_method:
+        return make_envelope(False, f"expecting {endpoint.http_method}, received {request.http_method}")
+    try:
+        bound = endpoint.signature.bind(**params)
+    except TypeError as exc:
+        return make_envelope(False, f"Argument error: {exc}")
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    for name, value in bound.arguments.items():
+        parameter = endpoint.signature.parameters[name]
+        expected = endpoint.hints.get(name)
+        if expected is None or parameter.default == value:
+            continue
+        if request.http_method == "GET":
+            try:
+                value = _cast_text(value, expected, parameter.default)
+            except (ValueError, TypeError, SyntaxError):
+                return make_envelope(
+                    False,
+                    f"Type error: '{name}' with value '{value}' could not be casted to type {_type_name(expected)}"
+                    f" from {type(value).__name__}.",
+                )
+            arguments[name] = value
+        problem = _type_problem(name, value, expected, parameter.default)
+        if problem:
+            return make_envelope(False, problem)
+    return endpoint.handler(context, request, **arguments)
+
+
+def _type_problem(name: str, value: Any, expected: Any, default: Any) -> str | None:
+    core = _without_none(expected)
+    origin = typing.get_origin(core)
+    if origin is list:
+        if not isinstance(value, list):
+            return f"Type error: '{name}' must be of type {_type_name(core)}, got {type(value).__name__}."
+        args = typing.get_args(core)
+        if args and not all(isinstance(item, args[0]) for item in value):
+            return f"Type error: All elements in '{name}' must be {args[0].__name__}."
+        return None
+    if value is None and default is None:
+        return None
+    if not isinstance(value, _isinstance_target(core)):
+        return f"Type error: '{name}' must be of type {_type_name(core)}, got {type(value).__name__}."
+    return None
+
+
+def _cast_text(value: Any, expected: Any, default: Any) -> Any:
+    """GET parameters arrive as text; cast them as ``request_validation`` does."""
+    core = _without_none(expected)
+    if value == "None" and default is None:
+        return None
+    if core is str:
+        return value
+    if core is bool:
+        return value.lower() in ("true", "1")
+    if core is int:
+        return int(float(value))
+    if core is float:
+        return float(value)
+    if typing.get_origin(core) is list:
+        items = [value] if isinstance(value, str) else list(value)
+        element = (typing.get_args(core) or (str,))[0]
+        if element is int:
+            return [int(float(item)) for item in items]
+        if element is float:
+            return [float(item) for item in items]
+        if element is bool:
+            return [item.lower() in ("true", "1") for item in items]
+        return items
+    return value
+
+
+def _without_none(expected: Any) -> Any:
+    """``X | None`` -> ``X``: the real handlers declare ``x: int = None`` and skip the ``None`` default."""
+    if isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union:
+        members = [member for member in typing.get_args(expected) if member is not type(None)]
+        if len(members) == 1:
+            return members[0]
+        return typing.Union[tuple(members)]  # noqa: UP007 - rebuilt from a tuple of members
+    return expected
+
+
+def _isinstance_target(core: Any) -> Any:
+    if typing.get_origin(core) is typing.Union or isinstance(core, types.UnionType):
+        return typing.get_args(core)
+    return typing.get_origin(core) or core
+
+
+def _type_name(expected: Any) -> str:
+    if typing.get_origin(expected) is list:
+        return "List"
+    if typing.get_origin(expected) is typing.Union or isinstance(expected, types.UnionType):
+        return " | ".join(_type_name(member) for member in typing.get_args(expected))
+    return getattr(expected, "__name__", str(expected))

@@ -1,0 +1,189 @@
+"""The dev server's database: SQLite by default (no setup), PostgreSQL when given a ``postgresql://`` DSN.
+
+SQL is written once with ``?`` placeholders; ``Database.transaction()`` yields a ``Cursor`` that adapts it.
+Writers are serialised: SQLite uses one connection behind a lock with ``BEGIN IMMEDIATE`` (which also guards
+against another process on the same file); PostgreSQL uses a connection pool and row locks
+(``FOR UPDATE SKIP LOCKED``, see ``Cursor.lock_clause``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+#: PostgreSQL connections at most; more concurrent requests wait for one.
+_POOL_SIZE = 16
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS panda_jobs (
+    panda_id               {id_column},
+    job_definition_id      BIGINT,
+    job_name               TEXT NOT NULL,
+    computing_site         TEXT NOT NULL,
+    prod_source_label      TEXT NOT NULL,
+    prod_user_id           TEXT NOT NULL,
+    job_status             TEXT NOT NULL,
+    current_priority       BIGINT NOT NULL,
+    attempt_nr             BIGINT NOT NULL,
+    min_ram_count          BIGINT NOT NULL,
+    max_disk_count         BIGINT NOT NULL,
+    max_walltime           BIGINT,
+    resource_type          TEXT NOT NULL,
+    jedi_task_id           BIGINT,
+    command_to_pilot       TEXT,
+    creation_time          DOUBLE PRECISION NOT NULL,
+    modification_time      DOUBLE PRECISION NOT NULL,
+    state_change_time      DOUBLE PRECISION NOT NULL,
+    start_time             TEXT,
+    end_time               TEXT,
+    modification_host      TEXT,
+    computing_element      TEXT,
+    trans_exit_code        BIGINT,
+    pilot_error_code       BIGINT,
+    pilot_error_diag       TEXT,
+    exe_error_code         BIGINT,
+    exe_error_diag         TEXT,
+    ddm_error_code         BIGINT,
+    ddm_error_diag         TEXT,
+    dispatcher_error_code  BIGINT,
+    dispatcher_error_diag  TEXT,
+    task_buffer_error_code BIGINT,
+    task_buffer_error_diag TEXT,
+    job_output_report      TEXT,
+    pilot_params           TEXT NOT NULL,
+    spec                   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS panda_jobs_dispatch ON panda_jobs (computing_site, job_status, current_priority);
+CREATE INDEX IF NOT EXISTS panda_jobs_status ON panda_jobs (job_status, modification_time);
+CREATE TABLE IF NOT EXISTS panda_job_states (
+    seq         {id_column},
+    panda_id    BIGINT NOT NULL,
+    job_status  TEXT NOT NULL,
+    time        DOUBLE PRECISION NOT NULL,
+    reason      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS panda_job_states_job ON panda_job_states (panda_id);
+"""
+
+
+class DatabaseError(RuntimeError):
+    """The database could not be opened or prepared; the message names it."""
+
+
+class Cursor:
+    """Runs ``?``-style SQL and returns rows as dicts."""
+
+    def __init__(self, raw: Any, postgres: bool) -> None:
+        self._raw = raw
+        self._postgres = postgres
+
+    @property
+    def lock_clause(self) -> str:
+        """Appended to a dispatch ``SELECT`` so concurrent acquirers skip each other's rows (PostgreSQL)."""
+        return " FOR UPDATE SKIP LOCKED" if self._postgres else ""
+
+    @property
+    def row_lock(self) -> str:
+        """Appended to a read-modify-write ``SELECT`` of one row (PostgreSQL)."""
+        return " FOR UPDATE" if self._postgres else ""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        self._raw.execute(sql.replace("?", "%s") if self._postgres else sql, tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._raw.executemany(sql.replace("?", "%s") if self._postgres else sql, rows)
+
+    def fetchall(self) -> list[dict[str, Any]]:
+        names = [column[0] for column in self._raw.description]
+        return [dict(zip(names, row)) for row in self._raw.fetchall()]
+
+    def fetchone(self) -> dict[str, Any] | None:
+        row = self._raw.fetchone()
+        if row is None:
+            return None
+        return dict(zip([column[0] for column in self._raw.description], row))
+
+
+class Database:
+    """Either a SQLite file or a PostgreSQL database; ``describe()`` says which."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = str(target)
+        self.postgres = self.target.startswith(("postgresql://", "postgres://"))
+        self._lock = threading.Lock()
+        self._pool_slots = threading.BoundedSemaphore(_POOL_SIZE)
+        if self.postgres:
+            self._pool = _open_postgres_pool(self.target)
+        else:
+            self._sqlite = _open_sqlite(self.target)
+        with self.transaction() as cursor:
+            id_column = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+            for statement in _SCHEMA.format(id_column=id_column).split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+
+    def describe(self) -> str:
+        if self.postgres:
+            return "PostgreSQL " + self.target.split("@")[-1]
+        return f"SQLite {self.target}"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """One atomic unit of work: committed on success, rolled back on any exception."""
+        if self.postgres:
+            with self._pool_slots:
+                connection = self._pool.getconn()
+                try:
+                    with connection.cursor() as raw:
+                        yield Cursor(raw, postgres=True)
+                    connection.commit()
+                except BaseException:
+                    connection.rollback()
+                    raise
+                finally:
+                    self._pool.putconn(connection)
+            return
+        with self._lock:
+            raw = self._sqlite.cursor()
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield Cursor(raw, postgres=False)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+
+    def close(self) -> None:
+        if self.postgres:
+            self._pool.closeall()
+        else:
+            with self._lock:
+                self._sqlite.close()
+
+
+def _open_sqlite(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open SQLite database {path}: {exc}") from exc
+    return connection
+
+
+def _open_postgres_pool(dsn: str) -> Any:
+    import psycopg2
+    import psycopg2.pool
+
+    try:
+        return psycopg2.pool.ThreadedConnectionPool(1, _POOL_SIZE, dsn)
+    except psycopg2.Error as exc:
+        host = dsn.split("@")[-1]
+        raise DatabaseError(f"cannot connect to PostgreSQL at {host}: {str(exc).strip()}") from exc

@@ -1,0 +1,538 @@
+"""Jobs, their states and their history: the part of PanDA's TaskBuffer that pilots touch.
+
+Each method is one transaction and follows the named ``pandaserver/taskbuffer`` method; the deviations are
+stated where they occur. Times are stored as epoch seconds and shown as ``DATE_FORMAT`` (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autopilot_ops.panda.devserver import adder
+from autopilot_ops.panda.devserver.database import Cursor, Database
+from autopilot_ops.panda.devserver.jobdict import attribute, build_job_dict
+from autopilot_ops.panda.protocol import COMMAND_KILL, COMMAND_NONE, DATE_FORMAT, FINAL_STATES, JOB_STATES
+
+#: States held in ``jobsDefined4``/``jobsActive4``: everything not archived.
+ACTIVE_STATES = tuple(state for state in JOB_STATES if state not in FINAL_STATES)
+#: States the lost-heartbeat watcher looks at (``jobdispatcher/Watcher.py``).
+WATCHED_STATES = ("sent", "starting", "running", "holding", "transferring")
+#: ``jobdispatcher/ErrorCode.py``
+EC_WATCHER, EC_RECOVERY, EC_SEND_ERROR, EC_HOLDING, EC_TRANSFERRING, EC_TIMEOUT = 100, 101, 102, 103, 104, 105
+#: ``taskbuffer/ErrorCode.py: EC_Kill``
+EC_KILL = 100
+#: Kill codes that end a job even while it runs (``job_complex_module.py: killJob``).
+FORCE_KILL_CODES = ("9", "52", "99")
+#: Kill codes with which a production role may kill user jobs.
+PROD_KILLS_USER_CODES = ("2", "4", "7", "8", "9", "50", "51", "52", "91", "10", "99")
+#: ``update_job`` parameters (PanDA names, see ``pilot_api.py``) kept in their own columns.
+_PARAM_COLUMNS = {
+    "modificationHost": "modification_host",
+    "transExitCode": "trans_exit_code",
+    "pilotErrorCode": "pilot_error_code",
+    "pilotErrorDiag": "pilot_error_diag",
+    "exeErrorCode": "exe_error_code",
+    "exeErrorDiag": "exe_error_diag",
+    "startTime": "start_time",
+    "endTime": "end_time",
+    "jobDispatcherErrorDiag": "dispatcher_error_diag",
+}
+_ACTIVE_IN = ",".join(f"'{state}'" for state in ACTIVE_STATES)
+_WATCHED_IN = ",".join(f"'{state}'" for state in WATCHED_STATES)
+
+
+def format_time(epoch: float | None) -> str | None:
+    return None if epoch is None else time.strftime(DATE_FORMAT, time.gmtime(epoch))
+
+
+@dataclass(frozen=True)
+class DispatchFilter:
+    """What a pilot asked for in ``acquire_jobs`` (``job_complex_module.py: construct_where_clause``)."""
+
+    site_name: str
+    prod_source_label: str | None = None
+    memory: int = 0
+    disk_space: int = 0
+    remaining_time: int = 0
+    resource_type: str | None = None
+    prod_user_id: str | None = None
+    task_id: int | None = None
+
+
+class JobStore:
+    """All reads and writes of jobs; safe to call from many threads at once."""
+
+    def __init__(self, database: Database, clock: Callable[[], float] = time.time) -> None:
+        self.database = database
+        self._clock = clock
+
+    # -- submission ---------------------------------------------------------------------------------------
+    def submit(self, specs: Sequence[Mapping[str, Any]], owner: str) -> list[list[Any]]:
+        """Store jobs as ``activated`` (``TaskBuffer.storeJobs``; the dev server has no Setupper to wait for)."""
+        now = self._clock()
+        replies: list[list[Any]] = []
+        with self.database.transaction() as cursor:
+            for spec in specs:
+                label = spec.get("prodSourceLabel", "managed")
+                # job_complex_module.py: insertNewJob sets the owner of user jobs and of jobs without one.
+                prod_user_id = owner if "prodUserID" not in spec or label in ("user", "panda") else spec["prodUserID"]
+                priority = spec.get("assignedPriority", spec.get("currentPriority", 0))
+                stored = {**spec, "prodUserID": prod_user_id, "currentPriority": priority}
+                max_walltime = spec.get("maxWalltime")
+                row = cursor.execute(
+                    "INSERT INTO panda_jobs (job_definition_id, job_name, computing_site, prod_source_label,"
+                    " prod_user_id, job_status, current_priority, attempt_nr, min_ram_count, max_disk_count,"
+                    " max_walltime, resource_type, jedi_task_id, creation_time, modification_time,"
+                    " state_change_time, pilot_params, spec)"
+                    " VALUES (?, ?, ?, ?, ?, 'activated', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?) RETURNING panda_id",
+                    (
+                        spec.get("jobDefinitionID") if isinstance(spec.get("jobDefinitionID"), int) else None,
+                        str(attribute(spec, "jobName")),
+                        spec["computingSite"],
+                        label,
+                        prod_user_id,
+                        priority,
+                        spec.get("attemptNr", 0),
+                        spec.get("minRamCount", 0),
+                        spec.get("maxDiskCount", 0),
+                        max_walltime if isinstance(max_walltime, int) else None,
+                        spec.get("resource_type", "Undefined"),
+                        spec.get("jediTaskID") if isinstance(spec.get("jediTaskID"), int) else None,
+                        now,
+                        now,
+                        now,
+                        json.dumps(stored),
+                    ),
+                ).fetchone()
+                panda_id = row["panda_id"]
+                _record(cursor, panda_id, "activated", now, f"submitted by {owner}")
+                # TaskBuffer.storeJobs answers analysis jobs with their jobsetID instead of the job name.
+                third = {"jobsetID": attribute(spec, "jobsetID")} if label in ("user", "panda") else stored.get(
+                    "jobName", "NULL"
+                )
+                replies.append([panda_id, attribute(spec, "jobDefinitionID"), third])
+        return replies
+
+    # -- dispatch -----------------------------------------------------------------------------------------
+    def acquire(
+        self,
+        wanted: DispatchFilter,
+        n_jobs: int,
+        node: str | None = None,
+        computing_element: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Hand out up to ``n_jobs`` activated jobs, highest ``currentPriority`` then lowest PandaID first.
+
+        Follows ``job_complex_module.py: getJobs``: each job moves ``activated`` -> ``sent`` in the same
+        transaction that selected it, so no job is handed out twice. ``nSent`` counts production jobs sent to
+        the site in the last 60 s.
+        """
+        if n_jobs <= 0:
+            return []
+        now = self._clock()
+        where, params = _dispatch_where(wanted)
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(
+                "SELECT panda_id FROM panda_jobs " + where + " ORDER BY current_priority DESC, panda_id LIMIT ?"
+                + cursor.lock_clause,
+                (*params, n_jobs),
+            ).fetchall()
+            if not rows:
+                return []
+            ids = [row["panda_id"] for row in rows]
+            marks = ",".join("?" * len(ids))
+            cursor.execute(
+                "UPDATE panda_jobs SET job_status = 'sent', modification_time = ?, state_change_time = ?,"
+                " modification_host = ?, computing_element = COALESCE(?, computing_element)"
+                f" WHERE panda_id IN ({marks}) AND job_status = 'activated'",
+                (now, now, node, computing_element, *ids),
+            )
+            cursor.executemany(
+                "INSERT INTO panda_job_states (panda_id, job_status, time, reason) VALUES (?, 'sent', ?, ?)",
+                [(panda_id, now, f"acquired by node {node}") for panda_id in ids],
+            )
+            n_sent = 0
+            if wanted.prod_source_label in (None, "managed"):
+                n_sent = cursor.execute(
+                    "SELECT COUNT(*) AS n FROM panda_jobs WHERE job_status = 'sent' AND computing_site = ?"
+                    " AND prod_source_label IN ('managed', 'test') AND modification_time > ?",
+                    (wanted.site_name, now - 60),
+                ).fetchone()["n"]
+            jobs = cursor.execute(f"SELECT * FROM panda_jobs WHERE panda_id IN ({marks})", ids).fetchall()
+        by_id = {job["panda_id"]: job for job in jobs}
+        return [build_job_dict(by_id[i], json.loads(by_id[i]["spec"]), n_sent) for i in ids]
+
+    # -- pilot updates ------------------------------------------------------------------------------------
+    def update(
+        self,
+        panda_id: int,
+        reported_status: str,
+        param: Mapping[str, Any],
+        attempt_nr: int | None = None,
+        job_output_report: str = "",
+    ) -> str:
+        """Apply a pilot's report and return the command for the pilot (``"NULL"``, ``"tobekilled"``, ...).
+
+        Follows ``job_complex_module.py: updateJobStatus``; ``finished``/``failed`` go to ``holding`` first
+        (``pilot_api.py: update_job``) and are then settled at once by the ``job_output_report`` rule, where
+        the real server's Adder would do it a little later.
+        """
+        now = self._clock()
+        final = reported_status in ("finished", "failed")
+        new_status = "holding" if final else reported_status
+        param = dict(param)
+        if final:
+            param["jobDispatcherErrorDiag"] = None
+        elif reported_status in ("holding", "transferring"):
+            param["jobDispatcherErrorDiag"] = f"set to {reported_status} by the pilot at {format_time(now)}"
+        with self.database.transaction() as cursor:
+            sql = f"SELECT * FROM panda_jobs WHERE panda_id = ? AND job_status IN ({_ACTIVE_IN})"
+            args: tuple[Any, ...] = (panda_id,)
+            if attempt_nr is not None:
+                sql += " AND attempt_nr = ?"
+                args += (attempt_nr,)
+            job = cursor.execute(sql + cursor.row_lock, args).fetchone()
+            if job is None:
+                # Already archived, unknown, or another attempt: the pilot must stop.
+                return COMMAND_KILL
+            command = job["command_to_pilot"] or COMMAND_NONE
+            old_status = job["job_status"]
+            row_diag = job["dispatcher_error_diag"]
+            if old_status == "transferring" and new_status == "holding" and not row_diag:
+                return "alreadydone"
+            if old_status == "holding" and new_status == "holding":
+                if param.get("jobDispatcherErrorDiag"):
+                    return command  # a heartbeat during recovery changes nothing
+                if not row_diag:
+                    return "alreadydone"
+            if old_status in ("holding", "transferring") and new_status in ("running", "starting"):
+                return command
+            if old_status == "holding" and new_status == "transferring":
+                return command
+            if old_status == "running" and new_status == "starting":
+                new_status = "running"
+            self._write_update(cursor, job, new_status, param, now, final)
+            if final:
+                self._settle(cursor, job, reported_status, job_output_report, param, now)
+        return command
+
+    def _write_update(
+        self, cursor: Cursor, job: Mapping[str, Any], new_status: str, param: Mapping[str, Any], now: float,
+        final: bool,
+    ) -> None:
+        assignments = {"job_status": new_status, "modification_time": now}
+        extras = json.loads(job["pilot_params"])
+        for key, value in param.items():
+            if value is None and key != "jobDispatcherErrorDiag":
+                continue
+            if key in _PARAM_COLUMNS:
+                assignments[_PARAM_COLUMNS[key]] = value
+            else:
+                extras[key] = value
+        assignments["pilot_params"] = json.dumps(extras)
+        if final or new_status != job["job_status"]:
+            assignments["state_change_time"] = now
+        if new_status == "holding" and job["end_time"] is None and "endTime" not in param:
+            assignments["end_time"] = format_time(now)
+        if job["job_status"] in ("sent", "starting") and new_status == "running" and "startTime" not in param:
+            assignments["start_time"] = format_time(now)
+        columns = ", ".join(f"{name} = ?" for name in assignments)
+        cursor.execute(
+            f"UPDATE panda_jobs SET {columns} WHERE panda_id = ?", (*assignments.values(), job["panda_id"])
+        )
+        if new_status != job["job_status"]:
+            _record(cursor, job["panda_id"], new_status, now, f"reported by the pilot at {job['computing_site']}")
+
+    def _settle(
+        self, cursor: Cursor, job: Mapping[str, Any], reported: str, report: str, param: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        spec = json.loads(job["spec"])
+        outcome = adder.settle(
+            reported, spec.get("Files", []), report, param.get("transExitCode"), param.get("pilotErrorCode")
+        )
+        for item in spec.get("Files", []):
+            item.update(outcome.files.get(item["lfn"], {}))
+        cursor.execute(
+            "UPDATE panda_jobs SET job_status = ?, job_output_report = ?, ddm_error_code = ?, ddm_error_diag = ?,"
+            " spec = ?, state_change_time = ? WHERE panda_id = ?",
+            (
+                outcome.status,
+                report,
+                outcome.ddm_error_code,
+                outcome.ddm_error_diag,
+                json.dumps(spec),
+                now,
+                job["panda_id"],
+            ),
+        )
+        reason = outcome.ddm_error_diag or f"pilot reported {reported}"
+        _record(cursor, job["panda_id"], outcome.status, now, reason)
+
+    # -- kill ---------------------------------------------------------------------------------------------
+    def kill(self, panda_ids: Sequence[int], user: str, production: bool, code: int | None = None) -> list[bool]:
+        """Kill jobs as ``job_complex_module.py: killJob`` does: set ``commandToPilot=tobekilled``, and cancel
+        at once every job that is not running (or any job, for the force-kill codes)."""
+        code_text = None if code is None else str(code)
+        now = self._clock()
+        results = []
+        with self.database.transaction() as cursor:
+            for panda_id in panda_ids:
+                job = cursor.execute(
+                    f"SELECT * FROM panda_jobs WHERE panda_id = ? AND job_status IN ({_ACTIVE_IN})" + cursor.row_lock,
+                    (panda_id,),
+                ).fetchone()
+                if job is None or not _may_kill(job, user, production, code_text):
+                    results.append(False)
+                    continue
+                force = code_text in FORCE_KILL_CODES
+                if job["command_to_pilot"] == COMMAND_KILL and not force and job["job_status"] == "running":
+                    results.append(False)
+                    continue
+                diag = f"killed by {user}"
+                if job["job_status"] == "running" and not force:
+                    cursor.execute(
+                        "UPDATE panda_jobs SET command_to_pilot = ?, task_buffer_error_diag = ? WHERE panda_id = ?",
+                        (COMMAND_KILL, diag, panda_id),
+                    )
+                else:
+                    cursor.execute(
+                        "UPDATE panda_jobs SET command_to_pilot = ?, job_status = 'cancelled',"
+                        " task_buffer_error_code = ?, task_buffer_error_diag = ?, modification_time = ?,"
+                        " state_change_time = ?, end_time = COALESCE(end_time, ?) WHERE panda_id = ?",
+                        (COMMAND_KILL, EC_KILL, diag, now, now, format_time(now), panda_id),
+                    )
+                    _record(cursor, panda_id, "cancelled", now, diag)
+                results.append(True)
+        return results
+
+    # -- queries ------------------------------------------------------------------------------------------
+    def statuses(self, panda_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """``pilot_api.py: get_job_status``: one entry per requested id, ``"not found"`` for unknown ones."""
+        if not panda_ids:
+            return []
+        marks = ",".join("?" * len(panda_ids))
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(
+                f"SELECT panda_id, job_status, attempt_nr FROM panda_jobs WHERE panda_id IN ({marks})",
+                list(panda_ids),
+            ).fetchall()
+        found = {row["panda_id"]: row for row in rows}
+        result = []
+        for panda_id in panda_ids:
+            row = found.get(panda_id)
+            if row is None:
+                result.append({"job_id": panda_id, "status": "not found", "attempt_number": 0})
+            else:
+                result.append({"job_id": panda_id, "status": row["job_status"], "attempt_number": row["attempt_nr"]})
+        return result
+
+    def stats_by_site(self) -> dict[str, dict[str, int]]:
+        """Site -> state -> count of active jobs (``job_standalone_module.py: getJobStatistics``)."""
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(
+                "SELECT computing_site, job_status, COUNT(*) AS n FROM panda_jobs"
+                f" WHERE job_status IN ({_ACTIVE_IN}) GROUP BY computing_site, job_status"
+            ).fetchall()
+        stats: dict[str, dict[str, int]] = {}
+        for row in rows:
+            stats.setdefault(row["computing_site"], {})[row["job_status"]] = row["n"]
+        for states in stats.values():
+            for state in ("assigned", "activated", "running"):
+                states.setdefault(state, 0)
+        return stats
+
+    def detailed_stats_by_site(self) -> dict[str, dict[str, dict[str, dict[str, int]]]]:
+        """Site -> resource type -> prodSourceLabel -> state -> count (``getDetailedJobStatistics``)."""
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(
+                "SELECT computing_site, resource_type, prod_source_label, job_status, COUNT(*) AS n"
+                f" FROM panda_jobs WHERE job_status IN ({_ACTIVE_IN})"
+                " GROUP BY computing_site, resource_type, prod_source_label, job_status"
+            ).fetchall()
+        stats: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+        for row in rows:
+            by_label = stats.setdefault(row["computing_site"], {}).setdefault(row["resource_type"], {})
+            by_label.setdefault(row["prod_source_label"], {})[row["job_status"]] = row["n"]
+        for by_resource in stats.values():
+            for by_label in by_resource.values():
+                for states in by_label.values():
+                    for state in ("assigned", "activated", "running"):
+                        states.setdefault(state, 0)
+        return stats
+
+    # -- lost heartbeats ----------------------------------------------------------------------------------
+    def fail_lost_heartbeats(self, timeout: float) -> list[int]:
+        """Fail jobs with no update for ``timeout`` seconds, with ``jobdispatcher/Watcher.py``'s codes."""
+        now = self._clock()
+        failed = []
+        with self.database.transaction() as cursor:
+            jobs = cursor.execute(
+                f"SELECT * FROM panda_jobs WHERE job_status IN ({_WATCHED_IN}) AND modification_time < ?"
+                + cursor.lock_clause,
+                (now - timeout,),
+            ).fetchall()
+            for job in jobs:
+                code, diag = _watcher_verdict(job, timeout)
+                cursor.execute(
+                    "UPDATE panda_jobs SET job_status = 'failed', dispatcher_error_code = ?,"
+                    " dispatcher_error_diag = ?, end_time = COALESCE(end_time, ?), state_change_time = ?"
+                    " WHERE panda_id = ?",
+                    (code, diag, format_time(job["modification_time"]), now, job["panda_id"]),
+                )
+                _record(cursor, job["panda_id"], "failed", now, diag)
+                failed.append(job["panda_id"])
+        return failed
+
+    # -- inspection (tests and the ``jobs`` command) ------------------------------------------------------
+    def job(self, panda_id: int) -> dict[str, Any] | None:
+        """Everything known about one job, with its state history; ``None`` if unknown."""
+        with self.database.transaction() as cursor:
+            row = cursor.execute("SELECT * FROM panda_jobs WHERE panda_id = ?", (panda_id,)).fetchone()
+            if row is None:
+                return None
+            history = cursor.execute(
+                "SELECT job_status, time, reason FROM panda_job_states WHERE panda_id = ? ORDER BY seq",
+                (panda_id,),
+            ).fetchall()
+        return _describe(row, history)
+
+    def jobs(self, site: str | None = None) -> list[dict[str, Any]]:
+        """One summary per job, oldest first."""
+        sql = (
+            "SELECT panda_id, job_name, computing_site, prod_source_label, job_status, current_priority,"
+            " attempt_nr, command_to_pilot, modification_time, modification_host, trans_exit_code,"
+            " pilot_error_code, ddm_error_code, dispatcher_error_code, task_buffer_error_code FROM panda_jobs"
+        )
+        args: tuple[Any, ...] = ()
+        if site is not None:
+            sql += " WHERE computing_site = ?"
+            args = (site,)
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(sql + " ORDER BY panda_id", args).fetchall()
+        return [
+            {
+                "panda_id": row["panda_id"],
+                "job_name": row["job_name"],
+                "site": row["computing_site"],
+                "prod_source_label": row["prod_source_label"],
+                "status": row["job_status"],
+                "priority": row["current_priority"],
+                "attempt_nr": row["attempt_nr"],
+                "command": row["command_to_pilot"],
+                "modified": format_time(row["modification_time"]),
+                "node": row["modification_host"],
+                "trans_exit_code": row["trans_exit_code"],
+                "pilot_error_code": row["pilot_error_code"],
+                "ddm_error_code": row["ddm_error_code"],
+                "dispatcher_error_code": row["dispatcher_error_code"],
+                "task_buffer_error_code": row["task_buffer_error_code"],
+            }
+            for row in rows
+        ]
+
+
+def _dispatch_where(wanted: DispatchFilter) -> tuple[str, list[Any]]:
+    """``job_complex_module.py: construct_where_clause``, for the criteria a pilot can send."""
+    where = "WHERE job_status = 'activated' AND computing_site = ?"
+    params: list[Any] = [wanted.site_name]
+    if wanted.memory:
+        where += " AND (min_ram_count <= ? OR min_ram_count = 0)"
+        params.append(wanted.memory)
+    if wanted.disk_space:
+        where += " AND (max_disk_count <= ? OR max_disk_count = 0)"
+        params.append(wanted.disk_space)
+    if wanted.remaining_time > 0:
+        where += " AND (max_walltime IS NULL OR max_walltime <= ?)"
+        params.append(wanted.remaining_time)
+    if wanted.resource_type is not None:
+        where += " AND resource_type = ?"
+        params.append(wanted.resource_type)
+    label = wanted.prod_source_label
+    if label == "user":
+        labels: tuple[str, ...] = ("user", "panda", "install")
+    elif label in (None, "managed"):
+        labels = ("managed", "test", "prod_test", "install")
+    elif label == "unified":
+        labels = ("managed", "test", "prod_test", "install", "user", "panda")
+    else:
+        labels = (label,)
+    where += f" AND prod_source_label IN ({','.join('?' * len(labels))})"
+    params.extend(labels)
+    if wanted.prod_user_id is not None:
+        where += " AND prod_user_id = ?"
+        params.append(wanted.prod_user_id)
+    if wanted.task_id is not None:
+        where += " AND jedi_task_id = ?"
+        params.append(wanted.task_id)
+    return where, params
+
+
+def _may_kill(job: Mapping[str, Any], user: str, production: bool, code: str | None) -> bool:
+    """``killJob``'s permission check: production may kill production jobs, anyone may kill their own."""
+    if production:
+        return job["prod_source_label"] not in ("user", "panda") or code in PROD_KILLS_USER_CODES
+    return job["prod_user_id"] == user
+
+
+def _watcher_verdict(job: Mapping[str, Any], timeout: float) -> tuple[int, str]:
+    """Error code and diagnostic of ``jobdispatcher/Watcher.py`` for a job that went silent."""
+    if job["job_status"] == "sent":
+        return EC_SEND_ERROR, f"Sent job didn't receive reply from pilot within {timeout / 60:g} min"
+    if job["exe_error_diag"] is not None or job["pilot_error_diag"] is not None:
+        return EC_RECOVERY, f"job recovery failed for {timeout / 3600:g} hours"
+    if job["end_time"] is None:
+        return EC_WATCHER, f"lost heartbeat : {format_time(job['modification_time'])}"
+    code = {"holding": EC_HOLDING, "transferring": EC_TRANSFERRING}.get(job["job_status"], EC_TIMEOUT)
+    return code, f"timeout in {job['job_status']} : last heartbeat at {job['end_time']}"
+
+
+def _record(cursor: Cursor, panda_id: int, status: str, now: float, reason: str) -> None:
+    cursor.execute(
+        "INSERT INTO panda_job_states (panda_id, job_status, time, reason) VALUES (?, ?, ?, ?)",
+        (panda_id, status, now, reason),
+    )
+
+
+def _describe(row: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    spec = json.loads(row["spec"])
+    return {
+        "panda_id": row["panda_id"],
+        "job_name": row["job_name"],
+        "site": row["computing_site"],
+        "prod_source_label": row["prod_source_label"],
+        "prod_user_id": row["prod_user_id"],
+        "status": row["job_status"],
+        "priority": row["current_priority"],
+        "attempt_nr": row["attempt_nr"],
+        "command": row["command_to_pilot"],
+        "node": row["modification_host"],
+        "computing_element": row["computing_element"],
+        "created": format_time(row["creation_time"]),
+        "modified": format_time(row["modification_time"]),
+        "start_time": row["start_time"],
+        "end_time": row["end_time"],
+        "trans_exit_code": row["trans_exit_code"],
+        "pilot_error_code": row["pilot_error_code"],
+        "pilot_error_diag": row["pilot_error_diag"],
+        "exe_error_code": row["exe_error_code"],
+        "exe_error_diag": row["exe_error_diag"],
+        "ddm_error_code": row["ddm_error_code"],
+        "ddm_error_diag": row["ddm_error_diag"],
+        "dispatcher_error_code": row["dispatcher_error_code"],
+        "dispatcher_error_diag": row["dispatcher_error_diag"],
+        "task_buffer_error_code": row["task_buffer_error_code"],
+        "task_buffer_error_diag": row["task_buffer_error_diag"],
+        "job_output_report": row["job_output_report"],
+        "pilot_params": json.loads(row["pilot_params"]),
+        "files": spec.get("Files", []),
+        "spec": spec,
+        "history": [
+            {"status": item["job_status"], "time": format_time(item["time"]), "reason": item["reason"]}
+            for item in history
+        ],
+    }

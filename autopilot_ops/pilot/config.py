@@ -1,0 +1,76 @@
+"""Everything one pilot run is configured with: server, queue, limits, storage, plugins, monitoring."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autopilot_ops.panda.client import PandaAuth, RetryPolicy
+
+
+def default_home() -> Path:
+    """The pilot's home (outbox of unsent final updates, default storage): ``AUTOPILOT_PILOT_HOME``."""
+    return Path(os.environ.get("AUTOPILOT_PILOT_HOME", Path.home() / ".autopilot" / "pilot"))
+
+
+def default_pilot_id() -> str:
+    """``AUTOPILOT_PILOT_ID`` as set by the scheduler's back end, else ``<host>:<pid>``."""
+    return os.environ.get("AUTOPILOT_PILOT_ID") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class PilotConfig:
+    """One pilot's settings; every duration is in seconds."""
+
+    queue: str
+    server_url: str = ""
+    protocol: str = "v1"
+    auth: PandaAuth = field(default_factory=PandaAuth)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    request_timeout: float = 60.0
+    prod_source_label: str | None = "managed"
+    resource_type: str | None = None
+    node: str = field(default_factory=socket.gethostname)
+    computing_element: str | None = None
+    memory_mb: int | None = None
+    disk_space_mb: int | None = None
+    #: keep taking jobs while the pilot has run less than this (the queue's time floor); 0: one job
+    time_floor: float = 0.0
+    max_jobs: int | None = None
+    once: bool = False
+    heartbeat_interval: float = 1800.0
+    kill_grace: float = 10.0
+    memory_poll: float = 5.0
+    #: multiplies ``minRamCount`` to give the memory limit
+    memory_factor: float = 1.0
+    workdir: Path = field(default_factory=Path.cwd)
+    keep_workdir: bool = False
+    home: Path = field(default_factory=default_home)
+    #: transformation URLs must start with one of these
+    allow_url_prefixes: tuple[str, ...] = ()
+    #: optional sha256 pins of transformation URLs
+    trf_sha256: Mapping[str, str] = field(default_factory=dict)
+    #: ``{scope}``, ``{lfn}``, ``{dataset}`` and ``{guid}`` are filled in per file
+    input_url: str | None = None
+    output_url: str | None = None
+    #: force a data mover by name; by default each URL's scheme picks one
+    mover: str | None = None
+    mover_options: Mapping[str, str] = field(default_factory=dict)
+    vo: str = "generic"
+    vo_options: Mapping[str, str] = field(default_factory=dict)
+    monitor_url: str | None = None
+    monitor_token: str | None = None
+    pilot_id: str = field(default_factory=default_pilot_id)
+    interactive: bool = False
+
+    @property
+    def storage_url(self) -> str:
+        """The default storage when no input/output URL is configured: ``<home>/storage/<scope>/<lfn>``."""
+        return (self.home / "storage").as_uri() + "/{scope}/{lfn}"
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "outbox"

@@ -1,0 +1,128 @@
+"""Stage-in with size and checksum checks, stage-out of outputs and the log tarball, and the file report.
+
+Error codes follow PanDAWMS/pilot3 ``pilot/common/errorcodes.py``; the report is the ``job_output_report``
+JSON string ``{lfn: {"guid", "fsize", "adler32"}}`` that ``update_job`` hands to the server's adder
+(``pilot_api.py: update_job`` -> ``AdderGen.dump_file_report``).
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from autopilot_ops.pilot import checksums, errorcodes
+from autopilot_ops.pilot.job import FileSpec, Job
+from autopilot_ops.pilot.movers.base import MissingFileError, TransferError, UnknownMoverError, load_mover
+
+
+class StagingError(Exception):
+    """A file could not be staged; carries the pilot error code to report."""
+
+    def __init__(self, code: int, diag: str) -> None:
+        self.code = code
+        self.diag = diag
+        super().__init__(diag)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """An output or log file that reached storage."""
+
+    lfn: str
+    guid: str
+    fsize: int
+    adler32: str
+    url: str
+
+
+def file_url(template: str, spec: FileSpec) -> str:
+    """Fill a storage URL template with the file's ``scope``, ``lfn``, ``dataset`` and ``guid``."""
+    try:
+        return template.format(
+            scope=spec.scope or "unscoped", lfn=spec.lfn, dataset=spec.dataset or "", guid=spec.guid or ""
+        )
+    except (KeyError, IndexError, ValueError) as exc:
+        raise StagingError(errorcodes.STAGEINFAILED, f"bad storage URL template {template!r}: {exc}") from exc
+
+
+def _mover(url: str, name: str | None, options: Mapping[str, str], code: int):
+    try:
+        return load_mover(url, name, options)
+    except UnknownMoverError as exc:
+        raise StagingError(code, str(exc)) from exc
+
+
+def verify(spec: FileSpec, path: Path) -> None:
+    """Check the staged-in ``path`` against the size and checksum PanDA gave for it."""
+    size = path.stat().st_size
+    if spec.fsize is not None and size != spec.fsize:
+        raise StagingError(errorcodes.STAGEINFAILED, f"input {spec.lfn} has {size} bytes, expected {spec.fsize}")
+    if spec.checksum is None:
+        return
+    try:
+        kind, expected = checksums.parse(spec.checksum)
+    except checksums.ChecksumError as exc:
+        raise StagingError(errorcodes.UNKNOWNCHECKSUMTYPE, f"input {spec.lfn}: {exc}") from exc
+    actual = checksums.compute(kind, path)
+    if actual != expected:
+        code = errorcodes.GETADMISMATCH if kind == "adler32" else errorcodes.GETMD5MISMATCH
+        raise StagingError(code, f"input {spec.lfn} {kind} is {actual}, expected {expected}")
+
+
+def stage_in(
+    job: Job, workdir: Path, template: str, mover: str | None = None, options: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Fetch every input into ``workdir`` and verify it; raise :class:`StagingError` on the first failure."""
+    paths = []
+    for spec in job.input_files:
+        url = file_url(template, spec)
+        destination = workdir / spec.lfn
+        try:
+            _mover(url, mover, options or {}, errorcodes.STAGEINFAILED).get(url, destination)
+        except MissingFileError as exc:
+            raise StagingError(errorcodes.MISSINGINPUTFILE, f"stage-in of {spec.lfn}: {exc}") from exc
+        except TransferError as exc:
+            raise StagingError(errorcodes.STAGEINFAILED, f"stage-in of {spec.lfn}: {exc}") from exc
+        verify(spec, destination)
+        paths.append(destination)
+    return paths
+
+
+def stage_out_file(
+    spec: FileSpec, path: Path, template: str, mover: str | None = None, options: Mapping[str, str] | None = None
+) -> StagedFile:
+    """Copy one output (or the log) to storage; the GUID is PanDA's when it gave one, else a new one."""
+    if not path.is_file():
+        raise StagingError(errorcodes.MISSINGOUTPUTFILE, f"output {spec.lfn} was not produced by the payload")
+    url = file_url(template, spec)
+    try:
+        _mover(url, mover, options or {}, errorcodes.STAGEOUTFAILED).put(path, url)
+    except TransferError as exc:
+        raise StagingError(errorcodes.STAGEOUTFAILED, f"stage-out of {spec.lfn}: {exc}") from exc
+    return StagedFile(spec.lfn, spec.guid or str(uuid.uuid4()), path.stat().st_size, checksums.adler32(path), url)
+
+
+def make_log_tarball(job: Job, workdir: Path, exclude: Iterable[str]) -> Path:
+    """Tar and gzip the work dir (minus inputs, outputs and ``exclude``) into the job's ``logFile``."""
+    assert job.log_file is not None
+    tarball = workdir / job.log_file.lfn
+    skip = {tarball.name, *exclude, *(spec.lfn for spec in job.input_files)}
+    skip.update(spec.lfn for spec in job.output_files)
+    top = job.log_file.lfn.removesuffix(".tgz").removesuffix(".tar.gz")
+    try:
+        with tarfile.open(tarball, "w:gz", compresslevel=6) as archive:
+            for entry in sorted(workdir.iterdir()):
+                if entry.name not in skip:
+                    archive.add(entry, arcname=f"{top}/{entry.name}")
+    except OSError as exc:
+        raise StagingError(errorcodes.LOGFILECREATIONFAILURE, f"log tarball {tarball.name}: {exc}") from exc
+    return tarball
+
+
+def output_report(staged: Iterable[StagedFile]) -> str:
+    """The ``job_output_report`` JSON string: ``{lfn: {"guid", "fsize", "adler32"}}``."""
+    return json.dumps({f.lfn: {"guid": f.guid, "fsize": f.fsize, "adler32": f.adler32} for f in staged})

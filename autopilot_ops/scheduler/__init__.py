@@ -1,0 +1,1 @@
+"""The pilot scheduler's core: pilot lifecycle in PostgreSQL, and one scheduling cycle."""

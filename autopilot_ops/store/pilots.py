@@ -1,0 +1,136 @@
+"""The ``pilots`` table: pilots we submitted, their states, and the counts the policy reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2.extras
+
+from autopilot_ops.backends.base import SubmittedPilot
+
+LIVE_STATES = ("submitted", "queued", "running", "held")
+#: pilot3's exit code for "no jobs from PanDA": such a pilot ended empty (pilot/util/auxiliary.py, NOJOBS).
+NO_JOBS_EXIT_CODE = 82
+
+
+def insert_pilots(
+    cur: Any, queue: str, backend: str, cycle_id: str, pilots: Sequence[SubmittedPilot]
+) -> dict[str, int]:
+    """Record newly submitted pilots (ignoring ones already recorded); return their ids by batch id."""
+    if not pilots:
+        return {}
+    rows = psycopg2.extras.execute_values(
+        cur,
+        "INSERT INTO pilots (queue, backend, batch_id, cycle_id, stdout_path, stderr_path) VALUES %s "
+        "ON CONFLICT (backend, batch_id) DO NOTHING RETURNING id, batch_id",
+        [(queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr)) for p in pilots],
+        fetch=True,
+    )
+    return {row["batch_id"]: row["id"] for row in rows}
+
+
+def live_pilots(cur: Any, backend: str) -> list[dict[str, Any]]:
+    """Pilots of ``backend`` not yet in a final state, with their queue's lifecycle timeouts."""
+    cur.execute(
+        "SELECT p.id, p.queue, p.batch_id, p.state, p.submitted_at, p.state_changed_at, p.last_seen, "
+        "coalesce(s.queued_timeout, 172800) AS queued_timeout, coalesce(s.held_timeout, 3600) AS held_timeout, "
+        "coalesce(s.unknown_timeout, 3600) AS unknown_timeout "
+        "FROM pilots p LEFT JOIN schedconfig s ON s.panda_queue = p.queue "
+        "WHERE p.backend = %s AND p.state IN %s ORDER BY p.id",
+        (backend, LIVE_STATES),
+    )
+    return [dict(row) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A pilot's move to a new state, with what the back end said."""
+
+    pilot_id: int
+    queue: str
+    old: str
+    new: str
+    reason: str | None = None
+    exit_code: int | None = None
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+
+
+def apply_transitions(cur: Any, transitions: Sequence[Transition], who: str, now: dt.datetime) -> None:
+    """Write new states and their ``pilot_events`` rows in bulk."""
+    if not transitions:
+        return
+    psycopg2.extras.execute_values(
+        cur,
+        "UPDATE pilots p SET state = v.new, state_reason = v.reason, state_changed_at = v.now, last_seen = v.now, "
+        "exit_code = coalesce(v.exit_code, p.exit_code), "
+        "started_at = coalesce(p.started_at, v.started_at, CASE WHEN v.new = 'running' THEN v.now END), "
+        "ended_at = CASE WHEN v.new IN ('finished', 'failed', 'cancelled', 'missed') "
+        "THEN coalesce(v.ended_at, v.now) ELSE p.ended_at END "
+        "FROM (VALUES %s) AS v (id, new, reason, exit_code, started_at, ended_at, now) WHERE p.id = v.id",
+        [(t.pilot_id, t.new, t.reason, t.exit_code, t.started_at, t.ended_at, now) for t in transitions],
+        template="(%s, %s, %s, %s::integer, %s::timestamptz, %s::timestamptz, %s::timestamptz)",
+    )
+    psycopg2.extras.execute_values(
+        cur,
+        "INSERT INTO pilot_events (at, who, what, queue, pilot_id, details) VALUES %s",
+        [
+            (
+                now,
+                who,
+                "pilot-state",
+                t.queue,
+                t.pilot_id,
+                psycopg2.extras.Json({"from": t.old, "to": t.new, "reason": t.reason, "exit_code": t.exit_code}),
+            )
+            for t in transitions
+        ],
+    )
+
+
+def mark_seen(cur: Any, pilot_ids: Sequence[int], now: dt.datetime) -> None:
+    if pilot_ids:
+        cur.execute("UPDATE pilots SET last_seen = %s WHERE id = ANY(%s)", (now, list(pilot_ids)))
+
+
+@dataclass(frozen=True)
+class QueueActivity:
+    """Per queue: live pilots by state, and pilots ended (and ended empty) since the window opened."""
+
+    queued: int = 0
+    running: int = 0
+    held: int = 0
+    ended: int = 0
+    empty: int = 0
+
+
+def queue_activity(
+    cur: Any, queues: Sequence[str], since: dt.datetime, empty_runtime_s: int = 60
+) -> dict[str, QueueActivity]:
+    """Counts for the policy, in one query for all ``queues``. A pilot ended empty if it exited with
+    pilot3's "no jobs" code, or ran less than ``empty_runtime_s`` seconds."""
+    cur.execute(
+        "SELECT queue, "
+        "count(*) FILTER (WHERE state IN ('submitted', 'queued')) AS queued, "
+        "count(*) FILTER (WHERE state = 'running') AS running, "
+        "count(*) FILTER (WHERE state = 'held') AS held, "
+        "count(*) FILTER (WHERE state IN ('finished', 'failed') AND ended_at >= %(since)s) AS ended, "
+        "count(*) FILTER (WHERE state IN ('finished', 'failed') AND ended_at >= %(since)s AND "
+        "(exit_code = %(nojobs)s OR ended_at - coalesce(started_at, ended_at) < %(empty)s * interval '1 second')) "
+        "AS empty "
+        "FROM pilots WHERE queue = ANY(%(queues)s) AND (state IN %(live)s OR ended_at >= %(since)s) GROUP BY queue",
+        {
+            "since": since,
+            "nojobs": NO_JOBS_EXIT_CODE,
+            "empty": empty_runtime_s,
+            "queues": list(queues),
+            "live": LIVE_STATES,
+        },
+    )
+    return {
+        row["queue"]: QueueActivity(row["queued"], row["running"], row["held"], row["ended"], row["empty"])
+        for row in cur.fetchall()
+    }

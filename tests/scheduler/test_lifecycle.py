@@ -1,0 +1,196 @@
+"""Pilot lifecycle against the real local back end and PostgreSQL: idempotent submission, crash
+reconciliation, state tracking, timeouts and per-queue locking."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import psycopg2
+import pytest
+
+from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
+from autopilot_ops.backends.local import LocalBackend
+from autopilot_ops.scheduler.lifecycle import PilotLifecycle, next_state, utcnow
+from autopilot_ops.store.connection import Store
+from autopilot_ops.store.submissions import begin_submission
+
+from .conftest import wait_for
+
+
+def pilots(store: Store) -> list[dict]:
+    with store.transaction() as cur:
+        cur.execute("SELECT * FROM pilots ORDER BY id")
+        return [dict(r) for r in cur.fetchall()]
+
+
+def events(store: Store, what: str) -> list[dict]:
+    with store.transaction() as cur:
+        cur.execute("SELECT * FROM pilot_events WHERE what = %s ORDER BY id", (what,))
+        return [dict(r) for r in cur.fetchall()]
+
+
+def test_submit_records_pilots_and_a_rerun_does_not_submit_twice(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    life = PilotLifecycle(store, local_backend, "test")
+    first = life.submit(3, make_spec())
+    assert (first.submitted, first.missed, first.skipped) == (3, 0, None)
+    again = life.submit(3, make_spec())
+    assert again.submitted == 0 and "already submitted (done)" in again.skipped
+    rows = pilots(store)
+    assert len(rows) == 3 and {r["state"] for r in rows} == {"submitted"}
+    assert all(r["stdout_path"].endswith(".out") for r in rows)
+    assert len(events(store, "submitted")) == 1
+
+
+def test_states_follow_the_back_end_to_final_with_exit_codes(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    life = PilotLifecycle(store, local_backend, "test")
+    life.submit(1, make_spec(cycle_id="ok"))
+    life.submit(1, make_spec(cycle_id="bad", command=("sh", "-c", "exit 82")))
+
+    def all_final() -> bool:
+        life.sweep()
+        return all(r["state"] in ("finished", "failed") for r in pilots(store))
+
+    wait_for(all_final)
+    by_cycle = {r["cycle_id"]: r for r in pilots(store)}
+    assert by_cycle["ok"]["state"] == "finished" and by_cycle["ok"]["exit_code"] == 0
+    assert by_cycle["bad"]["exit_code"] == 82
+    assert all(r["ended_at"] is not None for r in by_cycle.values())
+    transitions = events(store, "pilot-state")
+    assert {e["details"]["to"] for e in transitions} >= {"finished"}
+
+
+def test_a_failing_back_end_counts_as_missed(store: Store, make_spec: Callable[..., PilotSpec], tmp_path) -> None:
+    broken = LocalBackend("local", {"state_dir": str(tmp_path / "state"), "workdir": str(tmp_path / "missing")})
+    outcome = PilotLifecycle(store, broken, "test").submit(2, make_spec())
+    assert (outcome.submitted, outcome.missed) == (0, 2)
+    with store.transaction() as cur:
+        cur.execute("SELECT state, detail FROM submissions")
+        row = cur.fetchone()
+    assert row["state"] == "failed" and "starting pilots" in row["detail"]
+    assert pilots(store) == []
+    assert events(store, "submit-failed")[0]["details"]["requested"] == 2
+
+
+def test_crash_between_key_and_record_is_reconciled(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    spec = make_spec(cycle_id="crashed", command=("sleep", "30"))
+    with store.transaction() as cur:
+        assert begin_submission(cur, spec.queue, spec.cycle_id, "local", 2) is None
+    local_backend.submit(2, spec)  # the scheduler died right after this call
+    life = PilotLifecycle(store, local_backend, "test")
+    outcome = life.submit(1, make_spec(cycle_id="next", command=("sleep", "30")))
+    assert outcome.reconciled == 2 and outcome.submitted == 1
+    assert sorted(r["cycle_id"] for r in pilots(store)) == ["crashed", "crashed", "next"]
+    with store.transaction() as cur:
+        cur.execute("SELECT cycle_id, state FROM submissions ORDER BY cycle_id")
+        assert [(r["cycle_id"], r["state"]) for r in cur.fetchall()] == [("crashed", "reconciled"), ("next", "done")]
+    local_backend.cancel([r["batch_id"] for r in pilots(store)])
+
+
+def test_vanished_pilot_is_failed_and_a_running_one_is_kept(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    life = PilotLifecycle(store, local_backend, "test")
+    life.submit(1, make_spec(cycle_id="slow", command=("sleep", "60")))
+    with store.transaction() as cur:
+        cur.execute("INSERT INTO schedconfig (panda_queue, site, queued_timeout) VALUES ('Q1', 'S', 10)")
+        cur.execute(
+            "INSERT INTO pilots (queue, backend, batch_id, submitted_at) "
+            "VALUES ('Q1', 'local', 'no-such-pilot', now() - interval '10 minutes')"
+        )
+    # The local back end reports a started pilot as running; pretend it is still queued, 1 min later.
+    [real] = [r for r in pilots(store) if r["batch_id"] != "no-such-pilot"]
+    with store.transaction() as cur:
+        cur.execute("UPDATE pilots SET state = 'queued' WHERE id = %s", (real["id"],))
+    report = life.sweep(now=utcnow() + dt.timedelta(minutes=1))
+    states = {r["batch_id"]: (r["state"], r["state_reason"]) for r in pilots(store)}
+    assert states["no-such-pilot"] == ("failed", "batch job vanished from the back end")
+    # Running, not queued: the queued timeout does not apply to it.
+    assert states[real["batch_id"]][0] == "running"
+    assert report.cancelled == []
+    local_backend.cancel([real["batch_id"]])
+
+
+def test_status_unknown_past_timeout_cancels(store: Store, make_spec: Callable[..., PilotSpec]) -> None:
+    class Unreachable(LocalBackend):
+        def status(self, batch_ids):
+            raise BackendError("back end unreachable")
+
+        def cancel(self, batch_ids):
+            raise BackendError("back end unreachable")
+
+    backend = Unreachable("local", {"state_dir": "/nonexistent"})
+    with store.transaction() as cur:
+        cur.execute("INSERT INTO schedconfig (panda_queue, site, unknown_timeout) VALUES ('Q1', 'S', 60)")
+        cur.execute(
+            "INSERT INTO pilots (queue, backend, batch_id, state, last_seen) VALUES "
+            "('Q1', 'local', 'old', 'running', now() - interval '2 minutes'), "
+            "('Q1', 'local', 'fresh', 'running', now())"
+        )
+    report = PilotLifecycle(store, backend, "test").sweep()
+    assert report.backend_error == "cancel failed: back end unreachable"
+    states = {r["batch_id"]: (r["state"], r["state_reason"]) for r in pilots(store)}
+    assert states["fresh"] == ("running", None)
+    assert states["old"][0] == "cancelled" and states["old"][1].startswith("status unknown for")
+
+
+def test_two_schedulers_never_submit_for_one_queue_at_once(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec], pg_dsn: str
+) -> None:
+    other = psycopg2.connect(pg_dsn)
+    other.autocommit = True
+    with other.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(hashtext('autopilot.queue'), hashtext('Q1'))")
+    try:
+        outcome = PilotLifecycle(store, local_backend, "test").submit(2, make_spec())
+        assert outcome.submitted == 0 and outcome.skipped == "another scheduler is submitting for this queue"
+        assert PilotLifecycle(store, local_backend, "test").submit(1, make_spec(queue="Q2")).submitted == 1
+    finally:
+        other.close()
+    assert PilotLifecycle(store, local_backend, "test").submit(2, make_spec()).submitted == 2
+
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def pilot_row(state: str, submitted_ago_s: float, changed_ago_s: float = 0, seen_ago_s: float | None = None) -> dict:
+    return {
+        "state": state,
+        "submitted_at": NOW - dt.timedelta(seconds=submitted_ago_s),
+        "state_changed_at": NOW - dt.timedelta(seconds=changed_ago_s),
+        "last_seen": None if seen_ago_s is None else NOW - dt.timedelta(seconds=seen_ago_s),
+        "queued_timeout": 172800,
+        "held_timeout": 3600,
+        "unknown_timeout": 3600,
+    }
+
+
+@pytest.mark.parametrize(
+    ("row", "status", "answered", "expected"),
+    [
+        (pilot_row("queued", 172801), PilotStatus(PilotState.QUEUED), True, ("cancelled", "queued for 172801s")),
+        (pilot_row("queued", 100), PilotStatus(PilotState.QUEUED), True, None),
+        (pilot_row("submitted", 100), PilotStatus(PilotState.QUEUED), True, ("queued", None)),
+        (pilot_row("held", 10, 3601), PilotStatus(PilotState.HELD, reason="x"), True, ("cancelled", "held for 3601s")),
+        (pilot_row("running", 10), PilotStatus(PilotState.HELD, reason="memory"), True, ("held", "memory")),
+        (pilot_row("running", 10), None, True, None),
+        (pilot_row("running", 61), None, True, ("failed", "batch job vanished")),
+        (pilot_row("running", 9999, seen_ago_s=3601), None, False, ("cancelled", "status unknown for 3601s")),
+        (pilot_row("running", 9999, seen_ago_s=60), None, False, None),
+        (pilot_row("running", 9999), PilotStatus(PilotState.FINISHED, exit_code=0), True, ("finished", None)),
+    ],
+)
+def test_next_state_rules(row: dict, status: PilotStatus | None, answered: bool, expected) -> None:
+    result = next_state(row, status, answered, NOW)
+    if expected is None:
+        assert result is None
+    else:
+        state, reason = result
+        assert state.value == expected[0]
+        assert (reason is None) if expected[1] is None else reason.startswith(expected[1])
