@@ -45,6 +45,14 @@ CREATE TABLE IF NOT EXISTS schedconfig (
     max_per_cycle      integer CHECK (max_per_cycle >= 0),
     jobs_per_pilot     integer NOT NULL DEFAULT 1 CHECK (jobs_per_pilot > 0),
     cycle_period       integer NOT NULL DEFAULT 300 CHECK (cycle_period > 0),   -- seconds
+    -- policy knobs (see autopilot_ops.policy.snapshot.QueueConfig)
+    test_pilots        integer NOT NULL DEFAULT 1 CHECK (test_pilots >= 0),
+    keep_one_pilot     boolean NOT NULL DEFAULT false,
+    missed_rate_limit  double precision DEFAULT 0.5 CHECK (missed_rate_limit BETWEEN 0 AND 1),
+    empty_share_limit  double precision DEFAULT 0.5 CHECK (empty_share_limit BETWEEN 0 AND 1),
+    throttle_min_count integer NOT NULL DEFAULT 5 CHECK (throttle_min_count >= 1),
+    stale_polls        integer NOT NULL DEFAULT 3 CHECK (stale_polls >= 1),
+    empty_runtime      integer NOT NULL DEFAULT 60 CHECK (empty_runtime >= 0),  -- a pilot ending sooner ran empty
     -- pilot lifecycle timeouts, seconds (see autopilot_ops.scheduler.lifecycle)
     queued_timeout     integer NOT NULL DEFAULT 172800 CHECK (queued_timeout > 0),
     held_timeout       integer NOT NULL DEFAULT 3600 CHECK (held_timeout > 0),

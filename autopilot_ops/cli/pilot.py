@@ -59,32 +59,56 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _add_auth_arguments(parser: argparse.ArgumentParser) -> None:
     auth = parser.add_argument_group("authentication")
-    auth.add_argument("--proxy", default=os.environ.get("X509_USER_PROXY"),
-                      help="X.509 proxy used as client certificate (default: $X509_USER_PROXY)")
+    auth.add_argument(
+        "--proxy",
+        default=os.environ.get("X509_USER_PROXY"),
+        help="X.509 proxy used as client certificate (default: $X509_USER_PROXY)",
+    )
     auth.add_argument("--key", help="private key, when the certificate file does not hold it")
-    auth.add_argument("--token-file", default=os.environ.get("PANDA_AUTH_TOKEN_FILE"),
-                      help="file holding a bearer token (default: $PANDA_AUTH_TOKEN_FILE)")
-    auth.add_argument("--origin", default=os.environ.get("PANDA_AUTH_ORIGIN"),
-                      help="Origin header sent with the token (default: $PANDA_AUTH_ORIGIN)")
-    auth.add_argument("--ca-bundle", default=os.environ.get("X509_CERT_DIR"),
-                      help="CA file or directory to verify the server (default: $X509_CERT_DIR)")
+    auth.add_argument(
+        "--token-file",
+        default=os.environ.get("PANDA_AUTH_TOKEN_FILE"),
+        help="file holding a bearer token (default: $PANDA_AUTH_TOKEN_FILE)",
+    )
+    auth.add_argument(
+        "--origin",
+        default=os.environ.get("PANDA_AUTH_ORIGIN"),
+        help="Origin header sent with the token (default: $PANDA_AUTH_ORIGIN)",
+    )
+    auth.add_argument(
+        "--ca-bundle",
+        default=os.environ.get("X509_CERT_DIR"),
+        help="CA file or directory to verify the server (default: $X509_CERT_DIR)",
+    )
     auth.add_argument("--retries", type=int, default=4, help="tries per server call (default 4)")
-    auth.add_argument("--backoff", type=float, default=1.0,
-                      help="base of the jittered exponential backoff, s (default 1)")
+    auth.add_argument(
+        "--backoff", type=float, default=1.0, help="base of the jittered exponential backoff, s (default 1)"
+    )
 
 
 def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--queue", required=True, help="PanDA queue (site_name) to get jobs for")
-    run.add_argument("--server", default=os.environ.get("PANDA_URL", DEFAULT_SERVER),
-                     help=f"PanDA server URL (default: $PANDA_URL, else {DEFAULT_SERVER})")
-    run.add_argument("--protocol", choices=("v1", "legacy"), default="v1",
-                     help="v1: PanDA 1.0 /api/v1 (default); legacy: /server/panda for servers up to 0.8")
+    run.add_argument(
+        "--server",
+        default=os.environ.get("PANDA_URL", DEFAULT_SERVER),
+        help=f"PanDA server URL (default: $PANDA_URL, else {DEFAULT_SERVER})",
+    )
+    run.add_argument(
+        "--protocol",
+        choices=("v1", "legacy"),
+        default="v1",
+        help="v1: PanDA 1.0 /api/v1 (default); legacy: /server/panda for servers up to 0.8",
+    )
     _add_auth_arguments(run)
     jobs = run.add_argument_group("jobs")
     jobs.add_argument("--once", action="store_true", help="run one job, then exit")
     jobs.add_argument("--max-jobs", type=int, help="run at most N jobs")
-    jobs.add_argument("--time-floor", type=float, default=0.0,
-                      help="keep taking jobs while the pilot has run less than this many seconds")
+    jobs.add_argument(
+        "--time-floor",
+        type=float,
+        default=0.0,
+        help="keep taking jobs while the pilot has run less than this many seconds",
+    )
     jobs.add_argument("--prod-source-label", default="managed")
     jobs.add_argument("--resource-type")
     jobs.add_argument("--computing-element")
@@ -97,17 +121,32 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     limits.add_argument("--kill-grace", type=float, default=10.0, help="seconds from SIGTERM to SIGKILL")
     limits.add_argument("--memory-poll", type=float, default=5.0, help="seconds between memory checks")
     limits.add_argument("--memory-factor", type=float, default=1.0, help="memory limit = minRamCount * this")
-    limits.add_argument("--allow-url-prefix", action="append", default=[], metavar="PREFIX",
-                        help="transformation URLs may start with PREFIX (repeatable)")
-    limits.add_argument("--trf-sha256", action="append", default=[], type=_key_value, metavar="URL=SHA256",
-                        help="pin the sha256 of a transformation URL (repeatable)")
+    limits.add_argument(
+        "--allow-url-prefix",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="transformation URLs may start with PREFIX (repeatable)",
+    )
+    limits.add_argument(
+        "--trf-sha256",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="URL=SHA256",
+        help="pin the sha256 of a transformation URL (repeatable)",
+    )
     limits.add_argument("--vo", default="generic", help="VO plugin (entry point in autopilot.vo)")
     limits.add_argument("--vo-option", action="append", default=[], type=_key_value, metavar="KEY=VALUE")
     storage = run.add_argument_group("files")
     storage.add_argument("--workdir", type=Path, default=Path.cwd(), help="where job work dirs are made")
     storage.add_argument("--keep-workdir", action="store_true", help="keep each job's work dir")
-    storage.add_argument("--home", type=Path, default=None,
-                         help="pilot home: kept updates, default storage (default: $AUTOPILOT_PILOT_HOME)")
+    storage.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="pilot home: kept updates, default storage (default: $AUTOPILOT_PILOT_HOME)",
+    )
     storage.add_argument("--input-url", help="input URL template, e.g. file:///data/{scope}/{lfn}")
     storage.add_argument("--output-url", help="output URL template, e.g. https://se/{scope}/{lfn}")
     storage.add_argument("--mover", help="data mover to use for every URL (default: by URL scheme)")
@@ -115,8 +154,9 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     monitor = run.add_argument_group("monitoring and output")
     monitor.add_argument("--monitor-url", default=os.environ.get("AUTOPILOT_MONITOR_URL"))
     monitor.add_argument("--monitor-token-file", default=os.environ.get("AUTOPILOT_MONITOR_TOKEN_FILE"))
-    monitor.add_argument("--interactive", action="store_true",
-                         help="stream the payload's output and show a status line")
+    monitor.add_argument(
+        "--interactive", action="store_true", help="stream the payload's output and show a status line"
+    )
     monitor.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -136,8 +176,13 @@ def _auth(args: argparse.Namespace) -> PandaAuth:
     for option, path in (("--proxy", args.proxy), ("--ca-bundle", args.ca_bundle)):
         if path and not Path(path).exists():
             raise _error(f"{option} {path} does not exist")
-    return PandaAuth(cert=args.proxy, key=args.key, token=_read_secret(args.token_file, "token"),
-                     origin=args.origin, ca_bundle=args.ca_bundle)
+    return PandaAuth(
+        cert=args.proxy,
+        key=args.key,
+        token=_read_secret(args.token_file, "token"),
+        origin=args.origin,
+        ca_bundle=args.ca_bundle,
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> PilotConfig:
@@ -215,10 +260,16 @@ def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     jobs = load_job_file(args.job_file) if args.job_file else None
     if args.dry_run and jobs is None:
-        request = {"site_name": config.queue, "prod_source_label": config.prod_source_label,
-                   "node": config.node, "n_jobs": 1}
-        print(f"dry run: would POST {config.server_url}{protocol.api_path('pilot', 'acquire_jobs')} "
-              f"{json.dumps(request, sort_keys=True)}")
+        request = {
+            "site_name": config.queue,
+            "prod_source_label": config.prod_source_label,
+            "node": config.node,
+            "n_jobs": 1,
+        }
+        print(
+            f"dry run: would POST {config.server_url}{protocol.api_path('pilot', 'acquire_jobs')} "
+            f"{json.dumps(request, sort_keys=True)}"
+        )
         return 0
     try:
         client = None if args.dry_run else make_client(config)

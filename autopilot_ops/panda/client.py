@@ -179,8 +179,13 @@ class PandaClient:
         for attempt in range(policy.attempts):
             try:
                 reply = self.session.request(
-                    method, self.url + path, json=json_body, data=form, params=params,
-                    headers=headers, timeout=self.timeout,
+                    method,
+                    self.url + path,
+                    json=json_body,
+                    data=form,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
                 )
                 if reply.status_code >= 500:
                     raise _Retryable(f"HTTP {reply.status_code}: {reply.text.strip()[:200]}")
@@ -188,8 +193,9 @@ class PandaClient:
                 last = str(exc)
                 if attempt + 1 < policy.attempts:
                     pause = policy.delay(attempt)
-                    log.warning("PanDA %s failed (%s); try %d/%d in %.1f s",
-                                path, last, attempt + 2, policy.attempts, pause)
+                    log.warning(
+                        "PanDA %s failed (%s); try %d/%d in %.1f s", path, last, attempt + 2, policy.attempts, pause
+                    )
                     time.sleep(pause)
                 continue
             except requests.RequestException as exc:
@@ -235,12 +241,17 @@ class PandaClient:
     ) -> list[dict[str, Any]]:
         """Jobs for ``site_name``; an empty list when PanDA has none (a normal outcome)."""
         if self.protocol == "legacy":
-            return self._legacy_get_job(site_name, prod_source_label, node, computing_element, memory,
-                                        disk_space, resource_type, retry)
+            return self._legacy_get_job(
+                site_name, prod_source_label, node, computing_element, memory, disk_space, resource_type, retry
+            )
         body: dict[str, Any] = {"site_name": site_name, "n_jobs": int(n_jobs)}
         optional = {
-            "prod_source_label": prod_source_label, "node": node, "computing_element": computing_element,
-            "memory": memory, "disk_space": disk_space, "resource_type": resource_type,
+            "prod_source_label": prod_source_label,
+            "node": node,
+            "computing_element": computing_element,
+            "memory": memory,
+            "disk_space": disk_space,
+            "resource_type": resource_type,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         path = protocol.api_path("pilot", "acquire_jobs")
@@ -274,8 +285,12 @@ class PandaClient:
         retry: RetryPolicy | None,
     ) -> list[dict[str, Any]]:
         form = {
-            "siteName": site_name, "prodSourceLabel": prod_source_label, "node": node,
-            "computingElement": computing_element, "mem": memory, "diskSpace": disk_space,
+            "siteName": site_name,
+            "prodSourceLabel": prod_source_label,
+            "node": node,
+            "computingElement": computing_element,
+            "mem": memory,
+            "diskSpace": disk_space,
             "resourceType": resource_type,
         }
         path = protocol.legacy_path("getJob")

@@ -22,8 +22,9 @@ _STOP = object()
 class EventReporter:
     """Logs events, and posts them to ``url`` with ``Authorization: Bearer <token>`` when both are set."""
 
-    def __init__(self, pilot_id: str, queue_name: str, url: str | None = None, token: str | None = None,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self, pilot_id: str, queue_name: str, url: str | None = None, token: str | None = None, timeout: float = 5.0
+    ) -> None:
         self.pilot_id = pilot_id
         self.queue_name = queue_name
         self.url = url if url and token else None
@@ -36,8 +37,7 @@ class EventReporter:
 
     def emit(self, event: str, **details: Any) -> None:
         """Record ``event`` (``started``, ``job``, ``job_done``, ``exiting``) with its details."""
-        record = {"pilot_id": self.pilot_id, "queue": self.queue_name, "event": event,
-                  "time": time.time(), **details}
+        record = {"pilot_id": self.pilot_id, "queue": self.queue_name, "event": event, "time": time.time(), **details}
         log.info("event %s %s", event, " ".join(f"{k}={v}" for k, v in details.items()))
         if self.url is None:
             return

@@ -114,8 +114,12 @@ class JobRun:
         if panda_id is None:
             return JobOutcome(None, "failed", errorcodes.CONVERSIONFAILURE, str(exc), True, milestones)
         delivered = self.reporter.final(
-            panda_id, "failed", pilot_error_code=errorcodes.CONVERSIONFAILURE, pilot_error_diag=str(exc)[:500],
-            node=self.config.node, site_name=self.config.queue,
+            panda_id,
+            "failed",
+            pilot_error_code=errorcodes.CONVERSIONFAILURE,
+            pilot_error_diag=str(exc)[:500],
+            node=self.config.node,
+            site_name=self.config.queue,
         )
         return JobOutcome(panda_id, "failed", errorcodes.CONVERSIONFAILURE, str(exc), delivered, milestones)
 
@@ -141,32 +145,45 @@ class JobRun:
         fields: dict[str, Any] = {}
         try:
             (workdir / "job.json").write_text(json.dumps(dict(job.raw), indent=1, sort_keys=True))
-            command = self.reporter.update(job.panda_id, "starting", node=self.config.node,
-                                           site_name=self.config.queue)
+            command = self.reporter.update(job.panda_id, "starting", node=self.config.node, site_name=self.config.queue)
             if command in KILL_COMMANDS:
-                return self._finish(job, "failed", errorcodes.PANDAKILL,
-                                    f"job killed by the server before it started ({command})", fields, milestones)
+                return self._finish(
+                    job,
+                    "failed",
+                    errorcodes.PANDAKILL,
+                    f"job killed by the server before it started ({command})",
+                    fields,
+                    milestones,
+                )
             self._check_stop()
             self._phase(job, "stage-in")
             template = self.config.input_url or self.config.storage_url
             staging.stage_in(job, workdir, template, self.config.mover, self.config.mover_options)
             self._check_stop()
             self._phase(job, "transformation")
-            trf = transformation.prepare(job.transformation, workdir, self.vo, self.config.allow_url_prefixes,
-                                         self.config.trf_sha256)
+            trf = transformation.prepare(
+                job.transformation, workdir, self.vo, self.config.allow_url_prefixes, self.config.trf_sha256
+            )
             self._check_stop()
             result, kill = self._execute(job, workdir, trf, fields, milestones)
         except _Stopped as stop:
             code = errorcodes.signal_error_code(stop.signum)
-            return self._finish(job, "failed", code, f"pilot received {signal.Signals(stop.signum).name} "
-                                "before the payload started", fields, milestones)
+            return self._finish(
+                job,
+                "failed",
+                code,
+                f"pilot received {signal.Signals(stop.signum).name} before the payload started",
+                fields,
+                milestones,
+            )
         except StagingError as exc:
             log.error("job %d: %s", job.panda_id, exc.diag)
             return self._finish_with_log(job, workdir, "failed", exc.code, exc.diag, fields, milestones)
         except Exception as exc:  # the pilot reports every job, whatever went wrong
             log.exception("job %d: unexpected pilot error", job.panda_id)
-            return self._finish(job, "failed", errorcodes.UNKNOWNEXCEPTION, f"pilot exception: {exc!r}",
-                                fields, milestones)
+            return self._finish(
+                job, "failed", errorcodes.UNKNOWNEXCEPTION, f"pilot exception: {exc!r}", fields, milestones
+            )
         if result is None:
             code, diag = kill or (errorcodes.PAYLOADEXECUTIONFAILURE, "payload could not be started")
             return self._finish_with_log(job, workdir, "failed", code, diag, fields, milestones)
@@ -191,9 +208,14 @@ class JobRun:
         fields.update(start_time=_utc(started), core_count=job.core_count)
         self._phase(job, "running")
         log.info("job %d: payload started, pid %d: %s", job.panda_id, payload.pid, " ".join(command))
-        command_reply = self.reporter.update(job.panda_id, "running", node=self.config.node,
-                                             site_name=self.config.queue, start_time=fields["start_time"],
-                                             core_count=job.core_count)
+        command_reply = self.reporter.update(
+            job.panda_id,
+            "running",
+            node=self.config.node,
+            site_name=self.config.queue,
+            start_time=fields["start_time"],
+            core_count=job.core_count,
+        )
         kill = self._supervise(job, payload, command_reply)
         result = payload.result
         assert result is not None
@@ -206,10 +228,16 @@ class JobRun:
             trans_exit_code=result.shell_code,
             exe_error_code=result.shell_code,
         )
-        log.info("job %d: payload ended with %s after %.1f s (cpu %.1f s, max RSS %d kB)", job.panda_id,
-                 f"exit code {result.exit_code}" if result.signal is None
-                 else f"signal {signal.Signals(result.signal).name}",
-                 result.end_time - result.start_time, result.cpu_time, result.max_rss_kb)
+        log.info(
+            "job %d: payload ended with %s after %.1f s (cpu %.1f s, max RSS %d kB)",
+            job.panda_id,
+            f"exit code {result.exit_code}"
+            if result.signal is None
+            else f"signal {signal.Signals(result.signal).name}",
+            result.end_time - result.start_time,
+            result.cpu_time,
+            result.max_rss_kb,
+        )
         return result, kill
 
     def _supervise(self, job: Job, payload: Payload, command: str | None) -> tuple[int, str] | None:
@@ -228,8 +256,10 @@ class JobRun:
                 break
             signum = self.stop_signal()
             if signum is not None:
-                kill = (errorcodes.signal_error_code(signum),
-                        f"pilot received {signal.Signals(signum).name}; payload stopped")
+                kill = (
+                    errorcodes.signal_error_code(signum),
+                    f"pilot received {signal.Signals(signum).name}; payload stopped",
+                )
                 break
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -238,13 +268,16 @@ class JobRun:
             if now >= next_memory:
                 rss_kb = payload.tree_rss_kb()
                 if memory_limit_kb is not None and rss_kb > memory_limit_kb:
-                    kill = (errorcodes.PAYLOADEXCEEDMAXMEM, f"payload used {rss_kb // 1024} MB of memory, "
-                            f"limit {int(memory_limit_kb // 1024)} MB")
+                    kill = (
+                        errorcodes.PAYLOADEXCEEDMAXMEM,
+                        f"payload used {rss_kb // 1024} MB of memory, limit {int(memory_limit_kb // 1024)} MB",
+                    )
                     break
                 next_memory = now + config.memory_poll
             if now >= next_heartbeat:
-                command = self.reporter.update(job.panda_id, "running", node=config.node,
-                                               site_name=config.queue, core_count=job.core_count)
+                command = self.reporter.update(
+                    job.panda_id, "running", node=config.node, site_name=config.queue, core_count=job.core_count
+                )
                 next_heartbeat = time.monotonic() + config.heartbeat_interval
                 continue
             if next_draw is not None and now >= next_draw and self.status is not None:
@@ -276,13 +309,17 @@ class JobRun:
         if code == 0:
             try:
                 for spec in job.output_files:
-                    staged.append(staging.stage_out_file(spec, workdir / spec.lfn, template, self.config.mover,
-                                                         self.config.mover_options))
+                    staged.append(
+                        staging.stage_out_file(
+                            spec, workdir / spec.lfn, template, self.config.mover, self.config.mover_options
+                        )
+                    )
             except StagingError as exc:
                 log.error("job %d: %s", job.panda_id, exc.diag)
                 code, diag, staged = exc.code, exc.diag, []
-        return self._finish_with_log(job, workdir, "finished" if code == 0 else "failed", code, diag, fields,
-                                     milestones, staged)
+        return self._finish_with_log(
+            job, workdir, "finished" if code == 0 else "failed", code, diag, fields, milestones, staged
+        )
 
     def _finish_with_log(
         self,
@@ -301,8 +338,11 @@ class JobRun:
             template = self.config.output_url or self.config.storage_url
             try:
                 tarball = staging.make_log_tarball(job, workdir, exclude=())
-                staged.append(staging.stage_out_file(job.log_file, tarball, template, self.config.mover,
-                                                     self.config.mover_options))
+                staged.append(
+                    staging.stage_out_file(
+                        job.log_file, tarball, template, self.config.mover, self.config.mover_options
+                    )
+                )
             except StagingError as exc:
                 log.error("job %d: log: %s", job.panda_id, exc.diag)
                 if state == "finished":
@@ -328,7 +368,12 @@ class JobRun:
             **fields,
         )
         milestones["final_acknowledged"] = time.monotonic()
-        log.info("job %d: %s%s%s", job.panda_id, state, f" ({code}: {diag})" if code else "",
-                 "" if delivered else " [final update kept for resending]")
+        log.info(
+            "job %d: %s%s%s",
+            job.panda_id,
+            state,
+            f" ({code}: {diag})" if code else "",
+            "" if delivered else " [final update kept for resending]",
+        )
         self._phase(job, state)
         return JobOutcome(job.panda_id, state, code, diag, delivered, milestones)

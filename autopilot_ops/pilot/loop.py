@@ -31,8 +31,13 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 def make_client(config: PilotConfig, server_url: str | None = None, protocol: str | None = None) -> PandaClient:
     """A client for ``server_url`` (default: the configured one) with the pilot's auth and retries."""
-    return PandaClient(server_url or config.server_url, protocol_name=protocol or config.protocol,
-                       auth=config.auth, retry=config.retry, timeout=config.request_timeout)
+    return PandaClient(
+        server_url or config.server_url,
+        protocol_name=protocol or config.protocol,
+        auth=config.auth,
+        retry=config.retry,
+        timeout=config.request_timeout,
+    )
 
 
 class Pilot:
@@ -108,8 +113,9 @@ class Pilot:
                 outcome = runner.run(raw, acquired_at)
                 self.outcomes.append(outcome)
                 self._log_overhead(outcome)
-                self.events.emit("job_done", job_id=outcome.panda_id, state=outcome.state,
-                                 pilot_error_code=outcome.pilot_error_code)
+                self.events.emit(
+                    "job_done", job_id=outcome.panda_id, state=outcome.state, pilot_error_code=outcome.pilot_error_code
+                )
             if self.received_signal is not None:
                 break
             if self.reporter.undelivered:
@@ -149,17 +155,26 @@ class Pilot:
         if self.client is None or not self.outbox.pending():
             return
         summary = self.outbox.resend(
-            lambda update: self.client if update.server_url == self.client.url
-            and update.protocol == self.client.protocol else make_client(self.config, update.server_url,
-                                                                        update.protocol)
+            lambda update: (
+                self.client
+                if update.server_url == self.client.url and update.protocol == self.client.protocol
+                else make_client(self.config, update.server_url, update.protocol)
+            )
         )
-        log.info("kept final updates: %d delivered, %d rejected, %d still pending",
-                 summary.sent, summary.rejected, summary.pending)
+        log.info(
+            "kept final updates: %d delivered, %d rejected, %d still pending",
+            summary.sent,
+            summary.rejected,
+            summary.pending,
+        )
 
     @staticmethod
     def _log_overhead(outcome: JobOutcome) -> None:
         marks = outcome.milestones
         if {"acquired", "payload_started", "payload_exited", "final_acknowledged"} <= marks.keys():
-            log.info("job %s overhead: acquire_to_payload_start=%.4f payload_exit_to_final_ack=%.4f",
-                     outcome.panda_id, marks["payload_started"] - marks["acquired"],
-                     marks["final_acknowledged"] - marks["payload_exited"])
+            log.info(
+                "job %s overhead: acquire_to_payload_start=%.4f payload_exit_to_final_ack=%.4f",
+                outcome.panda_id,
+                marks["payload_started"] - marks["acquired"],
+                marks["final_acknowledged"] - marks["payload_exited"],
+            )

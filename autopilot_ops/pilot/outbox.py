@@ -39,8 +39,13 @@ class FinalUpdate:
     def from_file(cls, path: Path) -> FinalUpdate:
         try:
             data = json.loads(path.read_text())
-            return cls(int(data["job_id"]), str(data["job_status"]), dict(data["fields"]),
-                       str(data["server_url"]), str(data["protocol"]))
+            return cls(
+                int(data["job_id"]),
+                str(data["job_status"]),
+                dict(data["fields"]),
+                str(data["server_url"]),
+                str(data["protocol"]),
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"unreadable final update {path}: {exc}") from exc
 
@@ -83,8 +88,9 @@ class Outbox:
         path = self._path(job_id)
         if path.exists():
             os.replace(path, rejected / path.name)
-            (rejected / f"{job_id}.reason").write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
-                                                      f"{reason}\n")
+            (rejected / f"{job_id}.reason").write_text(
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}\n"
+            )
 
     def pending(self) -> list[Path]:
         if not self.directory.is_dir():

@@ -84,8 +84,10 @@ class Payload:
                 start_new_session=True,
             )
         if self.echo is not None:
-            streams = ((self._process.stdout, self.stdout_path, self.echo[0]),
-                       (self._process.stderr, self.stderr_path, self.echo[1]))
+            streams = (
+                (self._process.stdout, self.stdout_path, self.echo[0]),
+                (self._process.stderr, self.stderr_path, self.echo[1]),
+            )
             for source, path, terminal in streams:
                 copier = threading.Thread(target=_tee, args=(source, path, terminal), daemon=True)
                 copier.start()

@@ -56,8 +56,13 @@ class Reporter:
             self.client.update_job(job_id, job_status, **params)
         except PandaCommunicationError as exc:
             self.undelivered += 1
-            log.error("final update of job %d (%s) not delivered, kept in %s: %s",
-                      job_id, job_status, self.outbox.directory, exc)
+            log.error(
+                "final update of job %d (%s) not delivered, kept in %s: %s",
+                job_id,
+                job_status,
+                self.outbox.directory,
+                exc,
+            )
             return False
         except PandaError as exc:
             log.error("server rejected the final update of job %d: %s", job_id, exc)

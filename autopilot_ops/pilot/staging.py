@@ -59,7 +59,7 @@ def _mover(url: str, name: str | None, options: Mapping[str, str], code: int):
 def verify(spec: FileSpec, path: Path) -> None:
     """Check the staged-in ``path`` against the size and checksum PanDA gave for it."""
     size = path.stat().st_size
-    if spec.fsize is not None and size != spec.fsize:
+    if spec.fsize and size != spec.fsize:  # 0 is FileSpec's default: size unknown
         raise StagingError(errorcodes.STAGEINFAILED, f"input {spec.lfn} has {size} bytes, expected {spec.fsize}")
     if spec.checksum is None:
         return

@@ -28,7 +28,7 @@ def url_allowed(url: str, prefixes: Iterable[str]) -> bool:
         return False
     for prefix in prefixes:
         if prefix and url.startswith(prefix):
-            rest = url[len(prefix):]
+            rest = url[len(prefix) :]
             if prefix.endswith("/") or rest == "" or rest[0] in "/?":
                 return True
     return False
@@ -66,9 +66,7 @@ def fetch(url: str, workdir: Path, prefixes: Iterable[str], pins: Mapping[str, s
     return target
 
 
-def prepare(
-    transformation: str, workdir: Path, vo: VOPlugin, prefixes: Iterable[str], pins: Mapping[str, str]
-) -> Path:
+def prepare(transformation: str, workdir: Path, vo: VOPlugin, prefixes: Iterable[str], pins: Mapping[str, str]) -> Path:
     """The executable to run for ``transformation``."""
     if is_url(transformation):
         return fetch(transformation, workdir, prefixes, pins)

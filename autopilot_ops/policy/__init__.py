@@ -1,6 +1,6 @@
 """Pilot-count policy: pure functions that return the number of pilots and the reason."""
 
-from autopilot_ops.policy.decide import Decision, decide
+from autopilot_ops.policy.rules import Decision, decide
 from autopilot_ops.policy.snapshot import (
     Control,
     JobCount,

@@ -1,7 +1,7 @@
 """The policy's input: one frozen snapshot of a queue per cycle, checked when it is built.
 
 Every limit follows one rule: ``None`` means no limit and ``0`` means zero. Harvester reads 0 as "no limit"
-in some places and as "zero" in others (see :mod:`autopilot_ops.policy.decide`).
+in some places and as "zero" in others (see :mod:`autopilot_ops.policy.rules`).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ class Control:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything :func:`~autopilot_ops.policy.decide.decide` looks at for one queue in one cycle.
+    """Everything :func:`~autopilot_ops.policy.rules.decide` looks at for one queue in one cycle.
 
     - ``instances``: live scheduler instances serving the queue; each submits its share ``1/instances``.
     - ``panda_data_age``: seconds since PanDA's job counts were fetched; ``None`` if they never were.

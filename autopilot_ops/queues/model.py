@@ -54,6 +54,19 @@ def non_negative_number(value: Any) -> float:
     return number
 
 
+def fraction(value: Any) -> float:
+    number = non_negative_number(value)
+    if number > 1:
+        raise FieldError(f"must be a fraction between 0 and 1, got {value!r}")
+    return number
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError(f"must be true or false, got {value!r}")
+    return value
+
+
 def text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise FieldError(f"must be a non-empty string, got {value!r}")
@@ -115,6 +128,13 @@ class QueueDefinition:
     max_per_cycle: int | None = None
     jobs_per_pilot: int = 1
     cycle_period: int = 300
+    test_pilots: int = 1
+    keep_one_pilot: bool = False
+    missed_rate_limit: float | None = 0.5
+    empty_share_limit: float | None = 0.5
+    throttle_min_count: int = 5
+    stale_polls: int = 3
+    empty_runtime: int = 60
     queued_timeout: int = 172800
     held_timeout: int = 3600
     unknown_timeout: int = 3600
@@ -151,6 +171,13 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "max_per_cycle": non_negative_int,
     "jobs_per_pilot": positive_int,
     "cycle_period": positive_int,
+    "test_pilots": non_negative_int,
+    "keep_one_pilot": boolean,
+    "missed_rate_limit": fraction,
+    "empty_share_limit": fraction,
+    "throttle_min_count": positive_int,
+    "stale_polls": positive_int,
+    "empty_runtime": non_negative_int,
     "queued_timeout": positive_int,
     "held_timeout": positive_int,
     "unknown_timeout": positive_int,

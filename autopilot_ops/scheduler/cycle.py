@@ -40,8 +40,9 @@ class CycleSettings:
     environment: Mapping[str, str] = field(default_factory=dict)
     global_cap: int | None = None
     window_s: int = 3600
-    empty_runtime_s: int = 60
     sweep: bool = True
+    #: Serve only queues whose back end is of these kinds; ``None``: all of the tag's queues.
+    backend_kinds: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class SchedulingCycle:
         with self.store.transaction() as cur:
             heartbeat_scheduler(cur, settings.scheduler_id, settings.tag, socket.gethostname(), getpass.getuser(), now)
             backend_rows = {row["name"]: row for row in list_backends(cur)}
-            tag_backends = backends_of_tag(cur, settings.tag)
+            tag_backends = backends_of_tag(cur, settings.tag, settings.backend_kinds)
         if settings.sweep:
             for name in tag_backends:
                 backend = self._backend(name, backend_rows)
@@ -140,8 +141,8 @@ class SchedulingCycle:
                 stats_age,
                 now,
                 window_s=settings.window_s,
-                empty_runtime_s=settings.empty_runtime_s,
                 global_cap=settings.global_cap,
+                backend_kinds=settings.backend_kinds,
             )
         rows = []
         for queue in seen.queues:

@@ -29,6 +29,9 @@ from autopilot_ops.store.submissions import (
 
 log = logging.getLogger(__name__)
 
+#: The advisory-lock key of a queue; the schema is part of it, so installs sharing a database do not collide.
+QUEUE_LOCK_KEY = "hashtext('autopilot.queue'), hashtext(current_schema() || ':' || %s)"
+
 #: A pilot the back end does not list yet, this soon after submission, is not taken for vanished.
 VANISH_GRACE_S = 60
 
@@ -68,14 +71,14 @@ class PilotLifecycle:
     @contextlib.contextmanager
     def _queue_lock(self, queue: str) -> Iterator[bool]:
         with self.store.transaction() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(hashtext('autopilot.queue'), hashtext(%s)) AS got", (queue,))
+            cur.execute(f"SELECT pg_try_advisory_lock({QUEUE_LOCK_KEY}) AS got", (queue,))
             got = cur.fetchone()["got"]
         try:
             yield got
         finally:
             if got:
                 with contextlib.suppress(Exception), self.store.transaction() as cur:
-                    cur.execute("SELECT pg_advisory_unlock(hashtext('autopilot.queue'), hashtext(%s))", (queue,))
+                    cur.execute(f"SELECT pg_advisory_unlock({QUEUE_LOCK_KEY})", (queue,))
 
     def submit(self, n: int, spec: PilotSpec) -> SubmitOutcome:
         """Submit ``n`` pilots for ``spec.queue`` in cycle ``spec.cycle_id``, at most once per key."""

@@ -18,20 +18,31 @@ ANY_LABEL = "*"
 ANY_RESOURCE_TYPE = "*"
 
 
-def queues_of_tag(cur: Any, tag: str) -> list[dict[str, Any]]:
-    """The ``schedconfig`` rows this tag's scheduler serves."""
-    cur.execute(f"SELECT * FROM schedconfig WHERE {SCHEDULER_TAG_SQL} = %s ORDER BY panda_queue", (tag,))
+_KIND_FILTER = "(%(kinds)s::text[] IS NULL OR b.kind = ANY(%(kinds)s::text[]))"
+
+
+def queues_of_tag(cur: Any, tag: str, backend_kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The ``schedconfig`` rows this tag's scheduler serves, optionally only those on back ends of a kind."""
+    cur.execute(
+        f"SELECT s.* FROM schedconfig s LEFT JOIN backends b ON b.name = s.backend "
+        f"WHERE {SCHEDULER_TAG_SQL} = %(tag)s AND {_KIND_FILTER} ORDER BY s.panda_queue",
+        {"tag": tag, "kinds": _kinds(backend_kinds)},
+    )
     return [dict(row) for row in cur.fetchall()]
 
 
-def backends_of_tag(cur: Any, tag: str) -> list[str]:
+def backends_of_tag(cur: Any, tag: str, backend_kinds: Sequence[str] | None = None) -> list[str]:
     """The back ends this tag's queues submit to."""
     cur.execute(
-        f"SELECT DISTINCT backend FROM schedconfig WHERE {SCHEDULER_TAG_SQL} = %s AND backend IS NOT NULL "
-        "ORDER BY backend",
-        (tag,),
+        f"SELECT DISTINCT s.backend FROM schedconfig s JOIN backends b ON b.name = s.backend "
+        f"WHERE {SCHEDULER_TAG_SQL} = %(tag)s AND {_KIND_FILTER} ORDER BY s.backend",
+        {"tag": tag, "kinds": _kinds(backend_kinds)},
     )
     return [row["backend"] for row in cur.fetchall()]
+
+
+def _kinds(backend_kinds: Sequence[str] | None) -> list[str] | None:
+    return list(backend_kinds) if backend_kinds is not None else None
 
 
 def controls_in_scope(cur: Any, queues: Sequence[str], tags: Sequence[str]) -> list[dict[str, Any]]:
@@ -60,13 +71,13 @@ def observe(
     now: dt.datetime,
     *,
     window_s: int = 3600,
-    empty_runtime_s: int = 60,
     global_cap: int | None = None,
+    backend_kinds: Sequence[str] | None = None,
 ) -> Observation:
-    queues = queues_of_tag(cur, tag)
+    queues = queues_of_tag(cur, tag, backend_kinds)
     names = [q["panda_queue"] for q in queues]
     since = now - dt.timedelta(seconds=window_s)
-    activity = queue_activity(cur, names, since, empty_runtime_s)
+    activity = queue_activity(cur, names, since)
     outcomes = submission_outcomes(cur, names, since)
     all_tags = sorted({t for q in queues for t in q["tags"]})
     control_rows = controls_in_scope(cur, names, all_tags)
@@ -113,18 +124,8 @@ def observe(
 
 
 def _queue_config(row: Mapping[str, Any]) -> QueueConfig:
-    return QueueConfig(
-        panda_queue=row["panda_queue"],
-        status=row["status"],
-        prod_source_labels=(*row["prod_source_labels"], ANY_LABEL),
-        queue_limit=row["queue_limit"],
-        queue_ratio=row["queue_ratio"],
-        min_queued=row["min_queued"],
-        max_queued=row["max_queued"],
-        max_pilots=row["max_pilots"],
-        max_per_cycle=row["max_per_cycle"],
-        jobs_per_pilot=row["jobs_per_pilot"],
-    )
+    labels = (*row["prod_source_labels"], ANY_LABEL)
+    return QueueConfig.from_row({**row, "prod_source_labels": labels})
 
 
 def _control(row: Mapping[str, Any]) -> Control:

@@ -107,28 +107,22 @@ class QueueActivity:
     empty: int = 0
 
 
-def queue_activity(
-    cur: Any, queues: Sequence[str], since: dt.datetime, empty_runtime_s: int = 60
-) -> dict[str, QueueActivity]:
+def queue_activity(cur: Any, queues: Sequence[str], since: dt.datetime) -> dict[str, QueueActivity]:
     """Counts for the policy, in one query for all ``queues``. A pilot ended empty if it exited with
-    pilot3's "no jobs" code, or ran less than ``empty_runtime_s`` seconds."""
+    pilot3's "no jobs" code, or ran less than its queue's ``empty_runtime`` seconds."""
     cur.execute(
-        "SELECT queue, "
-        "count(*) FILTER (WHERE state IN ('submitted', 'queued')) AS queued, "
-        "count(*) FILTER (WHERE state = 'running') AS running, "
-        "count(*) FILTER (WHERE state = 'held') AS held, "
-        "count(*) FILTER (WHERE state IN ('finished', 'failed') AND ended_at >= %(since)s) AS ended, "
-        "count(*) FILTER (WHERE state IN ('finished', 'failed') AND ended_at >= %(since)s AND "
-        "(exit_code = %(nojobs)s OR ended_at - coalesce(started_at, ended_at) < %(empty)s * interval '1 second')) "
+        "SELECT p.queue, "
+        "count(*) FILTER (WHERE p.state IN ('submitted', 'queued')) AS queued, "
+        "count(*) FILTER (WHERE p.state = 'running') AS running, "
+        "count(*) FILTER (WHERE p.state = 'held') AS held, "
+        "count(*) FILTER (WHERE p.state IN ('finished', 'failed') AND p.ended_at >= %(since)s) AS ended, "
+        "count(*) FILTER (WHERE p.state IN ('finished', 'failed') AND p.ended_at >= %(since)s AND "
+        "(p.exit_code = %(nojobs)s OR "
+        "p.ended_at - coalesce(p.started_at, p.ended_at) < coalesce(s.empty_runtime, 60) * interval '1 second')) "
         "AS empty "
-        "FROM pilots WHERE queue = ANY(%(queues)s) AND (state IN %(live)s OR ended_at >= %(since)s) GROUP BY queue",
-        {
-            "since": since,
-            "nojobs": NO_JOBS_EXIT_CODE,
-            "empty": empty_runtime_s,
-            "queues": list(queues),
-            "live": LIVE_STATES,
-        },
+        "FROM pilots p LEFT JOIN schedconfig s ON s.panda_queue = p.queue "
+        "WHERE p.queue = ANY(%(queues)s) AND (p.state IN %(live)s OR p.ended_at >= %(since)s) GROUP BY p.queue",
+        {"since": since, "nojobs": NO_JOBS_EXIT_CODE, "queues": list(queues), "live": LIVE_STATES},
     )
     return {
         row["queue"]: QueueActivity(row["queued"], row["running"], row["held"], row["ended"], row["empty"])

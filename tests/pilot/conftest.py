@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from autopilot_ops.panda.devserver.testing import DevServer
 
 
 @dataclass
@@ -93,3 +99,75 @@ def make_script(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return make
+
+
+@dataclass
+class PilotRunner:
+    """Runs ``python -m autopilot_ops.pilot`` as a real subprocess with its home and work dir in ``root``."""
+
+    root: Path
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def storage(self) -> Path:
+        return self.home / "storage"
+
+    def command(self, subcommand: str, server: str | None, *args: str) -> list[str]:
+        command = [sys.executable, "-m", "autopilot_ops.pilot", subcommand, "--home", str(self.home)]
+        if subcommand == "run":
+            command += ["--queue", QUEUE, "--workdir", str(self.root / "work"), "--retries", "2",
+                        "--backoff", "0.05"]
+        if server is not None:
+            command += ["--server", server]
+        return command + list(args)
+
+    def run(self, server: str | None, *args: str, subcommand: str = "run",
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        (self.root / "work").mkdir(parents=True, exist_ok=True)
+        return subprocess.run(self.command(subcommand, server, *args), capture_output=True, text=True,
+                              timeout=timeout, env=pilot_env())
+
+    def start(self, server: str | None, *args: str) -> subprocess.Popen[str]:
+        (self.root / "work").mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(self.command("run", server, *args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=pilot_env())
+
+
+QUEUE = "LOCAL_QUEUE"
+
+
+def pilot_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("X509_USER_PROXY", None)
+    env.pop("PANDA_URL", None)
+    return env
+
+
+@pytest.fixture
+def pilot(tmp_path: Path) -> PilotRunner:
+    return PilotRunner(tmp_path / "pilot")
+
+
+@pytest.fixture
+def panda(tmp_path: Path) -> Iterator[DevServer]:
+    """A dev server (open auth) serving ``tmp_path/files``."""
+    (tmp_path / "files").mkdir()
+    with DevServer(tmp_path / "devserver", files_dir=tmp_path / "files") as server:
+        yield server
+
+
+def _wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., None]:
+    """``wait_for(predicate, timeout=30, what=...)``: poll until true, fail after ``timeout`` seconds."""
+    return _wait_for

@@ -11,7 +11,7 @@ import pytest
 
 from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
 from autopilot_ops.backends.local import LocalBackend
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle, next_state, utcnow
+from autopilot_ops.scheduler.lifecycle import QUEUE_LOCK_KEY, PilotLifecycle, next_state, utcnow
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.submissions import begin_submission
 
@@ -146,7 +146,7 @@ def test_two_schedulers_never_submit_for_one_queue_at_once(
     other = psycopg2.connect(pg_dsn)
     other.autocommit = True
     with other.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(hashtext('autopilot.queue'), hashtext('Q1'))")
+        cur.execute(f"SELECT pg_advisory_lock({QUEUE_LOCK_KEY})", ("Q1",))
     try:
         outcome = PilotLifecycle(store, local_backend, "test").submit(2, make_spec())
         assert outcome.submitted == 0 and outcome.skipped == "another scheduler is submitting for this queue"

@@ -199,8 +199,13 @@ def update_job(
             except (TypeError, ValueError):
                 continue  # pilot_api.py logs and drops a value it cannot convert
     for key, value in (
-        ("totRCHAR", tot_rchar), ("totWCHAR", tot_wchar), ("totRBYTES", tot_rbytes), ("totWBYTES", tot_wbytes),
-        ("rateRCHAR", rate_rchar), ("rateWCHAR", rate_wchar), ("rateRBYTES", rate_rbytes),
+        ("totRCHAR", tot_rchar),
+        ("totWCHAR", tot_wchar),
+        ("totRBYTES", tot_rbytes),
+        ("totWBYTES", tot_wbytes),
+        ("rateRCHAR", rate_rchar),
+        ("rateWCHAR", rate_wchar),
+        ("rateRBYTES", rate_rbytes),
         ("rateWBYTES", rate_wbytes),
     ):
         if value is not None:

@@ -148,7 +148,14 @@ class DevRequestHandler(BaseHTTPRequestHandler):
             elapsed = (time.perf_counter() - started) * 1000
             log.info(
                 '%s "%s %s" %d %dB %.1fms %s %s',
-                self.client_address[0], self.command, self.path, reply.status, size, elapsed, reply.who, reply.outcome,
+                self.client_address[0],
+                self.command,
+                self.path,
+                reply.status,
+                size,
+                elapsed,
+                reply.who,
+                reply.outcome,
             )
 
     def _route(self) -> Reply:
@@ -221,14 +228,14 @@ class DevRequestHandler(BaseHTTPRequestHandler):
                 raise HttpError(500, "ERROR : the JSON body must be an object")
             params = {key: str(value) if isinstance(value, bool) else value for key, value in loaded.items()}
         elif self.command in ("GET", "HEAD"):
-            params = {key: value if isinstance(value, str) else value[0] for key, value in
-                      _query_params(urlsplit(self.path).query).items()}
+            params = {
+                key: value if isinstance(value, str) else value[0]
+                for key, value in _query_params(urlsplit(self.path).query).items()
+            }
         else:
             params = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
         accept = self.headers.get("Accept") or ""
-        reply = legacy.call(
-            self.server.settings.context.store, method, identity, params, "application/json" in accept
-        )
+        reply = legacy.call(self.server.settings.context.store, method, identity, params, "application/json" in accept)
         return Reply(200, reply.body, reply.content_type, f"legacy {method}")
 
     # -- bodies ---------------------------------------------------------------------------------------------

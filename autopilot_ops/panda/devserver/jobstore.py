@@ -111,8 +111,10 @@ class JobStore:
                 panda_id = row["panda_id"]
                 _record(cursor, panda_id, "activated", now, f"submitted by {owner}")
                 # TaskBuffer.storeJobs answers analysis jobs with their jobsetID instead of the job name.
-                third = {"jobsetID": attribute(spec, "jobsetID")} if label in ("user", "panda") else stored.get(
-                    "jobName", "NULL"
+                third = (
+                    {"jobsetID": attribute(spec, "jobsetID")}
+                    if label in ("user", "panda")
+                    else stored.get("jobName", "NULL")
                 )
                 replies.append([panda_id, attribute(spec, "jobDefinitionID"), third])
         return replies
@@ -137,7 +139,9 @@ class JobStore:
         where, params = _dispatch_where(wanted)
         with self.database.transaction() as cursor:
             rows = cursor.execute(
-                "SELECT panda_id FROM panda_jobs " + where + " ORDER BY current_priority DESC, panda_id LIMIT ?"
+                "SELECT panda_id FROM panda_jobs "
+                + where
+                + " ORDER BY current_priority DESC, panda_id LIMIT ?"
                 + cursor.lock_clause,
                 (*params, n_jobs),
             ).fetchall()
@@ -221,7 +225,12 @@ class JobStore:
         return command
 
     def _write_update(
-        self, cursor: Cursor, job: Mapping[str, Any], new_status: str, param: Mapping[str, Any], now: float,
+        self,
+        cursor: Cursor,
+        job: Mapping[str, Any],
+        new_status: str,
+        param: Mapping[str, Any],
+        now: float,
         final: bool,
     ) -> None:
         assignments = {"job_status": new_status, "modification_time": now}
@@ -241,14 +250,17 @@ class JobStore:
         if job["job_status"] in ("sent", "starting") and new_status == "running" and "startTime" not in param:
             assignments["start_time"] = format_time(now)
         columns = ", ".join(f"{name} = ?" for name in assignments)
-        cursor.execute(
-            f"UPDATE panda_jobs SET {columns} WHERE panda_id = ?", (*assignments.values(), job["panda_id"])
-        )
+        cursor.execute(f"UPDATE panda_jobs SET {columns} WHERE panda_id = ?", (*assignments.values(), job["panda_id"]))
         if new_status != job["job_status"]:
             _record(cursor, job["panda_id"], new_status, now, f"reported by the pilot at {job['computing_site']}")
 
     def _settle(
-        self, cursor: Cursor, job: Mapping[str, Any], reported: str, report: str, param: Mapping[str, Any],
+        self,
+        cursor: Cursor,
+        job: Mapping[str, Any],
+        reported: str,
+        report: str,
+        param: Mapping[str, Any],
         now: float,
     ) -> None:
         spec = json.loads(job["spec"])

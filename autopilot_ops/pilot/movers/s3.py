@@ -25,9 +25,7 @@ class S3Mover(DataMover):
         try:
             boto3 = importlib.import_module("boto3")
         except ImportError as exc:
-            raise TransferError(
-                "the s3 data mover needs boto3, which is not installed (pip install boto3)"
-            ) from exc
+            raise TransferError("the s3 data mover needs boto3, which is not installed (pip install boto3)") from exc
         session = boto3.session.Session(profile_name=self.options.get("profile"))
         return session.client(
             "s3", endpoint_url=self.options.get("endpoint_url"), region_name=self.options.get("region")

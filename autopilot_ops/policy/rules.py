@@ -185,17 +185,23 @@ def _activated(snapshot: Snapshot, trace: list[str]) -> int:
     served: dict[str, int] = {}
     other: dict[str, int] = {}
     for job_count in snapshot.activated:
-        bucket = served if job_count.prod_source_label in served_labels else other
         label = job_count.prod_source_label
-        bucket[label] = bucket.get(label, 0) + job_count.count
+        if label in served_labels:
+            served[label] = served.get(label, 0) + job_count.count
+        else:
+            other[label] = other.get(label, 0) + job_count.count
     total = sum(served.values())
     line = f"activated={total}"
     if served:
-        line += " (" + " ".join(f"{label}={count}" for label, count in sorted(served.items())) + ")"
+        line += f" ({_counts(served)})"
     if other:
-        line += " [not served: " + " ".join(f"{label}={count}" for label, count in sorted(other.items())) + "]"
+        line += f" [not served: {_counts(other)}]"
     trace.append(line)
     return total
+
+
+def _counts(by_label: dict[str, int]) -> str:
+    return " ".join([f"{label}={count}" for label, count in sorted(by_label.items())])
 
 
 def _queue_target(snapshot: Snapshot, trace: list[str]) -> int | None:

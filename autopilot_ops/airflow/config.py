@@ -1,0 +1,47 @@
+"""Scheduler settings from the ``[autopilot]`` section of ``airflow.cfg`` (``AIRFLOW__AUTOPILOT__<KEY>``)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from autopilot_ops.config import state_dir
+
+
+def default_pilot_command() -> str:
+    """The pilot as the local back end runs it: this environment's ``autopilot pilot run``."""
+    autopilot = Path(sys.executable).with_name("autopilot")
+    return f"{autopilot} pilot run --queue {{queue}} --server {{panda_url}}"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    snapshot_path: Path
+    log_root: Path
+    postgres_conn_id: str | None
+    dsn: str | None
+    panda_conn_id: str
+    pilot_command: tuple[str, ...]
+    global_cap: int | None
+
+    @classmethod
+    def from_airflow_conf(cls) -> SchedulerConfig:
+        from airflow.sdk import conf
+
+        def option(key: str, fallback: str | None = None) -> str | None:
+            return conf.get("autopilot", key, fallback=fallback) or fallback
+
+        home = state_dir()
+        cap = option("global_cap")
+        return cls(
+            snapshot_path=Path(option("snapshot_path", str(home / "schedconfig-snapshot.json"))),
+            log_root=Path(os.environ.get("AUTOPILOT_LOG_ROOT") or option("log_root", str(home / "logs"))),
+            postgres_conn_id=option("postgres_conn_id"),
+            dsn=os.environ.get("AUTOPILOT_DSN") or option("dsn"),
+            panda_conn_id=option("panda_conn_id", "panda_default"),
+            pilot_command=tuple(shlex.split(option("pilot_command", default_pilot_command()))),
+            global_cap=int(cap) if cap else None,
+        )

@@ -1,0 +1,1 @@
+"""The monitor and control web app (FastAPI), mounted by the Airflow plugin at ``/autopilot``."""

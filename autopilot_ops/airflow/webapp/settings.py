@@ -1,0 +1,44 @@
+"""Where the monitor app finds its database, its log files and its machine tokens.
+
+Read from the ``[autopilot]`` section of ``airflow.cfg`` (or ``AIRFLOW__AUTOPILOT__<KEY>``), with
+``AUTOPILOT_DSN`` and ``AUTOPILOT_LOG_ROOT`` taking precedence; see ``airflow.cfg.example``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TOKENS_VARIABLE = "autopilot_api_tokens"
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """``dsn`` or ``postgres_conn_id`` locate the store; ``log_root`` bounds the log endpoint; machine tokens
+    come from the Variable ``tokens_variable`` and/or the connection ``tokens_conn_id``."""
+
+    dsn: str | None = None
+    postgres_conn_id: str | None = None
+    log_root: Path | None = None
+    tokens_variable: str | None = DEFAULT_TOKENS_VARIABLE
+    tokens_conn_id: str | None = None
+    token_cache_seconds: float = 30.0
+    store_pool_size: int = 4
+
+    @classmethod
+    def from_airflow_conf(cls) -> WebSettings:
+        from airflow.configuration import conf
+
+        def option(key: str, fallback: str | None = None) -> str | None:
+            return conf.get("autopilot", key, fallback=fallback) or None
+
+        log_root = os.environ.get("AUTOPILOT_LOG_ROOT") or option("log_root")
+        return cls(
+            dsn=os.environ.get("AUTOPILOT_DSN") or option("dsn"),
+            postgres_conn_id=option("postgres_conn_id"),
+            log_root=Path(log_root) if log_root else None,
+            tokens_variable=option("api_tokens_variable", DEFAULT_TOKENS_VARIABLE),
+            tokens_conn_id=option("api_tokens_conn_id"),
+            token_cache_seconds=float(option("api_token_cache_seconds", "30") or 30),
+        )

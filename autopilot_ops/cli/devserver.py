@@ -1,0 +1,226 @@
+"""``autopilot panda-devserver [submit | jobs]``: run the PanDA dev server, inject jobs, list them.
+
+The dev server imports only the standard library (and psycopg2 for a PostgreSQL ``--db``), so it answers
+within a second of starting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from autopilot_ops.cli.common import CommandError, print_table
+from autopilot_ops.config import state_dir
+from autopilot_ops.panda.devserver.auth import (
+    AuthConfigError,
+    Authenticator,
+    TokenAuthenticator,
+    load_identities,
+    open_authenticator,
+)
+from autopilot_ops.panda.devserver.database import Database, DatabaseError
+from autopilot_ops.panda.devserver.jobspec import JobSpecError, build_job_spec
+from autopilot_ops.panda.devserver.jobstore import JobStore
+from autopilot_ops.panda.devserver.server import PandaDevServer, ServerConfig, ServerError
+from autopilot_ops.panda.devserver.submitter import SubmitError, submit_specs
+from autopilot_ops.panda.protocol import DEFAULT_PORT
+
+#: Environment variable holding the bearer token (``--auth token``, and ``submit`` against such a server).
+TOKEN_ENV = "AUTOPILOT_DEVSERVER_TOKEN"
+#: ``jobdispatcher/Watcher.py`` waits 360 minutes before failing a silent job.
+DEFAULT_HEARTBEAT_TIMEOUT = 360 * 60
+
+
+def default_db() -> Path:
+    return state_dir() / "panda-devserver.db"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "panda-devserver",
+        help="run a small PanDA server (wire-compatible with PanDA 1.0.x) for the quick start and tests",
+        description="Serve the PanDA API on HOST:PORT (default 127.0.0.1:25080); or submit/list jobs.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    _add_db_argument(parser)
+    parser.add_argument("--files", type=Path, help="directory served as static files at the root path")
+    parser.add_argument(
+        "--auth",
+        choices=("open", "token", "identities"),
+        default="open",
+        help="open: everyone has the production role (loopback only); token: one bearer token "
+        f"(--token-file or ${TOKEN_ENV}); identities: --identities FILE",
+    )
+    parser.add_argument("--token-file", type=Path, help="file holding the bearer token for --auth token")
+    parser.add_argument(
+        "--identities", type=Path, help='JSON file {"identities": [{"dn", "token", "production"}, ...]}'
+    )
+    parser.add_argument(
+        "--legacy", action="store_true", help="also serve the pre-1.0 /server/panda/getJob, updateJob, ..."
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=DEFAULT_HEARTBEAT_TIMEOUT,
+        help=f"fail jobs with no update for this many seconds; 0 turns it off (default {DEFAULT_HEARTBEAT_TIMEOUT})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="log warnings only, not one line per request")
+    parser.set_defaults(func=serve_command)
+
+    commands = parser.add_subparsers(dest="devserver_command")
+    submit = commands.add_parser("submit", help="inject jobs through /api/v1/job/submit")
+    submit.add_argument("--server", default=f"http://127.0.0.1:{DEFAULT_PORT}", help="server URL")
+    submit.add_argument("--queue", required=True, help="PanDA queue (computingSite) of the jobs")
+    submit.add_argument("--count", type=int, default=1, help="number of jobs (default 1)")
+    submit.add_argument("--transformation", required=True, help="URL of the payload script")
+    submit.add_argument("--job-pars", default="", help="the payload's arguments")
+    submit.add_argument("--priority", type=int, default=1000, help="currentPriority (default 1000)")
+    submit.add_argument("--prod-source-label", default="managed", help="prodSourceLabel (default managed)")
+    submit.add_argument("--in-file", action="append", default=[], metavar="LFN", help="an input file (repeat)")
+    submit.add_argument("--out-file", action="append", default=[], metavar="LFN", help="an output file (repeat)")
+    submit.add_argument("--no-log-file", action="store_true", help="do not give the jobs a log file")
+    submit.add_argument("--token-file", type=Path, help=f"bearer token file (default ${TOKEN_ENV} if set)")
+    submit.add_argument("--json", action="store_true", help="print the reply as JSON")
+    submit.set_defaults(func=submit_command)
+
+    jobs = commands.add_parser("jobs", help="list the jobs in the dev server's database, with their states")
+    _add_db_argument(jobs)
+    jobs.add_argument("--queue", help="only this queue")
+    jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    jobs.set_defaults(func=jobs_command)
+
+
+def _add_db_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        help="SQLite file or postgresql:// DSN (default $AUTOPILOT_HOME/panda-devserver.db, "
+        "AUTOPILOT_HOME defaulting to ./.autopilot)",
+    )
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    authenticator = _authenticator(args)
+    if authenticator.mode == "open" and not _is_loopback(args.host):
+        raise CommandError(f"--auth open gives everyone the production role; it is refused on {args.host}")
+    if args.heartbeat_timeout < 0:
+        raise CommandError(f"--heartbeat-timeout must be 0 or more, got {args.heartbeat_timeout:g}")
+    config = ServerConfig(
+        db=args.db or default_db(),
+        host=args.host,
+        port=args.port,
+        files_dir=args.files,
+        authenticator=authenticator,
+        legacy=args.legacy,
+        heartbeat_timeout=args.heartbeat_timeout or None,
+    )
+    try:
+        server = PandaDevServer(config)
+    except (ServerError, DatabaseError) as exc:
+        raise CommandError(str(exc)) from None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise CommandError(f"--count must be at least 1, got {args.count}")
+    try:
+        specs = [
+            build_job_spec(
+                args.queue,
+                args.transformation,
+                args.job_pars,
+                priority=args.priority,
+                prod_source_label=args.prod_source_label,
+                in_files=args.in_file,
+                out_files=args.out_file,
+                log_file=not args.no_log_file,
+            )
+            for _ in range(args.count)
+        ]
+        replies = submit_specs(args.server, specs, token=_read_token(args.token_file, required=False))
+    except (JobSpecError, SubmitError) as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps(replies))
+    else:
+        rows = [{"panda_id": r[0], "job_definition_id": r[1], "job_name": r[2]} for r in replies]
+        print_table(rows, ["panda_id", "job_definition_id", "job_name"])
+    return 0
+
+
+def jobs_command(args: argparse.Namespace) -> int:
+    target = args.db or str(default_db())
+    if not target.startswith(("postgresql://", "postgres://")) and not Path(target).is_file():
+        raise CommandError(f"no dev server database at {target} (give --db, or start the server first)")
+    try:
+        database = Database(target)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        jobs = JobStore(database).jobs(args.queue)
+    finally:
+        database.close()
+    if args.json:
+        print(json.dumps(jobs, indent=2))
+    else:
+        print_table(
+            jobs,
+            ["panda_id", "site", "status", "priority", "modified", "node", "trans_exit_code", "pilot_error_code"],
+        )
+    return 0
+
+
+def _authenticator(args: argparse.Namespace) -> Authenticator:
+    try:
+        if args.auth == "token":
+            return TokenAuthenticator(_read_token(args.token_file, required=True) or "")
+        if args.auth == "identities":
+            if args.identities is None:
+                raise CommandError("--auth identities needs --identities FILE")
+            return load_identities(args.identities)
+    except AuthConfigError as exc:
+        raise CommandError(str(exc)) from None
+    return open_authenticator()
+
+
+def _read_token(path: Path | None, required: bool) -> str | None:
+    if path is not None:
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CommandError(f"cannot read token file {path}: {exc.strerror}") from None
+        if not token:
+            raise CommandError(f"token file {path} is empty")
+        return token
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if required and not token:
+        raise CommandError(f"--auth token needs --token-file FILE or ${TOKEN_ENV}")
+    return token or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,209 @@
+"""A PanDA dev server for tests: real HTTP on 127.0.0.1, an ephemeral port, in this process, on a thread.
+
+Usage::
+
+    from autopilot_ops.panda.devserver.testing import DevServer
+
+    with DevServer(tmp_path, files_dir=tmp_path / "files") as srv:
+        ids = srv.submit_jobs("LOCAL_QUEUE", 2, f"{srv.url}/hello.sh", "--sleep 0", priority=1000)
+        ...  # run a pilot against srv.url (site_name "LOCAL_QUEUE")
+        job = srv.job(ids[0])
+        assert job["status"] == "finished"
+        assert [h["status"] for h in job["history"]][-2:] == ["holding", "finished"]
+
+``DevServer(workdir, *, files_dir=None, auth="open", token=None, identities=None, legacy=False,
+heartbeat_timeout=None, db=None)``
+    ``workdir``: a directory for the SQLite database (``workdir/panda-devserver.db``) unless ``db`` names a
+    file or a ``postgresql://`` DSN. ``files_dir``: a directory served as static files at the root path
+    (``GET {url}/hello.sh`` serves ``files_dir/hello.sh``). ``auth``: ``"open"`` (every caller has the
+    production role), ``"token"`` (``Authorization: Bearer <token>`` plus any ``Origin`` header; ``token``
+    defaults to ``"devserver-test-token"``), or ``"identities"`` (``identities`` is a list of
+    ``{"dn": str, "token": str, "production": bool}``). ``legacy``: also serve ``/server/panda/getJob``,
+    ``updateJob``, ``getStatus`` and ``getJobStatisticsPerSite``. ``heartbeat_timeout``: seconds without an
+    update after which a sent/starting/running/holding/transferring job fails (``dispatcher_error_code`` 100,
+    or 102 for a job still ``sent``); ``None`` turns the watcher off (``check_heartbeats`` still works).
+
+Attributes: ``url`` (``http://127.0.0.1:<port>``, no trailing slash), ``port``, ``token`` (a production
+token in the token/identities modes, else ``None``), ``server`` (the ``PandaDevServer``), ``store`` (its
+``JobStore``).
+
+``submit_jobs(queue, count, transformation, job_pars, *, priority=1000, in_files=(), out_files=(),
+prod_source_label="managed", log_file=True, core_count=1, max_walltime=None, label="autopilot", extra=None,
+token=None) -> list[int]``
+    Submits through the real ``POST /api/v1/job/submit`` endpoint, in the ``pandaclient`` wire format, and
+    returns the PandaIDs in order. Jobs start ``activated``. ``in_files`` items are LFNs or dicts with ``lfn``
+    and optional ``guid``, ``fsize``, ``checksum`` (``ad:<adler32>`` or ``md5:<hex>``), ``scope``,
+    ``dataset``; ``out_files`` are LFNs. A log file ``<jobName>.log.tgz`` is added unless ``log_file`` is
+    false, so a ``finished`` report needs a ``job_output_report`` covering it (else the job ends ``failed``
+    with ``ddm_error_code`` 200). ``extra`` sets other JobSpec attributes (e.g. ``{"container_name": ...}``).
+    ``token`` submits as another identity (identities mode).
+
+``job(panda_id) -> dict`` (``KeyError`` if unknown)
+    ``status``, ``site``, ``priority``, ``attempt_nr``, ``command`` (``"tobekilled"`` after ``kill``),
+    ``node``, ``start_time``/``end_time`` (``"YYYY-MM-DD HH:MM:SS"`` or ``None``), the codes and diagnostics
+    ``trans_exit_code``, ``pilot_error_code``/``_diag``, ``exe_error_code``/``_diag``, ``ddm_error_code``/
+    ``_diag``, ``dispatcher_error_code``/``_diag`` (lost heartbeat), ``task_buffer_error_code``/``_diag``
+    (kill), ``job_output_report`` (the string the pilot sent, or ``None``), ``pilot_params`` (everything else
+    the pilot reported, under PanDA's names: ``cpuConsumptionTime``, ``actualCoreCount``, ``batchID``,
+    ``pilotLog``...), ``files`` (PanDA FileSpec dicts: ``lfn``, ``type``, ``GUID``, ``fsize``, ``checksum``,
+    ``status``), ``spec``, and ``history``: ``[{"status", "time", "reason"}, ...]`` oldest first.
+
+``jobs(site=None) -> list[dict]``: a summary per job (``panda_id``, ``status``, ``site``, ``priority``, codes).
+``kill(panda_ids, code=None) -> list[bool]``: kill as a production identity (``job/kill`` semantics: a
+running job gets ``command`` ``tobekilled``, any other active job ends ``cancelled`` at once).
+``check_heartbeats(timeout=None) -> list[int]``: one lost-heartbeat sweep now (``timeout`` defaults to the
+configured one), returns the ids it failed. ``stats() -> dict``: ``active_job_stats_by_site``'s data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from autopilot_ops.panda.devserver.auth import (
+    Authenticator,
+    IdentityAuthenticator,
+    TokenAuthenticator,
+    open_authenticator,
+    parse_identities,
+)
+from autopilot_ops.panda.devserver.jobspec import build_job_spec
+from autopilot_ops.panda.devserver.jobstore import JobStore
+from autopilot_ops.panda.devserver.server import PandaDevServer, ServerConfig
+from autopilot_ops.panda.devserver.submitter import submit_specs
+
+DEFAULT_TEST_TOKEN = "devserver-test-token"
+
+
+class DevServer:
+    """Context manager around a ``PandaDevServer`` on port 0; see the module docstring."""
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        *,
+        files_dir: str | Path | None = None,
+        auth: str = "open",
+        token: str | None = None,
+        identities: Sequence[Mapping[str, Any]] | None = None,
+        legacy: bool = False,
+        heartbeat_timeout: float | None = None,
+        db: str | Path | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.heartbeat_timeout = heartbeat_timeout
+        authenticator = _authenticator(auth, token, identities)
+        self.token = authenticator.production_token()
+        self._config = ServerConfig(
+            db=db if db is not None else self.workdir / "panda-devserver.db",
+            port=0,
+            files_dir=Path(files_dir) if files_dir is not None else None,
+            authenticator=authenticator,
+            legacy=legacy,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+        self.server: PandaDevServer | None = None
+
+    def __enter__(self) -> DevServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.server = PandaDevServer(self._config)
+        self.server.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    @property
+    def _running(self) -> PandaDevServer:
+        if self.server is None:
+            raise RuntimeError("the DevServer is not running; use it inside its 'with' block")
+        return self.server
+
+    @property
+    def url(self) -> str:
+        return self._running.url
+
+    @property
+    def port(self) -> int:
+        return self._running.port
+
+    @property
+    def store(self) -> JobStore:
+        return self._running.store
+
+    def submit_jobs(
+        self,
+        queue: str,
+        count: int,
+        transformation: str,
+        job_pars: str,
+        *,
+        priority: int = 1000,
+        in_files: Sequence[str | Mapping[str, Any]] = (),
+        out_files: Sequence[str] = (),
+        prod_source_label: str = "managed",
+        log_file: bool = True,
+        core_count: int = 1,
+        max_walltime: int | None = None,
+        label: str = "autopilot",
+        extra: Mapping[str, Any] | None = None,
+        token: str | None = None,
+    ) -> list[int]:
+        specs = [
+            build_job_spec(
+                queue,
+                transformation,
+                job_pars,
+                priority=priority,
+                prod_source_label=prod_source_label,
+                in_files=in_files,
+                out_files=out_files,
+                log_file=log_file,
+                core_count=core_count,
+                max_walltime=max_walltime,
+                label=label,
+                extra=extra,
+            )
+            for _ in range(count)
+        ]
+        replies = submit_specs(self.url, specs, token=token or self.token)
+        return [int(reply[0]) for reply in replies]
+
+    def job(self, panda_id: int) -> dict[str, Any]:
+        found = self.store.job(panda_id)
+        if found is None:
+            raise KeyError(f"no job {panda_id} on the dev server")
+        return found
+
+    def jobs(self, site: str | None = None) -> list[dict[str, Any]]:
+        return self.store.jobs(site)
+
+    def kill(self, panda_ids: Sequence[int], code: int | None = None) -> list[bool]:
+        return self.store.kill(list(panda_ids), "/DC=local/CN=devserver-test", production=True, code=code)
+
+    def check_heartbeats(self, timeout: float | None = None) -> list[int]:
+        limit = timeout if timeout is not None else self.heartbeat_timeout
+        if limit is None:
+            raise ValueError("check_heartbeats needs a timeout: none was configured")
+        return self.store.fail_lost_heartbeats(limit)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return self.store.stats_by_site()
+
+
+def _authenticator(auth: str, token: str | None, identities: Sequence[Mapping[str, Any]] | None) -> Authenticator:
+    if auth == "open":
+        return open_authenticator()
+    if auth == "token":
+        return TokenAuthenticator(token or DEFAULT_TEST_TOKEN)
+    if auth == "identities":
+        if not identities:
+            raise ValueError("auth='identities' needs identities=[{'dn', 'token', 'production'}, ...]")
+        return IdentityAuthenticator(parse_identities(list(identities), "DevServer identities"))
+    raise ValueError(f"auth must be 'open', 'token' or 'identities', got {auth!r}")

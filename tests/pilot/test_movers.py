@@ -1,0 +1,85 @@
+"""Data movers, loaded through their entry points; HTTP against a real loopback server."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from autopilot_ops.pilot.movers.base import MissingFileError, TransferError, UnknownMoverError, load_mover
+from autopilot_ops.pilot.movers.file import FileMover
+from autopilot_ops.pilot.movers.http import HttpMover
+from autopilot_ops.pilot.movers.rucio import RucioMover
+from autopilot_ops.pilot.movers.s3 import S3Mover
+
+
+def test_entry_points_pick_mover_by_scheme_or_name():
+    assert isinstance(load_mover("file:///x"), FileMover)
+    assert isinstance(load_mover("/plain/path"), FileMover)
+    assert isinstance(load_mover("https://h/x"), HttpMover)
+    assert isinstance(load_mover("s3://b/k"), S3Mover)
+    assert isinstance(load_mover("https://h/x", name="rucio"), RucioMover)
+    with pytest.raises(UnknownMoverError, match="no data mover 'gsiftp'"):
+        load_mover("gsiftp://h/x")
+
+
+def test_file_mover_copy_symlink_and_missing(tmp_path):
+    source = tmp_path / "src.dat"
+    source.write_bytes(b"data")
+    FileMover().get(source.as_uri(), tmp_path / "copy.dat")
+    assert (tmp_path / "copy.dat").read_bytes() == b"data" and not (tmp_path / "copy.dat").is_symlink()
+    FileMover({"symlink": "true"}).get(str(source), tmp_path / "link.dat")
+    assert (tmp_path / "link.dat").is_symlink()
+    with pytest.raises(MissingFileError):
+        FileMover().get((tmp_path / "absent").as_uri(), tmp_path / "x")
+    target = tmp_path / "store" / "scope" / "out.dat"
+    FileMover().put(source, target.as_uri())
+    assert target.read_bytes() == b"data"
+    with pytest.raises(TransferError, match="remote host"):
+        FileMover().get("file://otherhost/x", tmp_path / "y")
+
+
+def test_http_mover_get_put_and_404(scripted_server, tmp_path):
+    scripted_server.files["/data/in.dat"] = b"x" * 300_000
+    mover = HttpMover({"timeout": "5"})
+    mover.get(f"{scripted_server.url}/data/in.dat", tmp_path / "in.dat")
+    assert (tmp_path / "in.dat").read_bytes() == b"x" * 300_000
+    with pytest.raises(MissingFileError, match="404"):
+        mover.get(f"{scripted_server.url}/data/absent.dat", tmp_path / "absent.dat")
+    assert not (tmp_path / "absent.dat").exists() and not list(tmp_path.glob(".*part"))
+    mover.put(tmp_path / "in.dat", f"{scripted_server.url}/upload/out.dat")
+    assert scripted_server.files["/upload/out.dat"] == b"x" * 300_000
+
+
+def test_s3_mover_without_boto3_says_so(tmp_path):
+    if importlib.util.find_spec("boto3") is not None:
+        pytest.skip("boto3 is installed here")
+    with pytest.raises(TransferError, match="needs boto3"):
+        S3Mover().get("s3://bucket/key", tmp_path / "k")
+
+
+def test_rucio_mover_needs_the_cli(tmp_path):
+    with pytest.raises(TransferError, match="rucio-clients"):
+        RucioMover({"rucio": str(tmp_path / "no-rucio")}).get("rucio://scope/name", tmp_path / "n")
+
+
+def test_rucio_mover_runs_download_and_upload(tmp_path, make_script):
+    log = tmp_path / "rucio.log"
+    rucio = make_script("rucio", f"""echo "$@" >> {log}
+if [ "$1" = download ]; then
+  [ "$5" = "scope:missing" ] && {{ echo "Data identifier not found" >&2; exit 1; }}
+  echo payload > "$4/${{5#*:}}"
+fi
+exit 0
+""")
+    mover = RucioMover({"rucio": str(rucio)})
+    mover.get("rucio://scope/file.dat", tmp_path / "file.dat")
+    assert (tmp_path / "file.dat").read_text() == "payload\n"
+    with pytest.raises(MissingFileError, match="not found"):
+        mover.get("rucio://scope/missing", tmp_path / "missing")
+    mover.put(tmp_path / "file.dat", "rucio://MY_RSE/user")
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("download --no-subdir --dir ") and calls[0].endswith(" scope:file.dat")
+    assert calls[-1] == f"upload --rse MY_RSE --scope user {tmp_path / 'file.dat'}"
+    assert os.access(rucio, os.X_OK)

@@ -1,0 +1,153 @@
+"""One scheduling cycle end to end: PanDA statistics from the dev server over HTTP, the policy, the local
+back end and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autopilot_ops.backends.local import LocalBackend
+from autopilot_ops.panda.client import PandaClient, RetryPolicy
+from autopilot_ops.panda.devserver.testing import DevServer
+from autopilot_ops.queues.loader import load_queues
+from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
+from autopilot_ops.store.connection import Store
+
+from .conftest import wait_for
+
+QUEUES = """
+backends:
+  - {{name: local, kind: local, parameters: {{state_dir: "{state}"}}}}
+  - {{name: batch, kind: slurm}}
+defaults: {{backend: local, tags: [t1], queue_limit: 10, max_per_cycle: 3, cycle_period: 60}}
+queues:
+  - {{name: Q1, site: S1}}
+  - {{name: Q2, site: S1, status: offline}}
+  - {{name: Q3, site: S2, backend: batch}}
+  - {{name: OTHER, site: S3, tags: [t2]}}
+"""
+
+
+@pytest.fixture
+def panda(tmp_path: Path) -> Iterator[DevServer]:
+    with DevServer(tmp_path / "panda") as server:
+        yield server
+
+
+@pytest.fixture
+def queues(store: Store, tmp_path: Path) -> Path:
+    path = tmp_path / "queues.yaml"
+    path.write_text(QUEUES.format(state=tmp_path / "state"))
+    load_queues(store, str(path))
+    return path
+
+
+def make_cycle(store: Store, panda: DevServer, tmp_path: Path, **overrides) -> SchedulingCycle:
+    settings = CycleSettings(
+        tag="t1",
+        scheduler_id="t1@test",
+        pilot_command=("sh", "-c", "echo pilot for {queue} at {panda_url}"),
+        log_root=tmp_path / "logs",
+        panda_url=panda.url,
+        **overrides,
+    )
+    client = PandaClient(panda.url)
+    return SchedulingCycle(store, settings, client.active_job_stats_by_site)
+
+
+def cycle_rows(store: Store) -> dict[tuple[str, str], dict]:
+    with store.transaction() as cur:
+        cur.execute("SELECT * FROM cycles")
+        return {(r["cycle_id"], r["queue"]): dict(r) for r in cur.fetchall()}
+
+
+def test_cycle_submits_what_the_policy_decides_and_logs_why(
+    store: Store, panda: DevServer, queues: Path, tmp_path: Path
+) -> None:
+    panda.submit_jobs("Q1", 5, f"{panda.url}/noop.sh", "")
+    panda.submit_jobs("Q2", 5, f"{panda.url}/noop.sh", "")
+    report = make_cycle(store, panda, tmp_path, backend_kinds=("local",)).run("run-1")
+    by_queue = {r.queue: r for r in report.results}
+    assert set(by_queue) == {"Q1", "Q2"}  # Q3 is on a slurm back end; OTHER has another tag
+    assert by_queue["Q1"].decision.n == 3 and by_queue["Q1"].outcome.submitted == 3
+    assert by_queue["Q2"].decision.n == 0 and "status offline -> 0" in by_queue["Q2"].decision.reason
+    rows = cycle_rows(store)
+    q1 = rows[("run-1", "Q1")]
+    assert (q1["decided"], q1["submitted"], q1["failed"]) == (3, 3, 0)
+    assert q1["inputs"]["activated"] == 5 and q1["inputs"]["queued"] == 0
+    assert any("activated=5" in line for line in q1["reason"])
+    assert any("max_per_cycle 3" in line for line in q1["reason"])
+    assert q1["reason"][-1] == "submit 3"
+    with store.transaction() as cur:
+        cur.execute("SELECT queue, count(*) AS n FROM pilots GROUP BY queue")
+        assert {r["queue"]: r["n"] for r in cur.fetchall()} == {"Q1": 3}
+        cur.execute("SELECT id, tag, last_cycle FROM schedulers")
+        [scheduler] = cur.fetchall()
+    assert scheduler["id"] == "t1@test" and scheduler["last_cycle"] is not None
+    logs = sorted((tmp_path / "logs").rglob("*.out"))
+    assert len(logs) == 3 and all(path.parent.name == "Q1" for path in logs)
+    lines = report.lines()
+    assert lines[0].startswith("cycle run-1 of tag t1: 2 queues, 3 pilots submitted")
+    assert any(line.startswith("Q1: decided 3 (") for line in lines)
+
+
+def test_rerun_of_a_cycle_submits_nothing_new(store: Store, panda: DevServer, queues: Path, tmp_path: Path) -> None:
+    panda.submit_jobs("Q1", 5, f"{panda.url}/noop.sh", "")
+    cycle = make_cycle(store, panda, tmp_path, backend_kinds=("local",))
+    cycle.run("run-1")
+    again = cycle.run("run-1")
+    [q1] = [r for r in again.results if r.queue == "Q1"]
+    assert q1.outcome.submitted == 0
+    with store.transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM pilots")
+        assert cur.fetchone()["n"] == 3
+    row = cycle_rows(store)[("run-1", "Q1")]
+    assert row["submitted"] == 3 and "not submitted: cycle run-1 was already submitted (done)" in row["reason"]
+
+
+def test_pause_control_on_the_tag_stops_submission(
+    store: Store, panda: DevServer, queues: Path, tmp_path: Path
+) -> None:
+    panda.submit_jobs("Q1", 5, f"{panda.url}/noop.sh", "")
+    with store.transaction() as cur:
+        cur.execute(
+            "INSERT INTO controls (scope, target, paused, set_by, reason) VALUES ('tag', 't1', true, 'op', 'dt')"
+        )
+    report = make_cycle(store, panda, tmp_path, backend_kinds=("local",)).run("run-1")
+    [q1] = [r for r in report.results if r.queue == "Q1"]
+    assert q1.decision.n == 0 and q1.outcome.submitted == 0
+    assert any("paused" in line for line in q1.decision.reason)
+    assert cycle_rows(store)[("run-1", "Q1")]["inputs"]["controls"] == ["tag:t1"]
+
+
+def test_panda_down_means_no_submission_and_says_why(store: Store, queues: Path, tmp_path: Path) -> None:
+    settings = CycleSettings(
+        tag="t1", scheduler_id="t1@test", pilot_command=("true",), log_root=tmp_path / "logs", backend_kinds=("local",)
+    )
+    client = PandaClient("http://127.0.0.1:9", retry=RetryPolicy(attempts=1), timeout=2)
+    report = SchedulingCycle(store, settings, client.active_job_stats_by_site).run("run-1")
+    assert report.stats_error is not None
+    [q1] = [r for r in report.results if r.queue == "Q1"]
+    assert q1.decision.n == 0
+    assert q1.decision.reason[-1] == "submit 0"
+    assert json.dumps(cycle_rows(store)[("run-1", "Q1")]["inputs"]["activated"]) == "null"
+
+
+def test_pilots_of_earlier_cycles_are_swept_and_counted(
+    store: Store, panda: DevServer, queues: Path, tmp_path: Path
+) -> None:
+    panda.submit_jobs("Q1", 2, f"{panda.url}/noop.sh", "")
+    cycle = make_cycle(store, panda, tmp_path, backend_kinds=("local",))
+    cycle.run("run-1")
+    backend = LocalBackend("local", {"state_dir": str(tmp_path / "state")})
+    with store.transaction() as cur:
+        cur.execute("SELECT batch_id FROM pilots")
+        ids = [r["batch_id"] for r in cur.fetchall()]
+    wait_for(lambda: all(s.state.is_final for s in backend.status(ids).values()))
+    report = cycle.run("run-2")
+    assert len(report.sweeps["local"].transitions) == 2
+    row = cycle_rows(store)[("run-2", "Q1")]
+    assert row["inputs"]["queued"] == 0 and row["inputs"]["ended"] == 2
