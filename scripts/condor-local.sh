@@ -33,7 +33,8 @@ CHROOT_ENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBIAN_FRONTE
 
 log() { printf 'condor-local: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-in_root() { "${CHROOT_ENV[@]}" chroot "$ROOT" "$@"; }
+# Nothing started in the chroot inherits the lock (fd 9): a daemon holding it would block every later call.
+in_root() { "${CHROOT_ENV[@]}" chroot "$ROOT" "$@" 9>&-; }
 
 # True when anything is mounted at or below directory $1.
 has_mounts_under() {

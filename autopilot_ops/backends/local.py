@@ -1,10 +1,10 @@
 """Local back end: pilots run as detached processes on this machine and outlive the scheduler.
 
-Each submission gets a directory under the back end's state directory. One launcher shell starts the ``n``
-pilots; each runs in a supervisor subshell that leads its own process group (so a cancel reaches the pilot's
-children) and writes the pilot's exit status to a file when the pilot ends. The launcher records each
-supervisor's ``/proc/<pid>/stat`` line, whose start time guards against PID reuse. All state is in files, so a
-new ``LocalBackend`` with the same state directory finds earlier pilots.
+Each submission gets a directory under the back end's state directory and one detached bash process, in a
+session of its own. It starts the ``n`` pilots, each in its own process group (so a cancel reaches the pilot's
+children), records each pilot's ``/proc/<pid>/stat`` line (its start time guards against PID reuse), then
+stays as the pilots' supervisor and writes each pilot's exit status to a file as it ends. All state is in
+files, so a new ``LocalBackend`` with the same state directory finds earlier pilots.
 """
 
 from __future__ import annotations
@@ -32,21 +32,32 @@ from autopilot_ops.backends.base import (
     safe_name,
 )
 
-# Arguments: <submission dir> <log dir> <id prefix> <n> <pilot argv...>. bash with job control (set -m) puts
-# each background pilot in its own process group, so a cancel reaches the pilot's children; the subshell
-# around each pilot is its supervisor and writes the pilot's exit status to <dir>/<i>.exit when it ends.
-_LAUNCHER = r"""
+# Arguments: <submission dir> <log dir> <batch id prefix> <n> <pilot argv...>. Job control (set -m) gives each
+# background pilot its own process group. Closing stdout tells the caller that every pilot has started; the
+# process then reaps the pilots (wait -n -p, bash >= 5.1) and writes <dir>/<i>.exit for each.
+_SUPERVISOR = r"""
 set -m
 dir=$1 logs=$2 prefix=$3 n=$4
 shift 4
-i=0
-while [ "$i" -lt "$n" ]; do
-    ( "$@"; echo $? >"$dir/$i.exit" ) </dev/null >"$logs/$prefix$i.out" 2>"$logs/$prefix$i.err" &
-    read -r stat 2>/dev/null <"/proc/$!/stat" || stat=""  # bash may have reaped a pilot that ended at once
-    echo "$stat" >"$dir/$i.pid"
-    i=$((i + 1))
+echo $$ >"$dir/supervisor.pid"
+declare -A index
+for ((i = 0; i < n; i++)); do
+    "$@" </dev/null >"$logs/$prefix$i.out" 2>"$logs/$prefix$i.err" &
+    index[$!]=$i
+    read -r stat 2>/dev/null <"/proc/$!/stat" || stat=""  # empty if the pilot already ended
+    echo "$i $stat"
+done >"$dir/pids"
+exec </dev/null >>"$dir/supervisor.log" 2>&1
+while :; do
+    pid=
+    wait -n -p pid
+    status=$?
+    [ -n "$pid" ] || break
+    echo "$status" >"$dir/${index[$pid]}.exit"
 done
 """
+# Starts the supervisor in the background and returns at once, so it is nobody's child to reap.
+_DETACH = 'bash -c "$1" "${@:2}" &'
 
 _BATCH_ID = re.compile(r"^(?P<submission>\d{8}T\d{6}-[0-9a-f]{8})-(?P<index>\d+)$")
 _META = "submission.json"
@@ -58,7 +69,7 @@ class LocalBackend(Backend):
     Parameters: ``state_dir`` (default ``<log_root>/.local-backend/<name>`` when ``log_root`` is given, else
     ``<AUTOPILOT_HOME>/local-backend/<name>``), ``workdir`` (the pilots' working directory; default their
     log directory) and ``kill_grace_s`` (seconds between TERM and KILL on cancel; default 5).
-    Walltime, memory and core count are not enforced.
+    Walltime, memory and core count are not enforced. An exit status above 128 is the shell's ``128 + signal``.
     """
 
     kind = "local"
@@ -71,7 +82,7 @@ class LocalBackend(Backend):
         self.kill_grace_s = float(self.parameters.get("kill_grace_s", 5))
 
     def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
-        """Start ``n`` pilots with one launcher process; returns once every pilot has a PID file."""
+        """Start ``n`` pilots under one detached supervisor; returns once every pilot has started."""
         if n <= 0:
             return []
         if not spec.command:
@@ -89,13 +100,12 @@ class LocalBackend(Backend):
         }
         (sub_dir / _META).write_text(json.dumps(meta))
         workdir = Path(self.parameters.get("workdir") or log_dir)
-        env = {**os.environ, **spec.environment}
-        argv = ["bash", "-c", _LAUNCHER, "launcher", str(sub_dir), str(log_dir), f"{submission}-", str(n)]
+        argv = ["bash", "-c", _DETACH, "detach", _SUPERVISOR, "supervisor", str(sub_dir), str(log_dir)]
         try:
             done = subprocess.run(
-                [*argv, *spec.command],
+                [*argv, f"{submission}-", str(n), *spec.command],
                 cwd=workdir,
-                env=env,
+                env={**os.environ, **spec.environment},
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -104,36 +114,42 @@ class LocalBackend(Backend):
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BackendError(f"local back end {self.name!r}: starting pilots in {workdir} failed: {exc}") from exc
-        missing = [i for i in range(n) if not (sub_dir / f"{i}.pid").is_file()]
-        if done.returncode != 0 or missing:
+        started = len(_recorded_stats(sub_dir))
+        if done.returncode != 0 or started != n:
             raise BackendError(
-                f"local back end {self.name!r}: launcher exited {done.returncode}, "
-                f"{len(missing)} of {n} pilots not started: {done.stderr.strip()[-2000:]}"
+                f"local back end {self.name!r}: {started} of {n} pilots started in {sub_dir}: "
+                f"{done.stderr.strip()[-2000:] or 'no error output'}"
             )
-        return [
-            SubmittedPilot(f"{submission}-{i}", log_dir / f"{submission}-{i}.out", log_dir / f"{submission}-{i}.err")
-            for i in range(n)
-        ]
+        return [_pilot(submission, i, log_dir) for i in range(n)]
 
     def status(self, batch_ids: Sequence[str]) -> dict[str, PilotStatus]:
         """State of each pilot from its files and ``/proc``; unknown ids are left out."""
         result: dict[str, PilotStatus] = {}
+        submissions: dict[Path, tuple[dict[str, Any], dict[int, str]] | None] = {}
         for batch_id, (sub_dir, index) in self._locate(batch_ids).items():
-            meta = _read_meta(sub_dir)
-            if meta is not None:
-                result[batch_id] = _pilot_status(sub_dir, index, meta)
+            if sub_dir not in submissions:
+                meta = _read_meta(sub_dir)
+                submissions[sub_dir] = (meta, _recorded_stats(sub_dir)) if meta else None
+            known = submissions[sub_dir]
+            if known is not None and index in known[1]:
+                result[batch_id] = _pilot_status(sub_dir, index, known[0], known[1][index])
         return result
 
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """TERM each live pilot's process group, then KILL what is left after ``kill_grace_s``."""
         groups: list[int] = []
+        stats: dict[Path, dict[int, str]] = {}
         for sub_dir, index in self._locate(batch_ids).values():
             if _exit_status(sub_dir, index) is not None:
                 continue
+            if sub_dir not in stats:
+                stats[sub_dir] = _recorded_stats(sub_dir)
+            if index not in stats[sub_dir]:
+                continue
             (sub_dir / f"{index}.cancelled").touch()
-            leader = _live_leader(sub_dir, index)
-            if leader is not None and _signal_group(leader, signal.SIGTERM):
-                groups.append(leader)
+            pid = _live_pid(stats[sub_dir][index])
+            if pid is not None and _signal_group(pid, signal.SIGTERM):
+                groups.append(pid)
         deadline = time.monotonic() + self.kill_grace_s
         while groups and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -142,17 +158,13 @@ class LocalBackend(Backend):
             _signal_group(pgid, signal.SIGKILL)
 
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
-        """Every pilot submitted for ``(queue, cycle_id)``, from the submission records."""
+        """Every pilot started for ``(queue, cycle_id)``, from the submission records."""
         pilots = []
         for sub_dir in sorted(self.state_dir.glob("*/")) if self.state_dir.is_dir() else []:
             meta = _read_meta(sub_dir)
             if meta is None or meta["queue"] != queue or meta["cycle_id"] != cycle_id:
                 continue
-            log_dir = Path(meta["log_dir"])
-            for index in range(int(meta["n"])):
-                if (sub_dir / f"{index}.pid").is_file():
-                    batch_id = f"{sub_dir.name}-{index}"
-                    pilots.append(SubmittedPilot(batch_id, log_dir / f"{batch_id}.out", log_dir / f"{batch_id}.err"))
+            pilots += [_pilot(sub_dir.name, i, Path(meta["log_dir"])) for i in sorted(_recorded_stats(sub_dir))]
         return pilots
 
     def log_paths(self, batch_id: str) -> tuple[Path, Path] | None:
@@ -196,6 +208,11 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _pilot(submission: str, index: int, log_dir: Path) -> SubmittedPilot:
+    batch_id = f"{submission}-{index}"
+    return SubmittedPilot(batch_id, log_dir / f"{batch_id}.out", log_dir / f"{batch_id}.err")
+
+
 def _read_meta(sub_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((sub_dir / _META).read_text())
@@ -203,6 +220,21 @@ def _read_meta(sub_dir: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         raise BackendError(f"local back end: submission record {sub_dir / _META} is unreadable: {exc}") from exc
+
+
+def _recorded_stats(sub_dir: Path) -> dict[int, str]:
+    """Pilot index -> the ``/proc/<pid>/stat`` line recorded at its start (empty if it had already ended)."""
+    try:
+        lines = (sub_dir / "pids").read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    stats = {}
+    for line in lines:
+        index, _, stat = line.partition(" ")
+        if not index.isdigit():
+            raise BackendError(f"local back end: PID record {sub_dir}/pids has a bad line {line[:80]!r}")
+        stats[int(index)] = stat
+    return stats
 
 
 def _exit_status(sub_dir: Path, index: int) -> int | None:
@@ -226,36 +258,35 @@ def _mtime(path: Path) -> dt.datetime | None:
         return None
 
 
-def _pilot_status(sub_dir: Path, index: int, meta: Mapping[str, Any]) -> PilotStatus:
+def _pilot_status(sub_dir: Path, index: int, meta: Mapping[str, Any], stat: str) -> PilotStatus:
     started_at = dt.datetime.fromisoformat(meta["submitted_at"])
     cancelled = (sub_dir / f"{index}.cancelled").exists()
     code = _exit_status(sub_dir, index)
     if code is not None:
         ended_at = _mtime(sub_dir / f"{index}.exit")
-        if cancelled and code != 0:
-            return PilotStatus(PilotState.CANCELLED, code, "cancelled", started_at, ended_at)
         if code == 0:
             return PilotStatus(PilotState.FINISHED, 0, None, started_at, ended_at)
-        return PilotStatus(PilotState.FAILED, code, f"exit status {code}", started_at, ended_at)
-    if _live_leader(sub_dir, index) is not None:
+        state = PilotState.CANCELLED if cancelled else PilotState.FAILED
+        reason = f"exit status {code}" + (f" (signal {code - 128})" if code > 128 else "")
+        return PilotStatus(state, code, _join("cancelled" if cancelled else None, reason), started_at, ended_at)
+    if _live_pid(stat) is not None:
         return PilotStatus(PilotState.RUNNING, started_at=started_at)
-    ended_at = _mtime(sub_dir / f"{index}.cancelled")
     if cancelled:
-        return PilotStatus(PilotState.CANCELLED, None, "cancelled", started_at, ended_at)
+        return PilotStatus(PilotState.CANCELLED, None, "cancelled", started_at, _mtime(sub_dir / f"{index}.cancelled"))
     return PilotStatus(PilotState.FAILED, None, "pilot process ended without an exit status", started_at)
 
 
-def _live_leader(sub_dir: Path, index: int) -> int | None:
-    """The pilot's supervisor PID if that very process (same start time) still runs and is not a zombie."""
-    try:
-        recorded = (sub_dir / f"{index}.pid").read_text()
-    except FileNotFoundError:
-        return None
+def _join(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second
+
+
+def _live_pid(recorded: str) -> int | None:
+    """The PID of a recorded stat line if that very process (same start time) still runs and is no zombie."""
     if not recorded.strip():
         return None
     pid, start = _stat_fields(recorded)
     if pid is None:
-        raise BackendError(f"local back end: PID file {sub_dir}/{index}.pid holds {recorded[:80]!r}")
+        raise BackendError(f"local back end: bad recorded /proc stat line {recorded[:80]!r}")
     try:
         current = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):

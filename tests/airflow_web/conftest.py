@@ -5,21 +5,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg2.extras
 import pytest
+import uvicorn
 
 # Airflow writes its config under AIRFLOW_HOME on import: keep it out of the user's home.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="autopilot-airflow-home-"))
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from autopilot_ops.airflow.webapp.app import create_app  # noqa: E402
-from autopilot_ops.airflow.webapp.settings import WebSettings  # noqa: E402
+from autopilot_ops.airflow.webapp.app import create_app
+from autopilot_ops.airflow.webapp.settings import WebSettings
 
 TOKENS = {
     "op": "op-token-0123456789abcdef",
@@ -48,6 +52,30 @@ def log_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(pg_dsn: str, log_root: Path) -> WebSettings:
     return WebSettings(dsn=pg_dsn, log_root=log_root, token_cache_seconds=0)
+
+
+@pytest.fixture
+def live_url(store: Any, settings: WebSettings, api_tokens: None) -> Iterator[str]:
+    """The app served by a real uvicorn server on loopback; its base URL (``http://127.0.0.1:<port>``)."""
+    app = create_app(settings)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, root_path="/autopilot",
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start on loopback")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        app.state.store_pool.close()
 
 
 @pytest.fixture

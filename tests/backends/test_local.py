@@ -164,34 +164,48 @@ def test_many_pilots_in_one_submission(backend: LocalBackend, log_root: Path) ->
     assert {(s.state, s.exit_code) for s in backend.status(ids).values()} == {(PilotState.FINISHED, 0)}
 
 
-def test_a_pilot_killed_from_outside_is_failed(backend: LocalBackend, log_root: Path) -> None:
+def recorded_pid(backend: LocalBackend, batch_id: str) -> int:
+    submission, index = batch_id.rsplit("-", 1)
+    lines = dict(line.split(" ", 1) for line in (backend.state_dir / submission / "pids").read_text().splitlines())
+    return int(lines[index].split()[0])
+
+
+def test_a_pilot_killed_by_a_signal_is_failed(backend: LocalBackend, log_root: Path) -> None:
+    [pilot] = backend.submit(1, spec(log_root, "sleep 300"))
+    os.kill(recorded_pid(backend, pilot.batch_id), 9)
+    status = final_status(backend, pilot.batch_id)
+    assert (status.state, status.exit_code, status.reason) == (PilotState.FAILED, 137, "exit status 137 (signal 9)")
+
+
+def test_a_pilot_whose_supervisor_died_is_failed(backend: LocalBackend, log_root: Path) -> None:
     [pilot] = backend.submit(1, spec(log_root, "sleep 300"))
     sub_dir = backend.state_dir / pilot.batch_id.rsplit("-", 1)[0]
-    supervisor = int((sub_dir / "0.pid").read_text().split()[0])
-    os.killpg(supervisor, 9)
+    os.kill(int((sub_dir / "supervisor.pid").read_text()), 9)
+    assert backend.status([pilot.batch_id])[pilot.batch_id].state is PilotState.RUNNING
+    os.kill(recorded_pid(backend, pilot.batch_id), 9)
     status = final_status(backend, pilot.batch_id)
-    assert status.state is PilotState.FAILED
-    assert status.exit_code is None and "without an exit status" in (status.reason or "")
+    assert (status.state, status.exit_code) == (PilotState.FAILED, None)
+    assert status.reason == "pilot process ended without an exit status"
 
 
 def test_a_reused_pid_is_not_taken_for_the_pilot(backend: LocalBackend, log_root: Path) -> None:
     [pilot] = backend.submit(1, spec(log_root, "sleep 300"))
     sub_dir = backend.state_dir / pilot.batch_id.rsplit("-", 1)[0]
-    supervisor = int((sub_dir / "0.pid").read_text().split()[0])
-    os.killpg(supervisor, 9)
+    os.kill(int((sub_dir / "supervisor.pid").read_text()), 9)
+    os.kill(recorded_pid(backend, pilot.batch_id), 9)
     wait_for(lambda: backend.status([pilot.batch_id])[pilot.batch_id].state.is_final, "the pilot to die")
 
     # Another live process now holds the recorded PID: the same start time makes it "the pilot"...
     stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
-        stat = Path(f"/proc/{stranger.pid}/stat").read_text()
-        (sub_dir / "0.pid").write_text(stat)
+        stat = Path(f"/proc/{stranger.pid}/stat").read_text().strip()
+        (sub_dir / "pids").write_text(f"0 {stat}\n")
         assert backend.status([pilot.batch_id])[pilot.batch_id].state is PilotState.RUNNING
         # ...while a different start time (the PID was reused) does not.
         head, _, tail = stat.rpartition(")")
         fields = tail.split()
         fields[19] = str(int(fields[19]) + 1)
-        (sub_dir / "0.pid").write_text(f"{head}) {' '.join(fields)}\n")
+        (sub_dir / "pids").write_text(f"0 {head}) {' '.join(fields)}\n")
         assert backend.status([pilot.batch_id])[pilot.batch_id].state is PilotState.FAILED
     finally:
         stranger.kill()

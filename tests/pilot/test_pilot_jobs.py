@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 import zlib
 
-import pytest
-
+from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.pilot import errorcodes
 
 QUEUE = "LOCAL_QUEUE"
@@ -70,8 +71,6 @@ def test_wall_time_exceeded(panda, pilot, make_script):
 
 
 def test_memory_exceeded(panda, pilot, make_script):
-    import sys
-
     hog = make_script("hog.sh", f"exec {sys.executable} -c 'x = bytearray(300 << 20); import time; time.sleep(60)'\n")
     job_id = submit(panda, hog, extra={"minRamCount": 100})
     assert pilot.run(panda.url, "--memory-poll", "0.1", "--kill-grace", "1").returncode == 0
@@ -132,8 +131,6 @@ def test_transformation_url_not_allowed(panda, pilot, tmp_path):
 
 
 def test_transformation_url_allowed_and_pinned(panda, pilot, tmp_path):
-    import hashlib
-
     script = b"#!/bin/sh\necho hi > out.txt\n"
     (tmp_path / "files" / "hello.sh").write_bytes(script)
     url = f"{panda.url}/hello.sh"
@@ -163,17 +160,14 @@ def test_several_jobs_within_time_floor(panda, pilot, make_script):
     assert [panda.job(i)["status"] for i in ids] == ["finished"] * 3
 
 
-@pytest.mark.parametrize("protocol_label", ["legacy"])
-def test_legacy_protocol(tmp_path, pilot, make_script, protocol_label):
-    from autopilot_ops.panda.devserver.testing import DevServer
-
+def test_legacy_protocol(tmp_path, pilot, make_script):
     with DevServer(tmp_path / "legacy-server", legacy=True) as server:
         job_id = server.submit_jobs(QUEUE, 1, str(make_script("t.sh", "echo x > o.dat\n")), "",
                                     out_files=["o.dat"])[0]
-        result = pilot.run(server.url, "--protocol", protocol_label)
+        result = pilot.run(server.url, "--protocol", "legacy")
         assert result.returncode == 0, result.stderr
         job = server.job(job_id)
         assert job["status"] == "finished"
         assert history(job)[-4:] == ["starting", "running", "holding", "finished"]
         assert "o.dat" in json.loads(job["job_output_report"])
-        assert pilot.run(server.url, "--protocol", protocol_label).returncode == errorcodes.EXIT_NOJOBS
+        assert pilot.run(server.url, "--protocol", "legacy").returncode == errorcodes.EXIT_NOJOBS

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator, Context
 
 from autopilot_ops.airflow.config import SchedulerConfig
+from autopilot_ops.airflow.operators.store_args import open_store
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
-from autopilot_ops.store.connection import Store
 
 
 class PilotSchedulerOperator(BaseOperator):
@@ -56,13 +56,6 @@ class PilotSchedulerOperator(BaseOperator):
         self.global_cap = global_cap
         self.scheduler_id = scheduler_id
 
-    def _store(self) -> Store:
-        if self.dsn:
-            return Store(self.dsn)
-        if self.postgres_conn_id:
-            return Store.from_connection_id(self.postgres_conn_id)
-        raise ValueError(f"task {self.task_id}: set postgres_conn_id or dsn")
-
     def execute(self, context: Context) -> dict[str, Any]:
         from autopilot_ops.airflow.hooks.panda import PandaHook
 
@@ -77,7 +70,7 @@ class PilotSchedulerOperator(BaseOperator):
             global_cap=self.global_cap if self.global_cap is not None else defaults.global_cap,
             backend_kinds=self.backend_kinds,
         )
-        with self._store() as store:
+        with open_store(self.task_id, self.postgres_conn_id, self.dsn) as store:
             report = SchedulingCycle(store, settings, panda.active_job_stats_by_site).run(context["run_id"])
         for line in report.lines():
             self.log.info("%s", line)

@@ -95,14 +95,14 @@ def set_control(
 ) -> dict[str, Any]:
     changes = change.model_dump(include=change.model_fields_set)
     if not changes:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"no field to change; give any of: "
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no field to change; give any of: "
                             f"{', '.join(control_store.DEFAULTS)}")
     for flag in ("paused", "drain"):
         if flag in changes and changes[flag] is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"field '{flag}' must be true or false")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"field '{flag}' must be true or false")
     expires_at = changes.get("expires_at")
     if expires_at is not None and expires_at <= dt.datetime.now(dt.timezone.utc):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"field 'expires_at' {expires_at} is in the past")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"field 'expires_at' {expires_at} is in the past")
     try:
         with store.transaction() as cur:
             return control_store.set_control(cur, scope, target, changes, identity.name)
@@ -150,17 +150,17 @@ def pilot_event(
     db_id = event.pilot_id if isinstance(event.pilot_id, int) else None
     batch_id = event.batch_id or (event.pilot_id if isinstance(event.pilot_id, str) else None)
     if db_id is None and not batch_id:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give 'pilot_id' or 'batch_id'")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give 'pilot_id' or 'batch_id'")
     details = {**(event.model_extra or {}), **event.details}
     if batch_id:
         details.setdefault("batch_id", batch_id)
     if len(json.dumps(details, default=str)) > MAX_EVENT_DETAILS:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"event details exceed {MAX_EVENT_DETAILS} bytes")
     with store.transaction() as cur:
         pilot = monitor.find_pilot(cur, event.queue, db_id, batch_id)
         if pilot is not None and pilot["queue"] != event.queue:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 f"pilot {pilot['id']} belongs to queue {pilot['queue']!r}, not {event.queue!r}")
         if pilot is None and db_id is not None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pilot with id {db_id}")

@@ -29,6 +29,19 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """One wire parameter and how to check it, worked out once when the method is registered."""
+
+    name: str
+    default: Any
+    expected: Any  # the annotation without ``| None``, or None when unannotated
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
 class Endpoint:
     module: str
     name: str
@@ -36,8 +49,7 @@ class Endpoint:
     secure: bool
     production: bool
     http_method: str | None
-    signature: inspect.Signature
-    hints: dict[str, Any]
+    parameters: dict[str, Parameter]
 
 
 class Registry:
@@ -50,16 +62,14 @@ class Registry:
         self, module: str, *, secure: bool = True, production: bool = False, http_method: str | None = None
     ) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
         def register(handler: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-            signature = inspect.signature(handler)
+            hints = typing.get_type_hints(handler)
+            wire = list(inspect.signature(handler).parameters.values())[2:]  # after (context, request)
+            parameters = {
+                p.name: Parameter(p.name, p.default, _without_none(hints[p.name]) if p.name in hints else None)
+                for p in wire
+            }
             self._endpoints[(module, handler.__name__)] = Endpoint(
-                module=module,
-                name=handler.__name__,
-                handler=handler,
-                secure=secure,
-                production=production,
-                http_method=http_method,
-                signature=signature.replace(parameters=list(signature.parameters.values())[2:]),
-                hints=typing.get_type_hints(handler),
+                module, handler.__name__, handler, secure, production, http_method, parameters
             )
             return handler
 
@@ -77,35 +87,40 @@ def invoke(endpoint: Endpoint, context: Any, request: Request, params: Mapping[s
         return make_envelope(False, MESSAGE_PROD_ROLE)
     if endpoint.http_method and endpoint.http_method != request.http_method:
         return make_envelope(False, f"expecting {endpoint.http_method}, received {request.http_method}")
-    try:
-        bound = endpoint.signature.bind(**params)
-    except TypeError as exc:
-        return make_envelope(False, f"Argument error: {exc}")
-    bound.apply_defaults()
-    arguments = dict(bound.arguments)
-    for name, value in bound.arguments.items():
-        parameter = endpoint.signature.parameters[name]
-        expected = endpoint.hints.get(name)
-        if expected is None or parameter.default == value:
+    # The messages of inspect.Signature.bind: the first missing parameter, else the first unknown one.
+    for parameter in endpoint.parameters.values():
+        if parameter.required and parameter.name not in params:
+            return make_envelope(False, f"Argument error: missing a required argument: '{parameter.name}'")
+    for name in params:
+        if name not in endpoint.parameters:
+            return make_envelope(False, f"Argument error: got an unexpected keyword argument '{name}'")
+    arguments = {}
+    for parameter in endpoint.parameters.values():
+        name = parameter.name
+        if name not in params:
+            arguments[name] = parameter.default
+            continue
+        value = params[name]
+        arguments[name] = value
+        if parameter.expected is None or parameter.default == value:
             continue
         if request.http_method == "GET":
             try:
-                value = _cast_text(value, expected, parameter.default)
-            except (ValueError, TypeError, SyntaxError):
+                value = _cast_text(value, parameter.expected, parameter.default)
+            except (ValueError, TypeError, SyntaxError, AttributeError):
                 return make_envelope(
                     False,
-                    f"Type error: '{name}' with value '{value}' could not be casted to type {_type_name(expected)}"
-                    f" from {type(value).__name__}.",
+                    f"Type error: '{name}' with value '{value}' could not be casted to type"
+                    f" {_type_name(parameter.expected)} from {type(value).__name__}.",
                 )
             arguments[name] = value
-        problem = _type_problem(name, value, expected, parameter.default)
+        problem = _type_problem(name, value, parameter.expected, parameter.default)
         if problem:
             return make_envelope(False, problem)
     return endpoint.handler(context, request, **arguments)
 
 
-def _type_problem(name: str, value: Any, expected: Any, default: Any) -> str | None:
-    core = _without_none(expected)
+def _type_problem(name: str, value: Any, core: Any, default: Any) -> str | None:
     origin = typing.get_origin(core)
     if origin is list:
         if not isinstance(value, list):
@@ -116,14 +131,15 @@ def _type_problem(name: str, value: Any, expected: Any, default: Any) -> str | N
         return None
     if value is None and default is None:
         return None
+    if type(value) is core:
+        return None
     if not isinstance(value, _isinstance_target(core)):
         return f"Type error: '{name}' must be of type {_type_name(core)}, got {type(value).__name__}."
     return None
 
 
-def _cast_text(value: Any, expected: Any, default: Any) -> Any:
+def _cast_text(value: Any, core: Any, default: Any) -> Any:
     """GET parameters arrive as text; cast them as ``request_validation`` does."""
-    core = _without_none(expected)
     if value == "None" and default is None:
         return None
     if core is str:

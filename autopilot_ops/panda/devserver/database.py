@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS panda_jobs (
     pilot_params           TEXT NOT NULL,
     spec                   TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS panda_jobs_dispatch ON panda_jobs (computing_site, job_status, current_priority);
+CREATE INDEX IF NOT EXISTS panda_jobs_dispatch
+    ON panda_jobs (computing_site, job_status, current_priority DESC, panda_id);
 CREATE INDEX IF NOT EXISTS panda_jobs_status ON panda_jobs (job_status, modification_time);
 CREATE TABLE IF NOT EXISTS panda_job_states (
     seq         {id_column},

@@ -138,16 +138,14 @@ class JobStore:
         now = self._clock()
         where, params = _dispatch_where(wanted)
         with self.database.transaction() as cursor:
-            rows = cursor.execute(
-                "SELECT panda_id FROM panda_jobs "
-                + where
-                + " ORDER BY current_priority DESC, panda_id LIMIT ?"
+            jobs = cursor.execute(
+                "SELECT * FROM panda_jobs " + where + " ORDER BY current_priority DESC, panda_id LIMIT ?"
                 + cursor.lock_clause,
                 (*params, n_jobs),
             ).fetchall()
-            if not rows:
+            if not jobs:
                 return []
-            ids = [row["panda_id"] for row in rows]
+            ids = [job["panda_id"] for job in jobs]
             marks = ",".join("?" * len(ids))
             cursor.execute(
                 "UPDATE panda_jobs SET job_status = 'sent', modification_time = ?, state_change_time = ?,"
@@ -162,13 +160,11 @@ class JobStore:
             n_sent = 0
             if wanted.prod_source_label in (None, "managed"):
                 n_sent = cursor.execute(
-                    "SELECT COUNT(*) AS n FROM panda_jobs WHERE job_status = 'sent' AND computing_site = ?"
+                    "SELECT COUNT(*) AS n FROM panda_jobs WHERE computing_site = ? AND job_status = 'sent'"
                     " AND prod_source_label IN ('managed', 'test') AND modification_time > ?",
                     (wanted.site_name, now - 60),
                 ).fetchone()["n"]
-            jobs = cursor.execute(f"SELECT * FROM panda_jobs WHERE panda_id IN ({marks})", ids).fetchall()
-        by_id = {job["panda_id"]: job for job in jobs}
-        return [build_job_dict(by_id[i], json.loads(by_id[i]["spec"]), n_sent) for i in ids]
+        return [build_job_dict(job, json.loads(job["spec"]), n_sent) for job in jobs]
 
     # -- pilot updates ------------------------------------------------------------------------------------
     def update(
@@ -219,9 +215,7 @@ class JobStore:
                 return command
             if old_status == "running" and new_status == "starting":
                 new_status = "running"
-            self._write_update(cursor, job, new_status, param, now, final)
-            if final:
-                self._settle(cursor, job, reported_status, job_output_report, param, now)
+            self._write_update(cursor, job, new_status, param, now, reported_status, job_output_report)
         return command
 
     def _write_update(
@@ -231,9 +225,12 @@ class JobStore:
         new_status: str,
         param: Mapping[str, Any],
         now: float,
-        final: bool,
+        reported: str,
+        report: str,
     ) -> None:
-        assignments = {"job_status": new_status, "modification_time": now}
+        """One UPDATE for the report; a final report is settled in it by the ``job_output_report`` rule."""
+        final = reported in ("finished", "failed")
+        assignments: dict[str, Any] = {"job_status": new_status, "modification_time": now}
         extras = json.loads(job["pilot_params"])
         for key, value in param.items():
             if value is None and key != "jobDispatcherErrorDiag":
@@ -242,48 +239,45 @@ class JobStore:
                 assignments[_PARAM_COLUMNS[key]] = value
             else:
                 extras[key] = value
-        assignments["pilot_params"] = json.dumps(extras)
+        if extras:
+            assignments["pilot_params"] = json.dumps(extras)
         if final or new_status != job["job_status"]:
             assignments["state_change_time"] = now
         if new_status == "holding" and job["end_time"] is None and "endTime" not in param:
             assignments["end_time"] = format_time(now)
         if job["job_status"] in ("sent", "starting") and new_status == "running" and "startTime" not in param:
             assignments["start_time"] = format_time(now)
-        columns = ", ".join(f"{name} = ?" for name in assignments)
-        cursor.execute(f"UPDATE panda_jobs SET {columns} WHERE panda_id = ?", (*assignments.values(), job["panda_id"]))
+        history = []
         if new_status != job["job_status"]:
-            _record(cursor, job["panda_id"], new_status, now, f"reported by the pilot at {job['computing_site']}")
-
-    def _settle(
-        self,
-        cursor: Cursor,
-        job: Mapping[str, Any],
-        reported: str,
-        report: str,
-        param: Mapping[str, Any],
-        now: float,
-    ) -> None:
-        spec = json.loads(job["spec"])
-        outcome = adder.settle(
-            reported, spec.get("Files", []), report, param.get("transExitCode"), param.get("pilotErrorCode")
-        )
-        for item in spec.get("Files", []):
-            item.update(outcome.files.get(item["lfn"], {}))
-        cursor.execute(
-            "UPDATE panda_jobs SET job_status = ?, job_output_report = ?, ddm_error_code = ?, ddm_error_diag = ?,"
-            " spec = ?, state_change_time = ? WHERE panda_id = ?",
-            (
-                outcome.status,
+            history.append((job["panda_id"], new_status, now, f"reported by the pilot at {job['computing_site']}"))
+        if final:
+            spec = json.loads(job["spec"])
+            outcome = adder.settle(
+                reported,
+                spec.get("Files", []),
                 report,
-                outcome.ddm_error_code,
-                outcome.ddm_error_diag,
-                json.dumps(spec),
-                now,
-                job["panda_id"],
-            ),
+                param.get("transExitCode", job["trans_exit_code"]),
+                param.get("pilotErrorCode", job["pilot_error_code"]),
+            )
+            for item in spec.get("Files", []):
+                item.update(outcome.files.get(item["lfn"], {}))
+            assignments.update(
+                job_status=outcome.status,
+                job_output_report=report,
+                ddm_error_code=outcome.ddm_error_code,
+                ddm_error_diag=outcome.ddm_error_diag,
+                spec=json.dumps(spec),
+            )
+            reason = outcome.ddm_error_diag or f"pilot reported {reported}"
+            history.append((job["panda_id"], outcome.status, now, reason))
+        columns = ", ".join(f"{name} = ?" for name in assignments)
+        cursor.execute(
+            f"UPDATE panda_jobs SET {columns} WHERE panda_id = ?", (*assignments.values(), job["panda_id"])
         )
-        reason = outcome.ddm_error_diag or f"pilot reported {reported}"
-        _record(cursor, job["panda_id"], outcome.status, now, reason)
+        if history:
+            cursor.executemany(
+                "INSERT INTO panda_job_states (panda_id, job_status, time, reason) VALUES (?, ?, ?, ?)", history
+            )
 
     # -- kill ---------------------------------------------------------------------------------------------
     def kill(self, panda_ids: Sequence[int], user: str, production: bool, code: int | None = None) -> list[bool]:

@@ -1,0 +1,132 @@
+"""Build AutoPilot's DAGs: one scheduler per tag from the schedconfig snapshot, plus sync, monitor and cleanup.
+
+Parsing reads only the snapshot file (never the database). A task process builds only its own DAG
+(``get_parsing_context().dag_id``). New scheduler DAGs start paused: a scheduler runs once it is unpaused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from airflow.sdk import DAG, get_parsing_context
+
+from autopilot_ops.airflow.config import SchedulerConfig
+from autopilot_ops.airflow.naming import DAG_PREFIX, scheduler_dag_id
+from autopilot_ops.airflow.snapshot import TagInfo, read_snapshot
+
+SYNC_DAG_ID = "autopilot-sync"
+MONITOR_DAG_ID = "autopilot-monitor"
+CLEANUP_DAG_ID = "autopilot-cleanup"
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+DEFAULT_ARGS = {"owner": "autopilot", "retries": 0}
+
+
+def build_dags(config: SchedulerConfig | None = None) -> dict[str, DAG]:
+    """Every AutoPilot DAG, by id; only the one being run when Airflow parses for a task."""
+    config = config or SchedulerConfig.from_airflow_conf()
+    wanted = get_parsing_context().dag_id
+    dags: dict[str, DAG] = {}
+    services: dict[str, Callable[[SchedulerConfig], DAG]] = {
+        SYNC_DAG_ID: sync_dag,
+        MONITOR_DAG_ID: monitor_dag,
+        CLEANUP_DAG_ID: cleanup_dag,
+    }
+    for dag_id, builder in services.items():
+        if wanted in (None, dag_id):
+            dags[dag_id] = builder(config)
+    if wanted is None or wanted.startswith(DAG_PREFIX):
+        for info in read_snapshot(config.snapshot_path):
+            dag_id = scheduler_dag_id(info.tag)
+            if wanted in (None, dag_id):
+                dags[dag_id] = scheduler_dag(info, config)
+    return dags
+
+
+def _store_args(config: SchedulerConfig) -> dict[str, str | None]:
+    return {"postgres_conn_id": config.postgres_conn_id, "dsn": config.dsn}
+
+
+def scheduler_dag(info: TagInfo, config: SchedulerConfig) -> DAG:
+    """The scheduler of one tag: a cycle every ``cycle_period`` seconds, one task per back-end kind."""
+    from autopilot_ops.airflow.operators.scheduler import OPERATOR_FOR_KIND, PilotSchedulerOperator
+
+    with DAG(
+        dag_id=scheduler_dag_id(info.tag),
+        description=f"AutoPilot scheduler for tag {info.tag} ({info.queues} queues)",
+        schedule=dt.timedelta(seconds=info.cycle_period),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=True,
+        default_args=DEFAULT_ARGS,
+        dagrun_timeout=dt.timedelta(seconds=max(info.cycle_period * 5, 300)),
+        tags=["autopilot", "scheduler", info.tag],
+    ) as dag:
+        kinds = info.backend_kinds or ()
+        grouped: dict[type[PilotSchedulerOperator], list[str]] = {}
+        for kind in kinds:
+            grouped.setdefault(OPERATOR_FOR_KIND.get(kind, PilotSchedulerOperator), []).append(kind)
+        for operator, group in grouped.items():
+            operator(
+                task_id=f"cycle_{'_'.join(k.replace('-', '_') for k in group)}",
+                tag=info.tag,
+                backend_kinds=group,
+                panda_conn_id=config.panda_conn_id,
+                **_store_args(config),
+            )
+    return dag
+
+
+def sync_dag(config: SchedulerConfig) -> DAG:
+    """Refresh the snapshot file from ``schedconfig``, so new tags get their DAGs."""
+    from autopilot_ops.airflow.operators.sync import SnapshotSyncOperator
+
+    with DAG(
+        dag_id=SYNC_DAG_ID,
+        description="Refresh the schedconfig snapshot that AutoPilot's DAGs are built from",
+        schedule=dt.timedelta(minutes=5),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["autopilot"],
+    ) as dag:
+        SnapshotSyncOperator(task_id="write_snapshot", snapshot_path=str(config.snapshot_path), **_store_args(config))
+    return dag
+
+
+def monitor_dag(config: SchedulerConfig) -> DAG:
+    """Update pilot states from every back end and carry out kill requests."""
+    from autopilot_ops.airflow.operators.monitor import PilotMonitorOperator
+
+    with DAG(
+        dag_id=MONITOR_DAG_ID,
+        description="Update pilot states from the back ends",
+        schedule=dt.timedelta(minutes=2),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["autopilot"],
+    ) as dag:
+        PilotMonitorOperator(task_id="sweep_pilots", **_store_args(config))
+    return dag
+
+
+def cleanup_dag(config: SchedulerConfig) -> DAG:
+    """Remove old pilot logs and old rows (the old cleanSpace)."""
+    from autopilot_ops.airflow.operators.cleanup import AutopilotCleanupOperator
+
+    with DAG(
+        dag_id=CLEANUP_DAG_ID,
+        description="Remove old pilot logs and old rows",
+        schedule=dt.timedelta(hours=1),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["autopilot"],
+    ) as dag:
+        AutopilotCleanupOperator(task_id="cleanup", log_root=str(config.log_root), **_store_args(config))
+    return dag
