@@ -3,7 +3,9 @@
 - ``startup_s``: from launching the CLI process until ``/api/v1/system/is_alive`` answers (median of runs);
 - ``jobs_per_s``: jobs dispatched and finished per second by one client over one keep-alive connection,
   each job being ``acquire_jobs`` + ``update_job`` running + ``update_job`` finished with its
-  ``job_output_report`` (median of runs; target >= 500).
+  ``job_output_report`` (median of runs; target >= 500);
+- ``server_cpu_ms_per_job``/``client_cpu_ms_per_job``: CPU each side spent per job, which with the load
+  average tells how much of the wall time was waiting for a busy machine.
 
 Usage: ``python bench/bench_devserver.py [--runs 5] [--jobs 1000]``. The server logs one line per request
 (to /dev/null here), as it does by default.
@@ -14,13 +16,17 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from autopilot_ops.panda.devserver.jobspec import build_job_spec, dump_jobs_json
 
@@ -64,10 +70,19 @@ def call(connection: http.client.HTTPConnection, path: str, payload: dict) -> di
     return reply["data"]
 
 
-def run_jobs(port: int, n_jobs: int) -> float:
+@dataclass
+class Run:
+    jobs_per_s: float
+    server_cpu_ms_per_job: float
+    client_cpu_ms_per_job: float
+
+
+def run_jobs(port: int, n_jobs: int, server: psutil.Process) -> Run:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     specs = [build_job_spec("BENCH", "http://127.0.0.1/x.sh", "--n 1") for _ in range(n_jobs)]
     call(connection, "/api/v1/job/submit", {"jobs": dump_jobs_json(specs)})
+    server_cpu = sum(server.cpu_times()[:2])
+    client_cpu = time.process_time()
     started = time.perf_counter()
     for _ in range(n_jobs):
         job = call(connection, "/api/v1/pilot/acquire_jobs", {"site_name": "BENCH", "node": "bench"})["jobs"][0]
@@ -77,8 +92,10 @@ def run_jobs(port: int, n_jobs: int) -> float:
         finished = {"job_id": panda_id, "job_status": "finished", "job_output_report": json.dumps(report)}
         call(connection, "/api/v1/pilot/update_job", finished)
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    server_cpu = sum(server.cpu_times()[:2]) - server_cpu
     connection.close()
-    return n_jobs / elapsed
+    return Run(n_jobs / elapsed, server_cpu * 1000 / n_jobs, client_cpu * 1000 / n_jobs)
 
 
 def main() -> None:
@@ -86,16 +103,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1000)
     args = parser.parse_args()
-    startups, rates = [], []
+    startups, runs = [], []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as workdir:
             process, port, startup = start_server(Path(workdir))
             try:
                 startups.append(startup)
-                rates.append(run_jobs(port, args.jobs))
+                runs.append(run_jobs(port, args.jobs, psutil.Process(process.pid)))
             finally:
                 process.terminate()
                 process.wait(timeout=30)
+    rates = [run.jobs_per_s for run in runs]
     print(
         json.dumps(
             {
@@ -105,6 +123,10 @@ def main() -> None:
                 "jobs_per_s": {"median": round(statistics.median(rates), 1), "all": [round(r, 1) for r in rates]},
                 "requests_per_job": 3,
                 "target_jobs_per_s": 500,
+                "server_cpu_ms_per_job": round(statistics.median(r.server_cpu_ms_per_job for r in runs), 3),
+                "client_cpu_ms_per_job": round(statistics.median(r.client_cpu_ms_per_job for r in runs), 3),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+                "cpu_count": os.cpu_count(),
             },
             indent=2,
         )

@@ -140,9 +140,12 @@ unmount_recorded() {
     rm -f "$MOUNTS"
 }
 
+# Write the pool config; a running pool re-reads it when it changed.
 write_config() {
+    local conf=$ROOT/etc/condor/config.d/50-loopback-pool.conf new
     cp /etc/hosts /etc/resolv.conf "$ROOT/etc/"
-    cat >"$ROOT/etc/condor/config.d/50-loopback-pool.conf" <<'EOF'
+    new=$(mktemp "${conf%/*}/.new-config.XXXXXX")   # dot files are not read by HTCondor
+    cat >"$new" <<'EOF'
 # Written by scripts/condor-local.sh: a single-node pool on 127.0.0.1 only, fast cycles for tests.
 NETWORK_INTERFACE = 127.0.0.1
 BIND_ALL_INTERFACES = False
@@ -164,8 +167,21 @@ STARTER_UPDATE_INTERVAL = 2
 SHADOW_QUEUE_UPDATE_INTERVAL = 2
 JOB_START_DELAY = 0
 JOB_START_COUNT = 50
+# periodic_hold / periodic_remove every 2 s (default 60 s), so tests see the submit-description limits act.
+PERIODIC_EXPR_INTERVAL = 2
+MAX_PERIODIC_EXPR_INTERVAL = 10
 CLAIM_PARTITIONABLE_LEFTOVERS = True
 EOF
+    chmod 0644 "$new"
+    if cmp -s "$new" "$conf"; then
+        rm -f "$new"
+        return 0
+    fi
+    mv "$new" "$conf"
+    if [ -n "$(master_pid)" ]; then
+        log "pool config changed: condor_reconfig"
+        in_root condor_reconfig >/dev/null || die "condor_reconfig failed"
+    fi
 }
 
 # PID of our condor_master, if it runs and its root is our chroot; nothing otherwise.

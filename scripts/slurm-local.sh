@@ -18,16 +18,21 @@ PACKAGES=(slurmctld slurmd slurm-client munge)
 log() { echo "slurm-local: $*"; }
 die() { echo "slurm-local: error: $*" >&2; exit 1; }
 
-# The PID in a PID file, when that process still runs the expected program and is not a zombie.
-live_pid() {
-    local pidfile=$1 comm=$2 pid stat state
-    pid=$(cat "$pidfile" 2>/dev/null) || return 1
+# Whether a PID runs the program named (its comm) and is not a zombie (state Z in /proc/PID/stat).
+runs() {
+    local pid=$1 comm=$2 stat state
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
     state=${stat##*) }
     state=${state%% *}
-    [[ $state != Z ]] || return 1
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]] || return 1
+    [[ $state != Z && $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]]
+}
+
+# The PID in a PID file, when that process still runs the expected program.
+live_pid() {
+    local pidfile=$1 comm=$2 pid
+    pid=$(cat "$pidfile" 2>/dev/null) || return 1
+    runs "$pid" "$comm" || return 1
     echo "$pid"
 }
 
@@ -127,8 +132,9 @@ start_daemon() {
         return 0
     fi
     local other
-    other=$(pgrep -x "$name" | head -n 1 || true)
-    [[ -z $other ]] || die "$name (pid $other) runs but was not started by this script; stop it first"
+    for other in $(pgrep -x "$name" || true); do
+        runs "$other" "$name" && die "$name (pid $other) runs but was not started by this script; stop it first"
+    done
     "$name" "$@" || die "$name failed to start; see $LOG_DIR/$name.log"
 }
 

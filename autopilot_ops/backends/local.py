@@ -1,10 +1,16 @@
 """Local back end: pilots run as detached processes on this machine and outlive the scheduler.
 
-Each submission gets a directory under the back end's state directory and one detached bash process, in a
-session of its own. It starts the ``n`` pilots, each in its own process group (so a cancel reaches the pilot's
-children), records each pilot's ``/proc/<pid>/stat`` line (its start time guards against PID reuse), then
-stays as the pilots' supervisor and writes each pilot's exit status to a file as it ends. All state is in
-files, so a new ``LocalBackend`` with the same state directory finds earlier pilots.
+Each submission gets a directory under the back end's state directory and one supervisor process, detached
+(double fork, own session), which plays the batch system: it starts the ``n`` pilots with ``posix_spawn``, each
+in its own process group (so a cancel reaches the pilot's children), records each pilot's ``/proc/<pid>/stat``
+line (its start time guards against PID reuse), then reaps the pilots and writes each one's exit status to a
+file. ``submit`` returns once the first pilot runs; the others are queued until the supervisor reaches them.
+All state is in files, so a new ``LocalBackend`` with the same state directory finds earlier pilots.
+
+Files of a submission: ``submission.json`` (queue, cycle, log directory, n), ``pids`` (one line per pilot
+reached: ``<i> <stat line>``, or ``<i> -`` when it was cancelled before it started, or ``<i> !`` when it could
+not start), ``<i>.exit`` (exit code; negative: the signal that killed it), ``<i>.cancelled`` and
+``supervisor.pid``.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,35 +41,11 @@ from autopilot_ops.backends.base import (
     safe_name,
 )
 
-# Arguments: <submission dir> <log dir> <batch id prefix> <n> <pilot argv...>. Job control (set -m) gives each
-# background pilot its own process group. Closing stdout tells the caller that every pilot has started; the
-# process then reaps the pilots (wait -n -p, bash >= 5.1) and writes <dir>/<i>.exit for each.
-_SUPERVISOR = r"""
-set -m
-dir=$1 logs=$2 prefix=$3 n=$4
-shift 4
-echo $$ >"$dir/supervisor.pid"
-declare -A index
-for ((i = 0; i < n; i++)); do
-    "$@" </dev/null >"$logs/$prefix$i.out" 2>"$logs/$prefix$i.err" &
-    index[$!]=$i
-    read -r stat 2>/dev/null <"/proc/$!/stat" || stat=""  # empty if the pilot already ended
-    echo "$i $stat"
-done >"$dir/pids"
-exec </dev/null >>"$dir/supervisor.log" 2>&1
-while :; do
-    pid=
-    wait -n -p pid
-    status=$?
-    [ -n "$pid" ] || break
-    echo "$status" >"$dir/${index[$pid]}.exit"
-done
-"""
-# Starts the supervisor in the background and returns at once, so it is nobody's child to reap.
-_DETACH = 'bash -c "$1" "${@:2}" &'
-
 _BATCH_ID = re.compile(r"^(?P<submission>\d{8}T\d{6}-[0-9a-f]{8})-(?P<index>\d+)$")
 _META = "submission.json"
+_SKIPPED = "-"  # in ``pids``: cancelled before it started
+_UNSTARTABLE = "!"  # in ``pids``: posix_spawn failed
+_STARTED = "started"  # the supervisor's one line to the caller
 
 
 class LocalBackend(Backend):
@@ -69,7 +54,7 @@ class LocalBackend(Backend):
     Parameters: ``state_dir`` (default ``<log_root>/.local-backend/<name>`` when ``log_root`` is given, else
     ``<AUTOPILOT_HOME>/local-backend/<name>``), ``workdir`` (the pilots' working directory; default their
     log directory) and ``kill_grace_s`` (seconds between TERM and KILL on cancel; default 5).
-    Walltime, memory and core count are not enforced. An exit status above 128 is the shell's ``128 + signal``.
+    Walltime, memory and core count are not enforced.
     """
 
     kind = "local"
@@ -82,7 +67,7 @@ class LocalBackend(Backend):
         self.kill_grace_s = float(self.parameters.get("kill_grace_s", 5))
 
     def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
-        """Start ``n`` pilots under one detached supervisor; returns once every pilot has started."""
+        """Hand ``n`` pilots to a new detached supervisor; returns once the first one runs."""
         if n <= 0:
             return []
         if not spec.command:
@@ -100,78 +85,73 @@ class LocalBackend(Backend):
         }
         (sub_dir / _META).write_text(json.dumps(meta))
         workdir = Path(self.parameters.get("workdir") or log_dir)
-        argv = ["bash", "-c", _DETACH, "detach", _SUPERVISOR, "supervisor", str(sub_dir), str(log_dir)]
+        argv = [sys.executable, "-m", __name__, str(sub_dir), str(log_dir), f"{submission}-", str(n)]
         try:
             done = subprocess.run(
-                [*argv, f"{submission}-", str(n), *spec.command],
+                [*argv, *spec.command],
                 cwd=workdir,
                 env={**os.environ, **spec.environment},
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
-                timeout=max(60.0, n * 0.1),
+                timeout=60,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BackendError(f"local back end {self.name!r}: starting pilots in {workdir} failed: {exc}") from exc
-        started = len(_recorded_stats(sub_dir))
-        if done.returncode != 0 or started != n:
+        if done.stdout.strip() != _STARTED:
             raise BackendError(
-                f"local back end {self.name!r}: {started} of {n} pilots started in {sub_dir}: "
-                f"{done.stderr.strip()[-2000:] or 'no error output'}"
+                f"local back end {self.name!r}: the supervisor in {sub_dir} started no pilot: "
+                f"{done.stderr.strip()[-2000:] or f'exit status {done.returncode}, no error output'}"
             )
         return [_pilot(submission, i, log_dir) for i in range(n)]
 
     def status(self, batch_ids: Sequence[str]) -> dict[str, PilotStatus]:
         """State of each pilot from its files and ``/proc``; unknown ids are left out."""
         result: dict[str, PilotStatus] = {}
-        submissions: dict[Path, tuple[dict[str, Any], dict[int, str]] | None] = {}
+        submissions: dict[Path, _Submission | None] = {}
         for batch_id, (sub_dir, index) in self._locate(batch_ids).items():
             if sub_dir not in submissions:
-                meta = _read_meta(sub_dir)
-                submissions[sub_dir] = (meta, _recorded_stats(sub_dir)) if meta else None
-            known = submissions[sub_dir]
-            if known is not None and index in known[1]:
-                result[batch_id] = _pilot_status(sub_dir, index, known[0], known[1][index])
+                submissions[sub_dir] = _Submission.load(sub_dir)
+            submission = submissions[sub_dir]
+            if submission is not None and index < submission.n:
+                result[batch_id] = submission.pilot_status(index)
         return result
 
     def cancel(self, batch_ids: Sequence[str]) -> None:
-        """TERM each live pilot's process group, then KILL what is left after ``kill_grace_s``."""
-        groups: list[int] = []
-        stats: dict[Path, dict[int, str]] = {}
+        """Mark the pilots cancelled (the supervisor skips those it has not started), TERM the process group of
+        each running one, then KILL what is left after ``kill_grace_s``."""
+        marked: dict[Path, list[int]] = {}
         for sub_dir, index in self._locate(batch_ids).values():
-            if _exit_status(sub_dir, index) is not None:
-                continue
-            if sub_dir not in stats:
-                stats[sub_dir] = _recorded_stats(sub_dir)
-            if index not in stats[sub_dir]:
-                continue
-            (sub_dir / f"{index}.cancelled").touch()
-            pid = _live_pid(stats[sub_dir][index])
-            if pid is not None and _signal_group(pid, signal.SIGTERM):
-                groups.append(pid)
-        deadline = time.monotonic() + self.kill_grace_s
-        while groups and time.monotonic() < deadline:
-            time.sleep(0.05)
-            groups = [pgid for pgid in groups if _signal_group(pgid, 0)]
+            if (sub_dir / _META).is_file() and _exit_status(sub_dir, index) is None:
+                (sub_dir / f"{index}.cancelled").touch()
+                marked.setdefault(sub_dir, []).append(index)
+        groups: list[int] = []
+        for sub_dir, indexes in marked.items():
+            stats = _wait_recorded(sub_dir, indexes)
+            for index in indexes:
+                pid = _live_pid(stats.get(index, ""))
+                if pid is not None and _signal_group(pid, signal.SIGTERM):
+                    groups.append(pid)
+        groups = _wait_gone(groups, self.kill_grace_s)
         for pgid in groups:
             _signal_group(pgid, signal.SIGKILL)
+        _wait_gone(groups, 1.0)
 
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
-        """Every pilot started for ``(queue, cycle_id)``, from the submission records."""
+        """Every pilot submitted for ``(queue, cycle_id)``, from the submission records."""
         pilots = []
         for sub_dir in sorted(self.state_dir.glob("*/")) if self.state_dir.is_dir() else []:
             meta = _read_meta(sub_dir)
-            if meta is None or meta["queue"] != queue or meta["cycle_id"] != cycle_id:
-                continue
-            pilots += [_pilot(sub_dir.name, i, Path(meta["log_dir"])) for i in sorted(_recorded_stats(sub_dir))]
+            if meta is not None and meta["queue"] == queue and meta["cycle_id"] == cycle_id:
+                pilots += [_pilot(sub_dir.name, i, Path(meta["log_dir"])) for i in range(int(meta["n"]))]
         return pilots
 
     def log_paths(self, batch_id: str) -> tuple[Path, Path] | None:
         """The pilot's ``.out`` and ``.err`` files, from its submission record."""
         located = self._locate([batch_id]).get(batch_id)
         meta = _read_meta(located[0]) if located else None
-        if meta is None:
+        if meta is None or located[1] >= int(meta["n"]):
             return None
         log_dir = Path(meta["log_dir"])
         return log_dir / f"{batch_id}.out", log_dir / f"{batch_id}.err"
@@ -196,6 +176,54 @@ class LocalBackend(Backend):
         return located
 
 
+@dataclass
+class _Submission:
+    """One submission's records: its metadata and what the supervisor recorded of each pilot it reached."""
+
+    dir: Path
+    meta: Mapping[str, Any]
+    stats: Mapping[int, str]
+
+    @classmethod
+    def load(cls, sub_dir: Path) -> _Submission | None:
+        meta = _read_meta(sub_dir)
+        return cls(sub_dir, meta, _recorded_stats(sub_dir)) if meta is not None else None
+
+    @property
+    def n(self) -> int:
+        return int(self.meta["n"])
+
+    @cached_property
+    def supervised(self) -> bool:
+        return _supervisor_alive(self.dir)
+
+    def pilot_status(self, index: int) -> PilotStatus:
+        submitted_at = dt.datetime.fromisoformat(self.meta["submitted_at"])
+        code = _exit_status(self.dir, index)
+        if code is None and _live_pid(self.stats.get(index, "")) is not None:
+            return PilotStatus(PilotState.RUNNING, started_at=submitted_at)
+        supervised = code is None and self.supervised
+        if code is None:
+            code = _exit_status(self.dir, index)  # the supervisor may have written it since
+        cancelled = (self.dir / f"{index}.cancelled").exists()
+        if code is not None:
+            ended_at = _mtime(self.dir / f"{index}.exit")
+            if code == 0:
+                return PilotStatus(PilotState.FINISHED, 0, None, submitted_at, ended_at)
+            state = PilotState.CANCELLED if cancelled else PilotState.FAILED
+            reason = _join("cancelled" if cancelled else None, f"signal {-code}" if code < 0 else f"exit status {code}")
+            return PilotStatus(state, max(code, 0) or None, reason, submitted_at, ended_at)
+        if cancelled:
+            ended_at = _mtime(self.dir / f"{index}.cancelled")
+            return PilotStatus(PilotState.CANCELLED, None, "cancelled", submitted_at, ended_at)
+        if supervised:  # not started yet, or just ended with its exit status on its way
+            state = PilotState.RUNNING if index in self.stats else PilotState.QUEUED
+            return PilotStatus(state, started_at=submitted_at if index in self.stats else None)
+        if index not in self.stats:
+            return PilotStatus(PilotState.FAILED, None, "never started: its supervisor ended first")
+        return PilotStatus(PilotState.FAILED, None, "pilot process ended without an exit status", submitted_at)
+
+
 def _state_dir(name: str, parameters: Mapping[str, Any]) -> Path:
     if parameters.get("state_dir"):
         return Path(parameters["state_dir"])
@@ -213,6 +241,10 @@ def _pilot(submission: str, index: int, log_dir: Path) -> SubmittedPilot:
     return SubmittedPilot(batch_id, log_dir / f"{batch_id}.out", log_dir / f"{batch_id}.err")
 
 
+def _join(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second
+
+
 def _read_meta(sub_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((sub_dir / _META).read_text())
@@ -223,13 +255,13 @@ def _read_meta(sub_dir: Path) -> dict[str, Any] | None:
 
 
 def _recorded_stats(sub_dir: Path) -> dict[int, str]:
-    """Pilot index -> the ``/proc/<pid>/stat`` line recorded at its start (empty if it had already ended)."""
+    """Pilot index -> what the supervisor recorded (a stat line, ``-`` or ``!``); complete lines only."""
     try:
-        lines = (sub_dir / "pids").read_text().splitlines()
+        text = (sub_dir / "pids").read_text()
     except FileNotFoundError:
         return {}
     stats = {}
-    for line in lines:
+    for line in text.split("\n")[:-1]:
         index, _, stat = line.partition(" ")
         if not index.isdigit():
             raise BackendError(f"local back end: PID record {sub_dir}/pids has a bad line {line[:80]!r}")
@@ -237,13 +269,29 @@ def _recorded_stats(sub_dir: Path) -> dict[int, str]:
     return stats
 
 
+def _wait_recorded(sub_dir: Path, indexes: Sequence[int]) -> dict[int, str]:
+    """The ``pids`` records once the supervisor has reached every one of ``indexes`` (or has ended)."""
+    while True:
+        stats = _recorded_stats(sub_dir)
+        if all(i in stats for i in indexes) or not _supervisor_alive(sub_dir):
+            return stats
+        time.sleep(0.02)
+
+
+def _supervisor_alive(sub_dir: Path) -> bool:
+    """Whether the submission's supervisor still runs: it will start the pilots it has not reached, and
+    record the exit status of every pilot that ends."""
+    try:
+        return _live_pid((sub_dir / "supervisor.pid").read_text()) is not None
+    except FileNotFoundError:
+        return False
+
+
 def _exit_status(sub_dir: Path, index: int) -> int | None:
-    """The pilot's exit status, or ``None`` while it runs (an empty file is still being written)."""
+    """The pilot's exit code (negative: killed by that signal), or ``None`` while it has none."""
     try:
         text = (sub_dir / f"{index}.exit").read_text().strip()
     except FileNotFoundError:
-        return None
-    if not text:
         return None
     try:
         return int(text)
@@ -258,31 +306,9 @@ def _mtime(path: Path) -> dt.datetime | None:
         return None
 
 
-def _pilot_status(sub_dir: Path, index: int, meta: Mapping[str, Any], stat: str) -> PilotStatus:
-    started_at = dt.datetime.fromisoformat(meta["submitted_at"])
-    cancelled = (sub_dir / f"{index}.cancelled").exists()
-    code = _exit_status(sub_dir, index)
-    if code is not None:
-        ended_at = _mtime(sub_dir / f"{index}.exit")
-        if code == 0:
-            return PilotStatus(PilotState.FINISHED, 0, None, started_at, ended_at)
-        state = PilotState.CANCELLED if cancelled else PilotState.FAILED
-        reason = f"exit status {code}" + (f" (signal {code - 128})" if code > 128 else "")
-        return PilotStatus(state, code, _join("cancelled" if cancelled else None, reason), started_at, ended_at)
-    if _live_pid(stat) is not None:
-        return PilotStatus(PilotState.RUNNING, started_at=started_at)
-    if cancelled:
-        return PilotStatus(PilotState.CANCELLED, None, "cancelled", started_at, _mtime(sub_dir / f"{index}.cancelled"))
-    return PilotStatus(PilotState.FAILED, None, "pilot process ended without an exit status", started_at)
-
-
-def _join(first: str | None, second: str) -> str:
-    return f"{first}; {second}" if first else second
-
-
 def _live_pid(recorded: str) -> int | None:
     """The PID of a recorded stat line if that very process (same start time) still runs and is no zombie."""
-    if not recorded.strip():
+    if recorded.strip() in ("", _SKIPPED, _UNSTARTABLE):
         return None
     pid, start = _stat_fields(recorded)
     if pid is None:
@@ -306,6 +332,30 @@ def _stat_fields(stat: str) -> tuple[int | None, str | None]:
     return int(pid_text), fields[19]
 
 
+def _wait_gone(groups: list[int], timeout_s: float) -> list[int]:
+    """Wait up to ``timeout_s`` for the process groups to end; return those still there."""
+    deadline = time.monotonic() + timeout_s
+    while groups and time.monotonic() < deadline:
+        time.sleep(0.05)
+        live = _live_groups()
+        groups = [pgid for pgid in groups if pgid in live]
+    return groups
+
+
+def _live_groups() -> set[int]:
+    """Process groups with a member that is not a zombie. (An orphan killed with its group is reparented to
+    init, which may take seconds to reap it, so ``killpg(pgid, 0)`` would still see the group.)"""
+    live = set()
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z":
+            live.add(int(fields[2]))
+    return live
+
+
 def _signal_group(pgid: int, signum: int) -> bool:
     """Send ``signum`` to a process group; ``False`` when the group is gone."""
     try:
@@ -313,3 +363,62 @@ def _signal_group(pgid: int, signum: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _write_exit(sub_dir: Path, index: int, code: int) -> None:
+    temporary = sub_dir / f"{index}.exit.tmp"
+    temporary.write_text(f"{code}\n")
+    temporary.replace(sub_dir / f"{index}.exit")
+
+
+def _spawn(command: list[str], stdout: Path, stderr: Path) -> int:
+    """Start one pilot in a process group of its own, its output going to its log files."""
+    create = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    files = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(stdout), create, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, str(stderr), create, 0o644),
+    ]
+    return os.posix_spawnp(command[0], command, os.environ, file_actions=files, setpgroup=0)
+
+
+def _supervise(sub_dir: Path, log_dir: Path, prefix: str, n: int, command: list[str]) -> int:
+    """The supervisor (run as ``python -m``, detached): start the pilots, record them, reap them."""
+    if os.fork() > 0:
+        os._exit(0)  # the caller reaps this parent at once; the child is nobody's to reap
+    (sub_dir / "supervisor.pid").write_text(Path(f"/proc/{os.getpid()}/stat").read_text())
+    index_of: dict[int, int] = {}
+    with (sub_dir / "pids").open("a") as records:
+        for i in range(n):
+            if (sub_dir / f"{i}.cancelled").exists():
+                records.write(f"{i} {_SKIPPED}\n")
+                records.flush()
+                continue
+            try:
+                pid = _spawn(command, log_dir / f"{prefix}{i}.out", log_dir / f"{prefix}{i}.err")
+            except OSError as exc:
+                # posix_spawn reports a failure to open the log files like one to run the command.
+                print(f"cannot start pilot {i} ({command[0]}, logs in {log_dir}): {exc}", file=sys.stderr, flush=True)
+                if not index_of:
+                    return 1  # nothing started: the caller reports this error and no pilot is left behind
+                records.write(f"{i} {_UNSTARTABLE}\n")
+                _write_exit(sub_dir, i, 127)
+                continue
+            index_of[pid] = i
+            records.write(f"{i} {Path(f'/proc/{pid}/stat').read_text().strip()}\n")  # unreaped: still there
+            records.flush()
+            if len(index_of) == 1:
+                print(_STARTED, flush=True)
+                log = os.open(sub_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(log, 1)
+                os.dup2(log, 2)  # the caller's pipes close here, so it returns
+    while index_of:
+        pid, wait_status = os.wait()
+        if pid in index_of:
+            _write_exit(sub_dir, index_of.pop(pid), os.waitstatus_to_exitcode(wait_status))
+    return 0
+
+
+if __name__ == "__main__":
+    _dir, _logs, _prefix, _n, *_command = sys.argv[1:]
+    sys.exit(_supervise(Path(_dir), Path(_logs), _prefix, int(_n), _command))

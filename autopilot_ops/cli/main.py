@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from autopilot_ops.cli.common import CommandError
 
 #: Modules under ``autopilot_ops.cli`` that each add commands with ``register(subparsers)``.
-COMMAND_MODULES = ("db", "queues", "backends", "up", "devserver", "pilot")
+COMMAND_MODULES = ("db", "queues", "backends", "up", "devserver", "pilot", "scheduler")
 
 
 def build_parser() -> argparse.ArgumentParser:

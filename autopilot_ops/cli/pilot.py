@@ -16,6 +16,7 @@ from typing import Any
 
 from autopilot_ops.panda import protocol
 from autopilot_ops.panda.client import PandaAuth, RetryPolicy
+from autopilot_ops.panda.errors import PandaError
 from autopilot_ops.pilot import errorcodes
 from autopilot_ops.pilot.config import PilotConfig, default_home
 from autopilot_ops.pilot.job import JobDefinitionError, describe, parse_job
@@ -273,7 +274,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     try:
         client = None if args.dry_run else make_client(config)
-    except Exception as exc:  # a bad server URL or auth combination, named by the client
+    except PandaError as exc:  # a bad server URL or auth combination, named by the client
         raise _error(str(exc)) from None
     try:
         return Pilot(config, client, jobs).run()

@@ -323,8 +323,7 @@ class PandaClient:
         if not isinstance(data, dict):
             raise PandaReplyError(path, "data", f"is a {type(data).__name__}, not a dict")
         code = self._status_code(path, data.get("StatusCode"))
-        if code != protocol.SC_SUCCESS:
-            raise PandaRefused(path, envelope.message or str(data.get("ErrorDiag", "")), code)
+        self._check_update_code(path, code, envelope.message or str(data.get("ErrorDiag", "")))
         command = data.get("command")
         if command is not None and not isinstance(command, str):
             raise PandaReplyError(path, "data.command", f"is a {type(command).__name__}, not a string")
@@ -341,10 +340,18 @@ class PandaClient:
         path = protocol.legacy_path("updateJob")
         fields = self._legacy_fields(path, self._send("POST", path, form=form, retry=retry))
         code = self._status_code(path, fields["StatusCode"])
-        if code != protocol.SC_SUCCESS:
-            raise PandaRefused(path, fields.get("errorDialog", ""), code)
+        self._check_update_code(path, code, fields.get("errorDialog", ""))
         command = fields.get("command")
         return UpdateReply(None if command in (None, "", protocol.COMMAND_NONE) else command, fields)
+
+    @staticmethod
+    def _check_update_code(path: str, code: int, message: str) -> None:
+        """A server-side time-out or database error (``pilot_api.py: update_job``) is worth sending again
+        later, so it counts as a communication failure; any other non-zero code is a refusal."""
+        if code in (protocol.SC_TIMEOUT, protocol.SC_FAILED):
+            raise PandaCommunicationError(path, f"server could not apply the update (StatusCode {code}): {message}")
+        if code != protocol.SC_SUCCESS:
+            raise PandaRefused(path, message, code)
 
     def get_job_status(self, job_ids: Iterable[int]) -> list[dict[str, Any]]:
         """``[{"job_id", "status", "attempt_number"}, ...]``; ``status`` is ``"not found"`` for unknown ids."""

@@ -1,1 +1,9 @@
-"""The generic PanDA pilot."""
+"""The generic PanDA pilot: nothing VO-specific; runs PanDA jobs on a grid site, a batch queue or a laptop.
+
+Modules: ``loop`` (the pilot: acquire, run, repeat within the time floor; exit codes; signals), ``jobrun`` (one
+job from its dict to its final update), ``job`` (the typed job), ``payload`` (the payload process),
+``staging``/``transformation``/``checksums`` (files), ``reporting``/``outbox`` (updates, kept until delivered),
+``events`` (monitor events), ``errorcodes`` (pilot3's codes), ``config``, ``status`` (interactive status line);
+plugins in ``movers`` (``autopilot.datamovers``) and ``vo`` (``autopilot.vo``); ``autopilot-wrapper.sh`` is
+what batch systems run. ``python -m autopilot_ops.pilot run ...`` starts it without the rest of the CLI.
+"""

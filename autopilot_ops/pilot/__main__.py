@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except Exception as exc:
-        if type(exc).__name__ != "CommandError":
+        from autopilot_ops.cli.common import CommandError  # late: it lives beside the database helpers
+
+        if not isinstance(exc, CommandError):
             raise
         print(f"autopilot-pilot: error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,9 @@
 #   --kill-grace N        seconds between SIGTERM and SIGKILL when the wrapper stops the pilot (default 30)
 #   --pilot-log PATH      where the pilot's output goes (default: in the scratch dir, printed at the end)
 #
+# The pilot runs in the scratch dir (so relative paths in its options are taken from there), with its job
+# work dirs under it; its home (kept final updates) is outside, in $AUTOPILOT_PILOT_HOME or ~/.autopilot.
+#
 # Exit codes (after PanDAWMS pilot wrapper runpilot3-wrapper.sh, ptrlv/adc): 0 for success and for "no jobs"
 # (pilot exit 82); 1 when a signal (SIGTERM from the batch system, ...) ended the pilot; 2 when this
 # wrapper's stale-log supervisor killed it; 3 when the wrapper's own checks or the code download failed;
@@ -60,6 +63,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+case "$pilot_log" in ""|/*) ;; *) pilot_log="$PWD/$pilot_log" ;; esac
 for number in "$min_disk_mb" "$stale_timeout" "$kill_grace"; do
     case "$number" in ''|*[!0-9]*) die "expected a whole number of MB or seconds, got '$number'" ;; esac
 done
@@ -70,6 +74,7 @@ command -v "$python" >/dev/null 2>&1 || die "python ($python) not found"
     || die "$python is older than Python 3.10"
 [ -d "$base_dir" ] && [ -w "$base_dir" ] || die "work dir base $base_dir is not a writable directory"
 workdir=$(mktemp -d "$base_dir/autopilot-wrapper.XXXXXX") || die "cannot create a work dir in $base_dir"
+workdir=$(cd "$workdir" && pwd -P)
 cleanup() {
     if [ "$keep_workdir" = 1 ]; then log "work dir kept: $workdir"; else rm -rf "$workdir"; fi
 }
@@ -120,6 +125,7 @@ if [ -n "$pilot_url" ]; then
     export PYTHONPATH
     log "pilot code $url ($actual) at $pythonpath"
 fi
+cd "$workdir" || die "cannot enter $workdir"  # python -m puts the current dir first on sys.path
 "$python" -c 'import autopilot_ops.pilot.loop' 2>"$workdir/import.err" \
     || { cleanup; die "the pilot cannot be imported: $(tail -n 1 "$workdir/import.err")"; }
 
@@ -141,12 +147,16 @@ trap 'forward INT' INT
 trap 'forward USR1' USR1
 
 supervise() {  # kills the pilot when its log has not grown for $stale_timeout s
-    trap - TERM INT USR1
+    sleeper=""
+    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+    trap - INT USR1
     last_size=-1
     last_change=$(date +%s)
     step=$(( stale_timeout < 10 ? 1 : 5 ))
     while kill -0 "$pilot_pid" 2>/dev/null; do
-        sleep "$step"
+        sleep "$step" &
+        sleeper=$!
+        wait "$sleeper"
         size=$(wc -c <"$pilot_log" 2>/dev/null || echo 0)
         now=$(date +%s)
         if [ "$size" != "$last_size" ]; then

@@ -105,6 +105,15 @@ _EXIT_OF_ERROR = {
 }
 
 
+class JobFailure(Exception):
+    """A step of a job failed; carries the pilot error code and the diag to report."""
+
+    def __init__(self, code: int, diag: str) -> None:
+        self.code = code
+        self.diag = diag
+        super().__init__(diag)
+
+
 def signal_error_code(signum: int) -> int:
     """The pilot error code for a job stopped by signal ``signum``."""
     return SIGNAL_ERRORS.get(signum, KILLSIGNAL)

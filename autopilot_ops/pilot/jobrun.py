@@ -23,10 +23,11 @@ from typing import Any
 from autopilot_ops.panda import protocol
 from autopilot_ops.pilot import errorcodes, staging, transformation
 from autopilot_ops.pilot.config import PilotConfig
+from autopilot_ops.pilot.errorcodes import JobFailure
 from autopilot_ops.pilot.job import Job, JobDefinitionError, panda_id_of, parse_job
 from autopilot_ops.pilot.payload import Payload, PayloadResult
 from autopilot_ops.pilot.reporting import KILL_COMMANDS, Reporter
-from autopilot_ops.pilot.staging import StagedFile, StagingError
+from autopilot_ops.pilot.staging import StagedFile
 from autopilot_ops.pilot.status import StatusLine
 from autopilot_ops.pilot.vo.base import VOPlugin
 
@@ -139,6 +140,17 @@ class JobRun:
         if signum is not None:
             raise _Stopped(signum)
 
+    @staticmethod
+    def _check_space(job: Job, workdir: Path) -> None:
+        """Fail the job early when the work dir has less room than the job's ``maxDiskCount`` (MB)."""
+        if not job.max_disk_count or job.max_disk_count <= 0:
+            return
+        free_mb = shutil.disk_usage(workdir).free // 2**20
+        if free_mb < job.max_disk_count:
+            raise JobFailure(
+                errorcodes.NOLOCALSPACE, f"{free_mb} MB free in {workdir}, the job needs {job.max_disk_count} MB"
+            )
+
     # --- the job's phases ---
 
     def _run_in(self, job: Job, workdir: Path, milestones: dict[str, float]) -> JobOutcome:
@@ -156,6 +168,7 @@ class JobRun:
                     milestones,
                 )
             self._check_stop()
+            self._check_space(job, workdir)
             self._phase(job, "stage-in")
             template = self.config.input_url or self.config.storage_url
             staging.stage_in(job, workdir, template, self.config.mover, self.config.mover_options)
@@ -176,7 +189,7 @@ class JobRun:
                 fields,
                 milestones,
             )
-        except StagingError as exc:
+        except JobFailure as exc:
             log.error("job %d: %s", job.panda_id, exc.diag)
             return self._finish_with_log(job, workdir, "failed", exc.code, exc.diag, fields, milestones)
         except Exception as exc:  # the pilot reports every job, whatever went wrong
@@ -314,7 +327,7 @@ class JobRun:
                             spec, workdir / spec.lfn, template, self.config.mover, self.config.mover_options
                         )
                     )
-            except StagingError as exc:
+            except JobFailure as exc:
                 log.error("job %d: %s", job.panda_id, exc.diag)
                 code, diag, staged = exc.code, exc.diag, []
         return self._finish_with_log(
@@ -343,7 +356,7 @@ class JobRun:
                         job.log_file, tarball, template, self.config.mover, self.config.mover_options
                     )
                 )
-            except StagingError as exc:
+            except JobFailure as exc:
                 log.error("job %d: log: %s", job.panda_id, exc.diag)
                 if state == "finished":
                     state, code, diag = "failed", exc.code, exc.diag

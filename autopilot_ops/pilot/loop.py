@@ -13,13 +13,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from autopilot_ops import __version__
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.errors import PandaError
 from autopilot_ops.pilot import errorcodes
 from autopilot_ops.pilot.config import PilotConfig
 from autopilot_ops.pilot.events import EventReporter
 from autopilot_ops.pilot.jobrun import JobOutcome, JobRun
-from autopilot_ops.pilot.outbox import Outbox
+from autopilot_ops.pilot.outbox import FinalUpdate, Outbox
 from autopilot_ops.pilot.reporting import Reporter
 from autopilot_ops.pilot.status import StatusLine
 from autopilot_ops.pilot.vo.base import load_vo
@@ -78,7 +79,7 @@ class Pilot:
     def run(self) -> int:
         """Run jobs until done; returns the pilot's exit code."""
         previous = self._install_signals()
-        self.events.emit("started", server=self.config.server_url or "-", node=self.config.node)
+        self.events.emit("started", server=self.config.server_url or "-", node=self.config.node, version=__version__)
         try:
             code = self._loop()
         except Exception:
@@ -105,6 +106,8 @@ class Pilot:
                 log.error("cannot get a job: %s", exc)
                 return errorcodes.EXIT_COMMUNICATIONFAILURE
             acquired_at = time.monotonic()
+            if not jobs and self.received_signal is not None:
+                break
             if not jobs:
                 log.info("no jobs in PanDA for %s", self.config.queue)
                 return errorcodes.EXIT_NOJOBS if not self.outcomes else errorcodes.EXIT_OK
@@ -152,15 +155,21 @@ class Pilot:
         )
 
     def _resend_kept(self) -> None:
+        """Send the final updates that earlier pilots on this node could not deliver."""
         if self.client is None or not self.outbox.pending():
             return
-        summary = self.outbox.resend(
-            lambda update: (
-                self.client
-                if update.server_url == self.client.url and update.protocol == self.client.protocol
-                else make_client(self.config, update.server_url, update.protocol)
-            )
-        )
+        clients = {(self.client.url, self.client.protocol): self.client}
+
+        def client_for(update: FinalUpdate) -> PandaClient:
+            key = (update.server_url, update.protocol)
+            if key not in clients:
+                clients[key] = make_client(self.config, *key)
+            return clients[key]
+
+        summary = self.outbox.resend(client_for)
+        for client in clients.values():
+            if client is not self.client:
+                client.close()
         log.info(
             "kept final updates: %d delivered, %d rejected, %d still pending",
             summary.sent,

@@ -1,8 +1,9 @@
 """Final job updates kept on disk until the server has acknowledged them, so none is ever lost.
 
 Each update is written (atomically) before it is sent and removed once the server has answered; one the
-server rejects outright moves to ``rejected/`` with the reason. Any later pilot on the node, or
-``autopilot pilot resend``, sends what is left.
+server refuses outright (``success`` false) moves to ``rejected/`` with the reason; one that fails for any
+other reason (server down, an HTTP 4xx such as expired credentials, a broken reply) stays. Any later pilot
+on the node, or ``autopilot pilot resend``, sends what is left.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_ops.panda.client import PandaClient
-from autopilot_ops.panda.errors import PandaCommunicationError, PandaError
+from autopilot_ops.panda.errors import PandaError, PandaRefused
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +111,14 @@ class Outbox:
                 continue
             try:
                 client_for(update).update_job(update.job_id, update.job_status, **update.fields)
-            except PandaCommunicationError as exc:
-                log.warning("final update of job %d still not delivered: %s", update.job_id, exc)
-                return ResendSummary(sent, rejected, len(paths) - index)
-            except PandaError as exc:
-                log.error("server rejected the final update of job %d: %s", update.job_id, exc)
+            except PandaRefused as exc:
+                log.error("server refused the final update of job %d: %s", update.job_id, exc)
                 self.reject(update.job_id, str(exc))
                 rejected += 1
                 continue
+            except PandaError as exc:  # unreachable, HTTP 4xx (credentials?), broken reply: try again later
+                log.warning("final update of job %d still not delivered: %s", update.job_id, exc)
+                return ResendSummary(sent, rejected, len(paths) - index)
             log.info("delivered the kept final update of job %d (%s)", update.job_id, update.job_status)
             self.done(update.job_id)
             sent += 1

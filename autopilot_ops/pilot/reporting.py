@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from autopilot_ops.panda.client import PandaClient, RetryPolicy
-from autopilot_ops.panda.errors import PandaCommunicationError, PandaError
+from autopilot_ops.panda.errors import PandaError, PandaRefused
 from autopilot_ops.pilot.outbox import FinalUpdate, Outbox
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,11 @@ class Reporter:
         self.outbox.keep(update)
         try:
             self.client.update_job(job_id, job_status, **params)
-        except PandaCommunicationError as exc:
+        except PandaRefused as exc:
+            log.error("server refused the final update of job %d: %s", job_id, exc)
+            self.outbox.reject(job_id, str(exc))
+            return False
+        except PandaError as exc:  # unreachable, HTTP 4xx (credentials?), broken reply: kept for later
             self.undelivered += 1
             log.error(
                 "final update of job %d (%s) not delivered, kept in %s: %s",
@@ -63,10 +67,6 @@ class Reporter:
                 self.outbox.directory,
                 exc,
             )
-            return False
-        except PandaError as exc:
-            log.error("server rejected the final update of job %d: %s", job_id, exc)
-            self.outbox.reject(job_id, str(exc))
             return False
         self.outbox.done(job_id)
         return True

@@ -15,17 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_ops.pilot import checksums, errorcodes
+from autopilot_ops.pilot.errorcodes import JobFailure
 from autopilot_ops.pilot.job import FileSpec, Job
 from autopilot_ops.pilot.movers.base import MissingFileError, TransferError, UnknownMoverError, load_mover
-
-
-class StagingError(Exception):
-    """A file could not be staged; carries the pilot error code to report."""
-
-    def __init__(self, code: int, diag: str) -> None:
-        self.code = code
-        self.diag = diag
-        super().__init__(diag)
 
 
 @dataclass(frozen=True)
@@ -46,37 +38,37 @@ def file_url(template: str, spec: FileSpec) -> str:
             scope=spec.scope or "unscoped", lfn=spec.lfn, dataset=spec.dataset or "", guid=spec.guid or ""
         )
     except (KeyError, IndexError, ValueError) as exc:
-        raise StagingError(errorcodes.STAGEINFAILED, f"bad storage URL template {template!r}: {exc}") from exc
+        raise JobFailure(errorcodes.STAGEINFAILED, f"bad storage URL template {template!r}: {exc}") from exc
 
 
 def _mover(url: str, name: str | None, options: Mapping[str, str], code: int):
     try:
         return load_mover(url, name, options)
     except UnknownMoverError as exc:
-        raise StagingError(code, str(exc)) from exc
+        raise JobFailure(code, str(exc)) from exc
 
 
 def verify(spec: FileSpec, path: Path) -> None:
     """Check the staged-in ``path`` against the size and checksum PanDA gave for it."""
     size = path.stat().st_size
     if spec.fsize and size != spec.fsize:  # 0 is FileSpec's default: size unknown
-        raise StagingError(errorcodes.STAGEINFAILED, f"input {spec.lfn} has {size} bytes, expected {spec.fsize}")
+        raise JobFailure(errorcodes.STAGEINFAILED, f"input {spec.lfn} has {size} bytes, expected {spec.fsize}")
     if spec.checksum is None:
         return
     try:
         kind, expected = checksums.parse(spec.checksum)
     except checksums.ChecksumError as exc:
-        raise StagingError(errorcodes.UNKNOWNCHECKSUMTYPE, f"input {spec.lfn}: {exc}") from exc
+        raise JobFailure(errorcodes.UNKNOWNCHECKSUMTYPE, f"input {spec.lfn}: {exc}") from exc
     actual = checksums.compute(kind, path)
     if actual != expected:
         code = errorcodes.GETADMISMATCH if kind == "adler32" else errorcodes.GETMD5MISMATCH
-        raise StagingError(code, f"input {spec.lfn} {kind} is {actual}, expected {expected}")
+        raise JobFailure(code, f"input {spec.lfn} {kind} is {actual}, expected {expected}")
 
 
 def stage_in(
     job: Job, workdir: Path, template: str, mover: str | None = None, options: Mapping[str, str] | None = None
 ) -> list[Path]:
-    """Fetch every input into ``workdir`` and verify it; raise :class:`StagingError` on the first failure."""
+    """Fetch every input into ``workdir`` and verify it; raise :class:`JobFailure` on the first failure."""
     paths = []
     for spec in job.input_files:
         url = file_url(template, spec)
@@ -84,9 +76,9 @@ def stage_in(
         try:
             _mover(url, mover, options or {}, errorcodes.STAGEINFAILED).get(url, destination)
         except MissingFileError as exc:
-            raise StagingError(errorcodes.MISSINGINPUTFILE, f"stage-in of {spec.lfn}: {exc}") from exc
+            raise JobFailure(errorcodes.MISSINGINPUTFILE, f"stage-in of {spec.lfn}: {exc}") from exc
         except TransferError as exc:
-            raise StagingError(errorcodes.STAGEINFAILED, f"stage-in of {spec.lfn}: {exc}") from exc
+            raise JobFailure(errorcodes.STAGEINFAILED, f"stage-in of {spec.lfn}: {exc}") from exc
         verify(spec, destination)
         paths.append(destination)
     return paths
@@ -97,12 +89,12 @@ def stage_out_file(
 ) -> StagedFile:
     """Copy one output (or the log) to storage; the GUID is PanDA's when it gave one, else a new one."""
     if not path.is_file():
-        raise StagingError(errorcodes.MISSINGOUTPUTFILE, f"output {spec.lfn} was not produced by the payload")
+        raise JobFailure(errorcodes.MISSINGOUTPUTFILE, f"output {spec.lfn} was not produced by the payload")
     url = file_url(template, spec)
     try:
         _mover(url, mover, options or {}, errorcodes.STAGEOUTFAILED).put(path, url)
     except TransferError as exc:
-        raise StagingError(errorcodes.STAGEOUTFAILED, f"stage-out of {spec.lfn}: {exc}") from exc
+        raise JobFailure(errorcodes.STAGEOUTFAILED, f"stage-out of {spec.lfn}: {exc}") from exc
     return StagedFile(spec.lfn, spec.guid or str(uuid.uuid4()), path.stat().st_size, checksums.adler32(path), url)
 
 
@@ -119,7 +111,7 @@ def make_log_tarball(job: Job, workdir: Path, exclude: Iterable[str]) -> Path:
                 if entry.name not in skip:
                     archive.add(entry, arcname=f"{top}/{entry.name}")
     except OSError as exc:
-        raise StagingError(errorcodes.LOGFILECREATIONFAILURE, f"log tarball {tarball.name}: {exc}") from exc
+        raise JobFailure(errorcodes.LOGFILECREATIONFAILURE, f"log tarball {tarball.name}: {exc}") from exc
     return tarball
 
 

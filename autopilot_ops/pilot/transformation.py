@@ -10,8 +10,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from autopilot_ops.pilot import checksums, errorcodes
+from autopilot_ops.pilot.errorcodes import JobFailure
 from autopilot_ops.pilot.movers.base import TransferError, UnknownMoverError, load_mover
-from autopilot_ops.pilot.staging import StagingError
 from autopilot_ops.pilot.vo.base import TransformationNotFound, VOPlugin
 
 URL_SCHEMES = ("http", "https", "file")
@@ -45,7 +45,7 @@ def fetch(url: str, workdir: Path, prefixes: Iterable[str], pins: Mapping[str, s
     """Download an allowed transformation URL into ``workdir``, check its pin, make it executable."""
     base, expected = _pin(url, pins)
     if not url_allowed(base, prefixes):
-        raise StagingError(
+        raise JobFailure(
             errorcodes.TRFDOWNLOADFAILURE,
             f"transformation URL {base} is not on the queue's allow-list (use --allow-url-prefix)",
         )
@@ -54,12 +54,12 @@ def fetch(url: str, workdir: Path, prefixes: Iterable[str], pins: Mapping[str, s
     try:
         load_mover(base).get(base, target)
     except (TransferError, UnknownMoverError) as exc:
-        raise StagingError(errorcodes.TRFDOWNLOADFAILURE, f"transformation download failed: {exc}") from exc
+        raise JobFailure(errorcodes.TRFDOWNLOADFAILURE, f"transformation download failed: {exc}") from exc
     if expected is not None:
         actual = checksums.sha256(target)
         if actual != expected.lower():
             target.unlink()
-            raise StagingError(
+            raise JobFailure(
                 errorcodes.TRFDOWNLOADFAILURE, f"transformation {base} has sha256 {actual}, pinned {expected}"
             )
     os.chmod(target, 0o755)
@@ -73,4 +73,4 @@ def prepare(transformation: str, workdir: Path, vo: VOPlugin, prefixes: Iterable
     try:
         return vo.resolve_transformation(transformation)
     except TransformationNotFound as exc:
-        raise StagingError(errorcodes.TRANSFORMNOTFOUND, str(exc)) from exc
+        raise JobFailure(errorcodes.TRANSFORMNOTFOUND, str(exc)) from exc

@@ -26,7 +26,7 @@ def test_a_log_file_is_served_as_plain_text(client, files, bearer):
     assert reply.text.startswith("pilot 1-0 says hello")
     assert reply.headers["content-type"].startswith("text/plain")
     assert reply.headers["x-content-type-options"] == "nosniff"
-    assert client.get("/logs/Q_A/1-0.out?tail=6", headers=bearer("viewer")).text == "ipt>\n"[-6:].rjust(6, "/")
+    assert client.get("/logs/Q_A/1-0.out?tail=6", headers=bearer("viewer")).text == "ript>\n"
 
 
 def test_a_symlink_that_stays_inside_the_root_is_followed(client, files, bearer):
@@ -41,7 +41,6 @@ def test_a_symlink_that_stays_inside_the_root_is_followed(client, files, bearer)
         ("/logs/Q_A/..%2f..%2fsecret.txt", 400),
         ("/logs/%2Fetc%2Fpasswd", 400),
         ("/logs//etc/passwd", 400),
-        ("/logs/Q_A/./1-0.out", 400),
         ("/logs/Q_A/%00x", 400),
         ("/logs/Q_A/escape.out", 403),
         ("/logs/Q_A/outside-dir/secret.txt", 403),
@@ -57,7 +56,8 @@ def test_paths_leaving_the_root_are_refused(client, files, bearer, path, status)
 
 
 @pytest.mark.parametrize("raw", ["/autopilot/logs/../secret.txt", "/autopilot/logs/Q_A/../../secret.txt",
-                                 "/autopilot/logs/Q_A/%2e%2e/%2e%2e/secret.txt"])
+                                 "/autopilot/logs/Q_A/%2e%2e/%2e%2e/secret.txt",
+                                 "/autopilot/logs/Q_A/./1-0.out"])
 def test_raw_dot_segments_sent_over_the_wire_are_refused(live_url, files, bearer, raw):
     """http.client sends the path as written, with no client-side normalisation of ``..``."""
     url = urlsplit(live_url)
@@ -69,7 +69,7 @@ def test_raw_dot_segments_sent_over_the_wire_are_refused(live_url, files, bearer
         body = reply.read().decode()
     finally:
         conn.close()
-    assert reply.status in (400, 404), body
+    assert reply.status == 400, body
     assert "outside the log root" not in body
 
 

@@ -41,7 +41,7 @@ def log_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def backend(log_root: Path) -> Iterator[LocalBackend]:
-    created = LocalBackend("local-test", {"log_root": str(log_root), "kill_grace_s": 2})
+    created = LocalBackend("local-test", {"log_root": str(log_root), "kill_grace_s": 0.5})
     yield created
     # Leave no pilot behind, whatever the test did.
     created.cancel([p.batch_id for p in created.find_pilots("Q1", "cycle-1") or []])
@@ -160,6 +160,12 @@ def test_many_pilots_in_one_submission(backend: LocalBackend, log_root: Path) ->
     pilots = backend.submit(100, spec(log_root, "exit 0"))
     ids = [p.batch_id for p in pilots]
     assert len(set(ids)) == 100
+    # The supervisor starts them one after the other: each is queued, running or done.
+    assert {s.state for s in backend.status(ids).values()} <= {
+        PilotState.QUEUED,
+        PilotState.RUNNING,
+        PilotState.FINISHED,
+    }
     wait_for(lambda: all(s.state.is_final for s in backend.status(ids).values()), "100 pilots to end")
     assert {(s.state, s.exit_code) for s in backend.status(ids).values()} == {(PilotState.FINISHED, 0)}
 
@@ -172,17 +178,17 @@ def recorded_pid(backend: LocalBackend, batch_id: str) -> int:
 
 def test_a_pilot_killed_by_a_signal_is_failed(backend: LocalBackend, log_root: Path) -> None:
     [pilot] = backend.submit(1, spec(log_root, "sleep 300"))
-    os.kill(recorded_pid(backend, pilot.batch_id), 9)
+    os.killpg(recorded_pid(backend, pilot.batch_id), 9)
     status = final_status(backend, pilot.batch_id)
-    assert (status.state, status.exit_code, status.reason) == (PilotState.FAILED, 137, "exit status 137 (signal 9)")
+    assert (status.state, status.exit_code, status.reason) == (PilotState.FAILED, None, "signal 9")
 
 
 def test_a_pilot_whose_supervisor_died_is_failed(backend: LocalBackend, log_root: Path) -> None:
     [pilot] = backend.submit(1, spec(log_root, "sleep 300"))
     sub_dir = backend.state_dir / pilot.batch_id.rsplit("-", 1)[0]
-    os.kill(int((sub_dir / "supervisor.pid").read_text()), 9)
+    os.kill(int((sub_dir / "supervisor.pid").read_text().split()[0]), 9)
     assert backend.status([pilot.batch_id])[pilot.batch_id].state is PilotState.RUNNING
-    os.kill(recorded_pid(backend, pilot.batch_id), 9)
+    os.killpg(recorded_pid(backend, pilot.batch_id), 9)
     status = final_status(backend, pilot.batch_id)
     assert (status.state, status.exit_code) == (PilotState.FAILED, None)
     assert status.reason == "pilot process ended without an exit status"
@@ -191,8 +197,8 @@ def test_a_pilot_whose_supervisor_died_is_failed(backend: LocalBackend, log_root
 def test_a_reused_pid_is_not_taken_for_the_pilot(backend: LocalBackend, log_root: Path) -> None:
     [pilot] = backend.submit(1, spec(log_root, "sleep 300"))
     sub_dir = backend.state_dir / pilot.batch_id.rsplit("-", 1)[0]
-    os.kill(int((sub_dir / "supervisor.pid").read_text()), 9)
-    os.kill(recorded_pid(backend, pilot.batch_id), 9)
+    os.kill(int((sub_dir / "supervisor.pid").read_text().split()[0]), 9)
+    os.killpg(recorded_pid(backend, pilot.batch_id), 9)
     wait_for(lambda: backend.status([pilot.batch_id])[pilot.batch_id].state.is_final, "the pilot to die")
 
     # Another live process now holds the recorded PID: the same start time makes it "the pilot"...
@@ -210,6 +216,26 @@ def test_a_reused_pid_is_not_taken_for_the_pilot(backend: LocalBackend, log_root
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_cancel_right_after_submit_leaves_nothing_running(backend: LocalBackend, log_root: Path) -> None:
+    pilots = backend.submit(300, spec(log_root, "sleep 300"))
+    ids = [p.batch_id for p in pilots]
+
+    backend.cancel(ids)  # some are not started yet: the supervisor must skip them
+
+    assert {s.state for s in backend.status(ids).values()} == {PilotState.CANCELLED}
+    submission = ids[0].rsplit("-", 1)[0]
+    records = (backend.state_dir / submission / "pids").read_text().splitlines()
+    assert len(records) == 300
+    started = [int(line.split()[1]) for line in records if line.split()[1] != "-"]
+    assert not [pid for pid in started if pid_alive(pid)]
+
+
+def test_a_command_that_cannot_start_fails_the_submission(backend: LocalBackend, log_root: Path) -> None:
+    bad = PilotSpec(queue="Q1", cycle_id="cycle-1", scheduler="test", command=["/nonexistent/pilot"], log_root=log_root)
+    with pytest.raises(BackendError, match=r"started no pilot: cannot start pilot 0 \(/nonexistent/pilot"):
+        backend.submit(3, bad)
 
 
 def test_submit_host_is_refused(log_root: Path) -> None:

@@ -118,22 +118,28 @@ class PilotRunner:
     def command(self, subcommand: str, server: str | None, *args: str) -> list[str]:
         command = [sys.executable, "-m", "autopilot_ops.pilot", subcommand, "--home", str(self.home)]
         if subcommand == "run":
-            command += ["--queue", QUEUE, "--workdir", str(self.root / "work"), "--retries", "2",
-                        "--backoff", "0.05"]
+            command += ["--queue", QUEUE, "--workdir", str(self.root / "work"), "--retries", "2", "--backoff", "0.05"]
         if server is not None:
             command += ["--server", server]
         return command + list(args)
 
-    def run(self, server: str | None, *args: str, subcommand: str = "run",
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, server: str | None, *args: str, subcommand: str = "run", timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         (self.root / "work").mkdir(parents=True, exist_ok=True)
-        return subprocess.run(self.command(subcommand, server, *args), capture_output=True, text=True,
-                              timeout=timeout, env=pilot_env())
+        return subprocess.run(
+            self.command(subcommand, server, *args), capture_output=True, text=True, timeout=timeout, env=pilot_env()
+        )
 
     def start(self, server: str | None, *args: str) -> subprocess.Popen[str]:
         (self.root / "work").mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen(self.command("run", server, *args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=pilot_env())
+        return subprocess.Popen(
+            self.command("run", server, *args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=pilot_env(),
+        )
 
 
 QUEUE = "LOCAL_QUEUE"

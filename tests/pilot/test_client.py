@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from autopilot_ops.panda.client import PandaAuth, PandaClient, RetryPolicy
+from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.panda.errors import (
     PandaCommunicationError,
     PandaError,
@@ -58,8 +59,11 @@ def test_5xx_is_retried_then_succeeds(scripted_server):
     reply = client(scripted_server).update_job(13, "finished", trans_exit_code=0)
     assert reply.command is None
     assert len(scripted_server.requests) == 3
-    assert json.loads(scripted_server.requests[-1].body) == {"job_id": 13, "job_status": "finished",
-                                                             "trans_exit_code": 0}
+    assert json.loads(scripted_server.requests[-1].body) == {
+        "job_id": 13,
+        "job_status": "finished",
+        "trans_exit_code": 0,
+    }
 
 
 def test_5xx_until_retries_run_out(scripted_server):
@@ -123,8 +127,15 @@ def test_token_over_plain_http_to_remote_host_is_refused():
 
 
 def test_get_job_status_repeats_the_key(scripted_server):
-    scripted_server.reply(200, ok([{"job_id": 1, "status": "running", "attempt_number": 0},
-                                   {"job_id": 2, "status": "not found", "attempt_number": 0}]))
+    scripted_server.reply(
+        200,
+        ok(
+            [
+                {"job_id": 1, "status": "running", "attempt_number": 0},
+                {"job_id": 2, "status": "not found", "attempt_number": 0},
+            ]
+        ),
+    )
     statuses = client(scripted_server).get_job_status([1, 2])
     assert [s["status"] for s in statuses] == ["running", "not found"]
     path, _, query = scripted_server.requests[0].path.partition("?")
@@ -133,8 +144,9 @@ def test_get_job_status_repeats_the_key(scripted_server):
 
 def test_active_job_stats_by_site(scripted_server):
     scripted_server.reply(200, ok({"LOCAL_QUEUE": {"activated": 3, "running": 1}}))
-    scripted_server.reply(200, {"success": False, "message": "Database failure getting the job statistics",
-                                "data": None})
+    scripted_server.reply(
+        200, {"success": False, "message": "Database failure getting the job statistics", "data": None}
+    )
     c = client(scripted_server)
     assert c.active_job_stats_by_site() == {"LOCAL_QUEUE": {"activated": 3, "running": 1}}
     assert c.active_job_stats_by_site() == {}
@@ -154,5 +166,35 @@ def test_legacy_get_job_and_update(scripted_server):
     assert get.path == "/server/panda/getJob"
     assert parse_qs(get.body.decode()) == {"siteName": ["Q1"], "prodSourceLabel": ["managed"], "mem": ["100"]}
     assert update.path == "/server/panda/updateJob"
-    assert parse_qs(update.body.decode()) == {"jobId": ["7"], "state": ["finished"], "xml": ["{}"],
-                                              "transExitCode": ["0"]}
+    assert parse_qs(update.body.decode()) == {
+        "jobId": ["7"],
+        "state": ["finished"],
+        "xml": ["{}"],
+        "transExitCode": ["0"],
+    }
+
+
+def test_against_the_dev_server(tmp_path):
+    with DevServer(tmp_path) as server, PandaClient(server.url, retry=FAST) as c:
+        first, second = server.submit_jobs("LOCAL_QUEUE", 2, "/bin/true", "")
+        assert c.is_alive()
+        assert c.active_job_stats_by_site()["LOCAL_QUEUE"]["activated"] == 2
+        job = c.acquire_jobs("LOCAL_QUEUE", prod_source_label="managed", node="n1")[0]
+        assert job["PandaID"] in (first, second)
+        assert c.update_job(job["PandaID"], "running", node="n1").command is None
+        server.kill([job["PandaID"]])
+        assert c.update_job(job["PandaID"], "running").command == "tobekilled"
+        statuses = {s["job_id"]: s["status"] for s in c.get_job_status([first, second, 987654])}
+        assert statuses[job["PandaID"]] == "running" and statuses[987654] == "not found"
+        with pytest.raises(PandaRefused, match=r"Type error: 'trans_exit_code' must be of type int"):
+            c.update_job(job["PandaID"], "finished", trans_exit_code="zero")
+
+
+def test_server_side_timeout_is_a_communication_failure(scripted_server):
+    scripted_server.reply(200, {"success": True, "message": "Timed out", "data": {"StatusCode": 10}})
+    with pytest.raises(PandaCommunicationError, match="StatusCode 10"):
+        client(scripted_server).update_job(13, "finished")
+    scripted_server.replies[:] = []
+    scripted_server.reply(200, {"success": True, "message": "", "data": {"StatusCode": 50}})
+    with pytest.raises(PandaRefused, match="StatusCode 50"):
+        client(scripted_server).update_job(13, "finished")

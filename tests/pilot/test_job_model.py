@@ -9,22 +9,59 @@ from autopilot_ops.pilot.job import JobDefinitionError, describe, panda_id_of, p
 # A job dict as PanDA 1.0.4 hands it out (shared/reference/panda-server-1.0.4/acquire_jobs-reply.json),
 # with two inputs and one output added.
 REFERENCE_JOB = {
-    "StatusCode": 0, "PandaID": 2, "prodSourceLabel": "managed", "swRelease": "NULL", "homepackage": "NULL",
-    "transformation": "https://example.invalid/trf/hello.sh", "jobName": "localtest.f2765e13",
-    "jobDefinitionID": 1232, "cloud": "WORLD",
-    "inFiles": "in1.dat,in2.dat", "dispatchDblock": "d1,d1", "dispatchDBlockToken": "NULL,NULL",
-    "dispatchDBlockTokenForOut": "NULL", "outFiles": "out1.dat,localtest.log.tgz",
-    "destinationDblock": "panda.dest,panda.dest", "destinationDBlockToken": "NULL,NULL", "prodDBlocks": "p1,p1",
-    "prodDBlockToken": "NULL,NULL", "realDatasets": "ds.out,ds.log", "realDatasetsIn": "ds.in,ds.in",
-    "fileDestinationSE": "local,local", "logFile": "localtest.log.tgz",
-    "logGUID": "6649a394-bfcf-448a-a9a9-10e68f2a20db", "jobPars": "--message hello --sleep 1", "attemptNr": 0,
-    "GUID": "g1,g2", "checksum": "ad:0a0b0c0d,md5:00112233445566778899aabbccddeeff", "fsize": "10,20",
-    "scopeIn": "sc1,sc2", "scopeOut": "user", "scopeLog": "panda", "ddmEndPointIn": "", "ddmEndPointOut": "",
-    "destinationSE": "local", "prodUserID": "/DC=local/CN=pilot", "maxCpuCount": 600, "minRamCount": 1000,
-    "maxDiskCount": 100, "cmtConfig": "NULL", "processingType": "NULL", "transferType": "NULL",
-    "sourceSite": "NULL", "currentPriority": 1000, "taskID": "NULL", "coreCount": 1, "jobsetID": "NULL",
-    "reqID": "NULL", "nucleus": "NULL", "maxWalltime": "NULL", "resource_type": "Undefined",
-    "ioIntensity": None, "ioIntensityUnit": None, "nSent": 1,
+    "StatusCode": 0,
+    "PandaID": 2,
+    "prodSourceLabel": "managed",
+    "swRelease": "NULL",
+    "homepackage": "NULL",
+    "transformation": "https://example.invalid/trf/hello.sh",
+    "jobName": "localtest.f2765e13",
+    "jobDefinitionID": 1232,
+    "cloud": "WORLD",
+    "inFiles": "in1.dat,in2.dat",
+    "dispatchDblock": "d1,d1",
+    "dispatchDBlockToken": "NULL,NULL",
+    "dispatchDBlockTokenForOut": "NULL",
+    "outFiles": "out1.dat,localtest.log.tgz",
+    "destinationDblock": "panda.dest,panda.dest",
+    "destinationDBlockToken": "NULL,NULL",
+    "prodDBlocks": "p1,p1",
+    "prodDBlockToken": "NULL,NULL",
+    "realDatasets": "ds.out,ds.log",
+    "realDatasetsIn": "ds.in,ds.in",
+    "fileDestinationSE": "local,local",
+    "logFile": "localtest.log.tgz",
+    "logGUID": "6649a394-bfcf-448a-a9a9-10e68f2a20db",
+    "jobPars": "--message hello --sleep 1",
+    "attemptNr": 0,
+    "GUID": "g1,g2",
+    "checksum": "ad:0a0b0c0d,md5:00112233445566778899aabbccddeeff",
+    "fsize": "10,20",
+    "scopeIn": "sc1,sc2",
+    "scopeOut": "user",
+    "scopeLog": "panda",
+    "ddmEndPointIn": "",
+    "ddmEndPointOut": "",
+    "destinationSE": "local",
+    "prodUserID": "/DC=local/CN=pilot",
+    "maxCpuCount": 600,
+    "minRamCount": 1000,
+    "maxDiskCount": 100,
+    "cmtConfig": "NULL",
+    "processingType": "NULL",
+    "transferType": "NULL",
+    "sourceSite": "NULL",
+    "currentPriority": 1000,
+    "taskID": "NULL",
+    "coreCount": 1,
+    "jobsetID": "NULL",
+    "reqID": "NULL",
+    "nucleus": "NULL",
+    "maxWalltime": "NULL",
+    "resource_type": "Undefined",
+    "ioIntensity": None,
+    "ioIntensityUnit": None,
+    "nSent": 1,
 }
 
 
@@ -33,7 +70,12 @@ def test_comma_lists_become_per_file_records():
     assert [f.lfn for f in job.input_files] == ["in1.dat", "in2.dat"]
     first, second = job.input_files
     assert (first.guid, first.fsize, first.checksum, first.scope, first.dataset) == (
-        "g1", 10, "ad:0a0b0c0d", "sc1", "ds.in")
+        "g1",
+        10,
+        "ad:0a0b0c0d",
+        "sc1",
+        "ds.in",
+    )
     assert (second.guid, second.fsize, second.scope) == ("g2", 20, "sc2")
     assert first.ddm_endpoint is None
 
@@ -44,7 +86,11 @@ def test_outfiles_split_into_outputs_and_log():
     assert job.output_files[0].scope == "user" and job.output_files[0].dataset == "ds.out"
     assert job.log_file is not None
     assert (job.log_file.lfn, job.log_file.guid, job.log_file.scope, job.log_file.dataset) == (
-        "localtest.log.tgz", "6649a394-bfcf-448a-a9a9-10e68f2a20db", "panda", "ds.log")
+        "localtest.log.tgz",
+        "6649a394-bfcf-448a-a9a9-10e68f2a20db",
+        "panda",
+        "ds.log",
+    )
 
 
 def test_null_means_unset_and_limits_fall_back():

@@ -66,13 +66,16 @@ def test_rucio_mover_needs_the_cli(tmp_path):
 
 def test_rucio_mover_runs_download_and_upload(tmp_path, make_script):
     log = tmp_path / "rucio.log"
-    rucio = make_script("rucio", f"""echo "$@" >> {log}
+    rucio = make_script(
+        "rucio",
+        f"""echo "$@" >> {log}
 if [ "$1" = download ]; then
   [ "$5" = "scope:missing" ] && {{ echo "Data identifier not found" >&2; exit 1; }}
   echo payload > "$4/${{5#*:}}"
 fi
 exit 0
-""")
+""",
+    )
     mover = RucioMover({"rucio": str(rucio)})
     mover.get("rucio://scope/file.dat", tmp_path / "file.dat")
     assert (tmp_path / "file.dat").read_text() == "payload\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 
 from autopilot_ops.cli.main import main
 from autopilot_ops.panda.client import PandaClient
@@ -20,23 +22,30 @@ def closed_port_url() -> str:
 
 
 def write_job(path, **fields):
-    job = {"PandaID": 4242, "transformation": "/bin/true", "jobPars": "", "outFiles": "", "logFile": "NULL",
-           **fields}
+    job = {"PandaID": 4242, "transformation": "/bin/true", "jobPars": "", "outFiles": "", "logFile": "NULL", **fields}
     path.write_text(json.dumps(job))
     return path
 
 
 def test_show_job(tmp_path, capsys):
-    job_file = write_job(tmp_path / "job.json", inFiles="a.dat,b.dat", GUID="g1,g2", scopeIn="s,s",
-                         jobPars="--n 5")
+    job_file = write_job(tmp_path / "job.json", inFiles="a.dat,b.dat", GUID="g1,g2", scopeIn="s,s", jobPars="--n 5")
     assert main(["pilot", "show-job", str(job_file)]) == 0
     out = capsys.readouterr().out
     assert "PandaID        4242" in out and "--n 5" in out and "b.dat" in out and '"guid": "g2"' in out
+    assert main(["pilot", "show-job", "--json", str(job_file)]) == 0
+    parsed = json.loads(capsys.readouterr().out)
+    assert parsed["panda_id"] == 4242 and [f["guid"] for f in parsed["input_files"]] == ["g1", "g2"]
 
 
 def test_show_job_reads_an_acquire_reply(tmp_path, capsys):
-    reply = {"success": True, "message": "", "data": {"StatusCode": 0, "jobs": [
-        {"PandaID": 1, "transformation": "/bin/true"}, {"PandaID": 2, "transformation": "/bin/false"}]}}
+    reply = {
+        "success": True,
+        "message": "",
+        "data": {
+            "StatusCode": 0,
+            "jobs": [{"PandaID": 1, "transformation": "/bin/true"}, {"PandaID": 2, "transformation": "/bin/false"}],
+        },
+    }
     (tmp_path / "reply.json").write_text(json.dumps(reply))
     assert main(["pilot", "show-job", str(tmp_path / "reply.json")]) == 0
     out = capsys.readouterr().out
@@ -91,8 +100,16 @@ def test_monitor_events_are_posted(tmp_path, pilot, scripted_server):
     token_file.write_text("mon-secret\n")
     job_file = write_job(tmp_path / "job.json")
     scripted_server.reply(200, "{}")
-    result = pilot.run(None, "--dry-run", "--job-file", str(job_file), "--monitor-url",
-                       f"{scripted_server.url}/api/events", "--monitor-token-file", str(token_file))
+    result = pilot.run(
+        None,
+        "--dry-run",
+        "--job-file",
+        str(job_file),
+        "--monitor-url",
+        f"{scripted_server.url}/api/events",
+        "--monitor-token-file",
+        str(token_file),
+    )
     assert result.returncode == 0, result.stderr
     events = [json.loads(r.body) for r in scripted_server.requests]
     assert [e["event"] for e in events] == ["started", "job", "job_done", "exiting"]
@@ -125,3 +142,20 @@ def test_bad_options_are_clean_errors(tmp_path, pilot):
     assert result.returncode == 2 and "cannot read the token file" in result.stderr
     result = pilot.run(closed_port_url(), "--max-jobs", "0")
     assert result.returncode == 2 and "--max-jobs must be at least 1" in result.stderr
+
+
+def test_pilot_imports_stay_light(tmp_path):
+    """What batch jobs run (``python -m autopilot_ops.pilot``) must not pull in Airflow or the database."""
+    modules = [
+        "autopilot_ops.pilot.__main__",
+        "autopilot_ops.pilot.loop",
+        "autopilot_ops.pilot.movers.file",
+        "autopilot_ops.pilot.movers.http",
+        "autopilot_ops.pilot.vo.generic",
+    ]
+    code = (
+        f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+        "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'psycopg2', 'sqlalchemy'}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr

@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import socket
-import time
+import threading
 from contextlib import contextmanager
 
 import pytest
@@ -83,8 +83,17 @@ def test_vanished_payload_is_reported(panda, pilot, make_script):
 
 
 def test_malformed_job_is_reported_failed(scripted_server, pilot):
-    scripted_server.reply(200, {"success": True, "message": "", "data": {"StatusCode": 0, "jobs": [
-        {"PandaID": 77, "transformation": "/bin/true", "inFiles": "a.dat,b.dat", "fsize": "1"}]}})
+    scripted_server.reply(
+        200,
+        {
+            "success": True,
+            "message": "",
+            "data": {
+                "StatusCode": 0,
+                "jobs": [{"PandaID": 77, "transformation": "/bin/true", "inFiles": "a.dat,b.dat", "fsize": "1"}],
+            },
+        },
+    )
     scripted_server.reply(200, {"success": True, "message": "", "data": {"StatusCode": 0, "command": "NULL"}})
     result = pilot.run(scripted_server.url, "--once")
     assert result.returncode == 0, result.stderr
@@ -92,8 +101,11 @@ def test_malformed_job_is_reported_failed(scripted_server, pilot):
     update = scripted_server.requests[-1]
     assert update.path == "/api/v1/pilot/update_job"
     body = json.loads(update.body)
-    assert (body["job_id"], body["job_status"], body["pilot_error_code"]) == (77, "failed",
-                                                                              errorcodes.CONVERSIONFAILURE)
+    assert (body["job_id"], body["job_status"], body["pilot_error_code"]) == (
+        77,
+        "failed",
+        errorcodes.CONVERSIONFAILURE,
+    )
     assert "'fsize'" in body["pilot_error_diag"]
 
 
@@ -110,14 +122,22 @@ def test_server_down_during_heartbeats(panda, pilot, make_script, wait_for):
     script, pid_file, go = waiting_payload(make_script, pilot.root.parent)
     job_id = panda.submit_jobs(QUEUE, 1, str(script), "")[0]
     process = pilot.start(panda.url, "--heartbeat", "0.1")
+    lines: list[str] = []
+
+    def read_log() -> None:
+        for line in process.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
     wait_for(pid_file.exists, what="payload start")
     port = stop_server(panda)
-    time.sleep(0.5)  # several heartbeats fall on a dead server
+    wait_for(lambda: any("not delivered" in line for line in lines), what="a heartbeat on the dead server")
     with restarted(panda, port) as server:
         go.touch()
-        _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 0, stderr
-        assert "update of job" in stderr and "not delivered" in stderr
+        process.wait(timeout=60)
+        reader.join(timeout=10)
+        assert process.returncode == 0, "".join(lines)
         job = server.store.job(job_id)
         assert job["status"] == "finished"
         assert history(job)[-3:] == ["running", "holding", "finished"]

@@ -26,8 +26,13 @@ def test_success_with_inputs_and_outputs(panda, pilot, make_script):
     (pilot.storage / "mc").mkdir(parents=True)
     (pilot.storage / "mc" / "in1.dat").write_bytes(data)
     trf = make_script("reco.sh", 'cat in1.dat > out1.dat; echo "args: $*"; echo "PANDAID=$PANDAID"\n')
-    job_id = submit(panda, trf, "--events 10 --name 'a b'", out_files=["out1.dat"], in_files=[
-        {"lfn": "in1.dat", "scope": "mc", "fsize": len(data), "checksum": f"ad:{zlib.adler32(data):08x}"}])
+    job_id = submit(
+        panda,
+        trf,
+        "--events 10 --name 'a b'",
+        out_files=["out1.dat"],
+        in_files=[{"lfn": "in1.dat", "scope": "mc", "fsize": len(data), "checksum": f"ad:{zlib.adler32(data):08x}"}],
+    )
     result = pilot.run(panda.url, "--keep-workdir")
     assert result.returncode == 0, result.stderr
     job = panda.job(job_id)
@@ -84,7 +89,7 @@ def test_killed_by_server_command(panda, pilot, make_script, wait_for):
     started = pilot.root / "started"
     job_id = submit(panda, make_script("long.sh", f"touch {started}; sleep 60\n"))
     process = pilot.start(panda.url, "--heartbeat", "0.2", "--kill-grace", "1")
-    wait_for(started.exists, what="payload start")
+    wait_for(lambda: started.exists() and panda.job(job_id)["status"] == "running", what="payload running")
     assert panda.kill([job_id]) == [True]
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
@@ -106,8 +111,11 @@ def test_missing_input(panda, pilot, make_script):
 def test_input_with_bad_checksum(panda, pilot, make_script):
     (pilot.storage / "mc").mkdir(parents=True)
     (pilot.storage / "mc" / "in.dat").write_bytes(b"corrupted")
-    job_id = submit(panda, make_script("t.sh", "exit 0\n"),
-                    in_files=[{"lfn": "in.dat", "scope": "mc", "fsize": 9, "checksum": "ad:12345678"}])
+    job_id = submit(
+        panda,
+        make_script("t.sh", "exit 0\n"),
+        in_files=[{"lfn": "in.dat", "scope": "mc", "fsize": 9, "checksum": "ad:12345678"}],
+    )
     assert pilot.run(panda.url).returncode == 0
     job = panda.job(job_id)
     assert job["status"] == "failed" and job["pilot_error_code"] == errorcodes.GETADMISMATCH
@@ -137,8 +145,12 @@ def test_transformation_url_allowed_and_pinned(panda, pilot, tmp_path):
     good, bad = submit(panda, url), submit(panda, url)
     pin = f"{url}={hashlib.sha256(script).hexdigest()}"
     assert pilot.run(panda.url, "--allow-url-prefix", f"{panda.url}/", "--trf-sha256", pin, "--once").returncode == 0
-    assert pilot.run(panda.url, "--allow-url-prefix", f"{panda.url}/", "--trf-sha256", f"{url}={'0' * 64}",
-                     "--once").returncode == 0
+    assert (
+        pilot.run(
+            panda.url, "--allow-url-prefix", f"{panda.url}/", "--trf-sha256", f"{url}={'0' * 64}", "--once"
+        ).returncode
+        == 0
+    )
     assert panda.job(good)["status"] == "finished"
     assert panda.job(bad)["pilot_error_code"] == errorcodes.TRFDOWNLOADFAILURE
     assert "sha256" in panda.job(bad)["pilot_error_diag"]
@@ -162,8 +174,7 @@ def test_several_jobs_within_time_floor(panda, pilot, make_script):
 
 def test_legacy_protocol(tmp_path, pilot, make_script):
     with DevServer(tmp_path / "legacy-server", legacy=True) as server:
-        job_id = server.submit_jobs(QUEUE, 1, str(make_script("t.sh", "echo x > o.dat\n")), "",
-                                    out_files=["o.dat"])[0]
+        job_id = server.submit_jobs(QUEUE, 1, str(make_script("t.sh", "echo x > o.dat\n")), "", out_files=["o.dat"])[0]
         result = pilot.run(server.url, "--protocol", "legacy")
         assert result.returncode == 0, result.stderr
         job = server.job(job_id)
@@ -171,3 +182,11 @@ def test_legacy_protocol(tmp_path, pilot, make_script):
         assert history(job)[-4:] == ["starting", "running", "holding", "finished"]
         assert "o.dat" in json.loads(job["job_output_report"])
         assert pilot.run(server.url, "--protocol", "legacy").returncode == errorcodes.EXIT_NOJOBS
+
+
+def test_not_enough_local_disk(panda, pilot, make_script):
+    job_id = submit(panda, make_script("t.sh", "exit 0\n"), extra={"maxDiskCount": 10**12})
+    assert pilot.run(panda.url).returncode == 0
+    job = panda.job(job_id)
+    assert job["status"] == "failed" and job["pilot_error_code"] == errorcodes.NOLOCALSPACE
+    assert "the job needs 1000000000000 MB" in job["pilot_error_diag"]

@@ -9,9 +9,9 @@ import zlib
 import pytest
 
 from autopilot_ops.pilot import errorcodes
+from autopilot_ops.pilot.errorcodes import JobFailure
 from autopilot_ops.pilot.job import parse_job
 from autopilot_ops.pilot.staging import (
-    StagingError,
     make_log_tarball,
     output_report,
     stage_in,
@@ -22,11 +22,21 @@ DATA = b"input bytes\n"
 
 
 def job_with_input(checksum: str, fsize: int | None = len(DATA)):
-    return parse_job({
-        "PandaID": 5, "transformation": "/bin/true", "inFiles": "in.dat", "scopeIn": "sc",
-        "GUID": "g-in", "fsize": "" if fsize is None else str(fsize), "checksum": checksum,
-        "outFiles": "out.dat,log.tgz", "logFile": "log.tgz", "logGUID": "g-log", "scopeOut": "sc",
-    })
+    return parse_job(
+        {
+            "PandaID": 5,
+            "transformation": "/bin/true",
+            "inFiles": "in.dat",
+            "scopeIn": "sc",
+            "GUID": "g-in",
+            "fsize": "" if fsize is None else str(fsize),
+            "checksum": checksum,
+            "outFiles": "out.dat,log.tgz",
+            "logFile": "log.tgz",
+            "logGUID": "g-log",
+            "scopeOut": "sc",
+        }
+    )
 
 
 @pytest.fixture
@@ -60,14 +70,14 @@ def test_stage_in_verifies_adler32_and_md5(storage):
     ],
 )
 def test_stage_in_rejects_corrupt_input(storage, checksum, fsize, code):
-    with pytest.raises(StagingError) as caught:
+    with pytest.raises(JobFailure) as caught:
         stage_in(job_with_input(checksum, fsize), storage / "work", template(storage))
     assert caught.value.code == code and "in.dat" in caught.value.diag
 
 
 def test_stage_in_missing_input(storage):
     (storage / "storage" / "sc" / "in.dat").unlink()
-    with pytest.raises(StagingError) as caught:
+    with pytest.raises(JobFailure) as caught:
         stage_in(job_with_input(""), storage / "work", template(storage))
     assert caught.value.code == errorcodes.MISSINGINPUTFILE
 
@@ -92,6 +102,6 @@ def test_stage_out_and_report(storage):
 
 def test_stage_out_missing_output(storage):
     job = job_with_input("")
-    with pytest.raises(StagingError) as caught:
+    with pytest.raises(JobFailure) as caught:
         stage_out_file(job.output_files[0], storage / "work" / "out.dat", template(storage))
     assert caught.value.code == errorcodes.MISSINGOUTPUTFILE

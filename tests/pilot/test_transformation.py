@@ -8,7 +8,7 @@ import os
 import pytest
 
 from autopilot_ops.pilot import errorcodes
-from autopilot_ops.pilot.staging import StagingError
+from autopilot_ops.pilot.errorcodes import JobFailure
 from autopilot_ops.pilot.transformation import prepare, url_allowed
 from autopilot_ops.pilot.vo.base import load_vo
 from autopilot_ops.pilot.vo.generic import GenericVO
@@ -49,7 +49,7 @@ def test_url_download_with_pin(scripted_server, tmp_path):
 def test_url_with_wrong_pin_fails(scripted_server, tmp_path):
     scripted_server.files["/trf/hello.sh"] = SCRIPT
     url = f"{scripted_server.url}/trf/hello.sh"
-    with pytest.raises(StagingError) as caught:
+    with pytest.raises(JobFailure) as caught:
         prepare(url, tmp_path, GenericVO(), [scripted_server.url], {url: "0" * 64})
     assert caught.value.code == errorcodes.TRFDOWNLOADFAILURE and "sha256" in caught.value.diag
     assert not (tmp_path / "hello.sh").exists()
@@ -57,7 +57,7 @@ def test_url_with_wrong_pin_fails(scripted_server, tmp_path):
 
 def test_url_not_on_allow_list_fails_without_download(scripted_server, tmp_path):
     url = f"{scripted_server.url}/trf/hello.sh"
-    with pytest.raises(StagingError) as caught:
+    with pytest.raises(JobFailure) as caught:
         prepare(url, tmp_path, GenericVO(), ["https://cdn.example/"], {})
     assert caught.value.code == errorcodes.TRFDOWNLOADFAILURE
     assert "not on the queue's allow-list" in caught.value.diag
@@ -70,6 +70,6 @@ def test_path_and_name_resolution(tmp_path, make_script):
     assert prepare(str(script), tmp_path, vo, [], {}) == script
     assert prepare("mytrf", tmp_path, vo, [], {}) == script
     for missing in ("no-such-trf", "relative/path.sh", str(tmp_path / "absent.sh")):
-        with pytest.raises(StagingError) as caught:
+        with pytest.raises(JobFailure) as caught:
             prepare(missing, tmp_path, vo, [], {})
         assert caught.value.code == errorcodes.TRANSFORMNOTFOUND

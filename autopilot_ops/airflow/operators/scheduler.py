@@ -66,7 +66,7 @@ class PilotSchedulerOperator(BaseOperator):
             scheduler_id=self.scheduler_id or f"{self.tag}@{socket.gethostname()}",
             pilot_command=self.pilot_command or defaults.pilot_command,
             log_root=Path(self.log_root) if self.log_root else defaults.log_root,
-            panda_url=panda.server_url(),
+            panda_url=panda.panda_connection().url,
             global_cap=self.global_cap if self.global_cap is not None else defaults.global_cap,
             backend_kinds=self.backend_kinds,
         )

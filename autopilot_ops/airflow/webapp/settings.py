@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from autopilot_ops.config import state_dir
+
 DEFAULT_TOKENS_VARIABLE = "autopilot_api_tokens"
 
 
@@ -33,11 +35,12 @@ class WebSettings:
         def option(key: str, fallback: str | None = None) -> str | None:
             return conf.get("autopilot", key, fallback=fallback) or None
 
-        log_root = os.environ.get("AUTOPILOT_LOG_ROOT") or option("log_root")
+        # the same default as the scheduler's (autopilot_ops.airflow.config.SchedulerConfig)
+        log_root = os.environ.get("AUTOPILOT_LOG_ROOT") or option("log_root") or str(state_dir() / "logs")
         return cls(
             dsn=os.environ.get("AUTOPILOT_DSN") or option("dsn"),
             postgres_conn_id=option("postgres_conn_id"),
-            log_root=Path(log_root) if log_root else None,
+            log_root=Path(log_root),
             tokens_variable=option("api_tokens_variable", DEFAULT_TOKENS_VARIABLE),
             tokens_conn_id=option("api_tokens_conn_id"),
             token_cache_seconds=float(option("api_token_cache_seconds", "30") or 30),

@@ -255,7 +255,7 @@ def submit(context: Context, request: Request, jobs: str) -> dict[str, Any]:
     if not specs:
         return make_envelope(False, "No jobs were submitted")
     for spec in specs:
-        label = spec.get("prodSourceLabel", "managed")
+        label = spec["prodSourceLabel"]
         if label in ["managed"] and not request.identity.production:
             return make_envelope(False, f"{user} is missing production for prodSourceLabel={label} submission")
     return make_envelope(True, data=context.store.submit(specs, user))

@@ -21,11 +21,10 @@ from autopilot_ops.panda.protocol import MESSAGE_PROD_ROLE, MESSAGE_SSL, make_en
 
 @dataclass(frozen=True)
 class Request:
-    """What a handler may know of the HTTP request: who calls, with which method, from where."""
+    """What a handler may know of the HTTP request: who calls, and with which method."""
 
     identity: Identity | None
     http_method: str
-    remote: str
 
 
 @dataclass(frozen=True)
@@ -35,10 +34,6 @@ class Parameter:
     name: str
     default: Any
     expected: Any  # the annotation without ``| None``, or None when unannotated
-
-    @property
-    def required(self) -> bool:
-        return self.default is inspect.Parameter.empty
 
 
 @dataclass(frozen=True)
@@ -50,6 +45,8 @@ class Endpoint:
     production: bool
     http_method: str | None
     parameters: dict[str, Parameter]
+    required: tuple[str, ...]
+    defaults: dict[str, Any]
 
 
 class Registry:
@@ -68,8 +65,10 @@ class Registry:
                 p.name: Parameter(p.name, p.default, _without_none(hints[p.name]) if p.name in hints else None)
                 for p in wire
             }
+            required = tuple(p.name for p in wire if p.default is inspect.Parameter.empty)
+            defaults = {p.name: p.default for p in wire if p.default is not inspect.Parameter.empty}
             self._endpoints[(module, handler.__name__)] = Endpoint(
-                module, handler.__name__, handler, secure, production, http_method, parameters
+                module, handler.__name__, handler, secure, production, http_method, parameters, required, defaults
             )
             return handler
 
@@ -88,20 +87,15 @@ def invoke(endpoint: Endpoint, context: Any, request: Request, params: Mapping[s
     if endpoint.http_method and endpoint.http_method != request.http_method:
         return make_envelope(False, f"expecting {endpoint.http_method}, received {request.http_method}")
     # The messages of inspect.Signature.bind: the first missing parameter, else the first unknown one.
-    for parameter in endpoint.parameters.values():
-        if parameter.required and parameter.name not in params:
-            return make_envelope(False, f"Argument error: missing a required argument: '{parameter.name}'")
+    for name in endpoint.required:
+        if name not in params:
+            return make_envelope(False, f"Argument error: missing a required argument: '{name}'")
     for name in params:
         if name not in endpoint.parameters:
             return make_envelope(False, f"Argument error: got an unexpected keyword argument '{name}'")
-    arguments = {}
-    for parameter in endpoint.parameters.values():
-        name = parameter.name
-        if name not in params:
-            arguments[name] = parameter.default
-            continue
-        value = params[name]
-        arguments[name] = value
+    arguments = {**endpoint.defaults, **params}
+    for name, value in params.items():
+        parameter = endpoint.parameters[name]
         if parameter.expected is None or parameter.default == value:
             continue
         if request.http_method == "GET":
@@ -121,6 +115,8 @@ def invoke(endpoint: Endpoint, context: Any, request: Request, params: Mapping[s
 
 
 def _type_problem(name: str, value: Any, core: Any, default: Any) -> str | None:
+    if type(value) is core:
+        return None
     origin = typing.get_origin(core)
     if origin is list:
         if not isinstance(value, list):
@@ -130,8 +126,6 @@ def _type_problem(name: str, value: Any, core: Any, default: Any) -> str | None:
             return f"Type error: All elements in '{name}' must be {args[0].__name__}."
         return None
     if value is None and default is None:
-        return None
-    if type(value) is core:
         return None
     if not isinstance(value, _isinstance_target(core)):
         return f"Type error: '{name}' must be of type {_type_name(core)}, got {type(value).__name__}."

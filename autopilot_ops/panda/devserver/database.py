@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS panda_jobs (
 );
 CREATE INDEX IF NOT EXISTS panda_jobs_dispatch
     ON panda_jobs (computing_site, job_status, current_priority DESC, panda_id);
-CREATE INDEX IF NOT EXISTS panda_jobs_status ON panda_jobs (job_status, modification_time);
+CREATE INDEX IF NOT EXISTS panda_jobs_state ON panda_jobs (job_status, computing_site);
 CREATE TABLE IF NOT EXISTS panda_job_states (
     seq         {id_column},
     panda_id    BIGINT NOT NULL,

@@ -151,7 +151,7 @@ def _route(settings: Settings, exchange: Exchange) -> Reply:
         return reply
     assert endpoint is not None
     params, json_reply = _api_params(exchange)
-    caller = Request(identity=identity, http_method=exchange.request.method, remote=exchange.handler.client_address[0])
+    caller = Request(identity=identity, http_method=exchange.request.method)
     envelope = invoke(endpoint, settings.context, caller, params)
     outcome = f"{endpoint.module}.{endpoint.name} success={envelope['success']}"
     if envelope["message"]:

@@ -337,6 +337,8 @@ def _load_job(index: int, state: Any) -> dict[str, Any]:
         raise JobSpecError(f"job {index}: a job spec must be a list (JobSpec state) or an object")
     spec = _compact(values)
     spec["Files"] = file_states
+    # A spec without a label would match no pilot's request; the dev server takes it as a production job.
+    spec.setdefault("prodSourceLabel", "managed")
     for name in ("computingSite", "transformation"):
         if not isinstance(spec.get(name), str) or not spec[name]:
             raise JobSpecError(f"job {index}: field {name} must be a non-empty string")

@@ -42,6 +42,11 @@ _PARAM_COLUMNS = {
     "jobDispatcherErrorDiag": "dispatcher_error_diag",
 }
 _ACTIVE_IN = ",".join(f"'{state}'" for state in ACTIVE_STATES)
+#: What ``update`` reads of a job (its spec only for a final report).
+_UPDATE_COLUMNS = (
+    "panda_id, job_status, computing_site, command_to_pilot, dispatcher_error_diag, end_time, trans_exit_code,"
+    " pilot_error_code, pilot_params"
+)
 _WATCHED_IN = ",".join(f"'{state}'" for state in WATCHED_STATES)
 
 
@@ -77,7 +82,7 @@ class JobStore:
         replies: list[list[Any]] = []
         with self.database.transaction() as cursor:
             for spec in specs:
-                label = spec.get("prodSourceLabel", "managed")
+                label = spec["prodSourceLabel"]
                 # job_complex_module.py: insertNewJob sets the owner of user jobs and of jobs without one.
                 prod_user_id = owner if "prodUserID" not in spec or label in ("user", "panda") else spec["prodUserID"]
                 priority = spec.get("assignedPriority", spec.get("currentPriority", 0))
@@ -190,7 +195,8 @@ class JobStore:
         elif reported_status in ("holding", "transferring"):
             param["jobDispatcherErrorDiag"] = f"set to {reported_status} by the pilot at {format_time(now)}"
         with self.database.transaction() as cursor:
-            sql = f"SELECT * FROM panda_jobs WHERE panda_id = ? AND job_status IN ({_ACTIVE_IN})"
+            columns = _UPDATE_COLUMNS + (", spec" if final else "")
+            sql = f"SELECT {columns} FROM panda_jobs WHERE panda_id = ? AND job_status IN ({_ACTIVE_IN})"
             args: tuple[Any, ...] = (panda_id,)
             if attempt_nr is not None:
                 sql += " AND attempt_nr = ?"
@@ -231,7 +237,7 @@ class JobStore:
         """One UPDATE for the report; a final report is settled in it by the ``job_output_report`` rule."""
         final = reported in ("finished", "failed")
         assignments: dict[str, Any] = {"job_status": new_status, "modification_time": now}
-        extras = json.loads(job["pilot_params"])
+        extras = {}
         for key, value in param.items():
             if value is None and key != "jobDispatcherErrorDiag":
                 continue
@@ -240,7 +246,7 @@ class JobStore:
             else:
                 extras[key] = value
         if extras:
-            assignments["pilot_params"] = json.dumps(extras)
+            assignments["pilot_params"] = json.dumps({**json.loads(job["pilot_params"]), **extras})
         if final or new_status != job["job_status"]:
             assignments["state_change_time"] = now
         if new_status == "holding" and job["end_time"] is None and "endTime" not in param:

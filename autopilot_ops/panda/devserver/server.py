@@ -67,7 +67,9 @@ class PandaDevServer:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="panda-devserver", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="panda-devserver", daemon=True
+        )
         self._thread.start()
         if self.watcher is not None:
             self.watcher.start()

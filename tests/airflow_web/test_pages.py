@@ -1,0 +1,71 @@
+"""The overview and queue pages render what the store holds, escaped, with links to the pilots' logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+
+@pytest.fixture
+def data(seed, log_root):
+    seed.queue("Q_A", ["alpha"])
+    seed.queue("Q_B", ["alpha"])
+    seed.queue("UNTAGGED", [], site="SITE_Z")
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    for i in range(4):
+        seed.cycle("Q_A", f"c{i}", start + dt.timedelta(minutes=10 * i),
+                   {"queued": i, "running": 2 * i, "activated": 10 + i}, decided=i,
+                   reason=[f"activated={10 + i}", f"submit {i}"])
+    seed.cycle("Q_B", "c9", start, {"queued": 0}, decided=0, reason=["status <b>odd</b> -> 0", "submit 0"])
+    (log_root / "Q_A").mkdir()
+    (log_root / "Q_A" / "1-0.out").write_text("out")
+    seed.pilot("Q_A", "1-0", "running", stdout_path=str(log_root / "Q_A" / "1-0.out"),
+               stderr_path="/elsewhere/1-0.err", log_url="https://logs.example.org/1-0")
+    seed.pilot("Q_A", "1-1", "queued", log_url="javascript:alert(1)")
+    seed.pilot("Q_A", "1-2", "finished")
+
+
+def test_overview_groups_queues_by_scheduler_tag_with_counts_and_last_decision(client, data, bearer):
+    reply = client.get("/", headers=bearer("viewer"))
+    assert reply.status_code == 200
+    page = reply.text
+    assert "<h2 id=\"tag-alpha\">alpha <span class=\"muted\">(DAG autopilot_alpha)</span></h2>" in page
+    assert "(DAG autopilot_SITE_Z)" in page, "a queue without tags is scheduled under its site"
+    row_a = page[page.index('>Q_A</a>'):page.index('>Q_B</a>')]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row_a)
+    # submitted, queued, running, held, finished, failed, cancelled, missed, activated, decided / submitted
+    assert cells[:9] == ["0", "1", "1", "0", "1", "0", "0", "0", "13"]
+    assert "<summary>submit 3</summary>" in row_a
+    assert "status &lt;b&gt;odd&lt;/b&gt; -&gt; 0" in page
+    assert "<b>odd</b>" not in page
+    assert 'href="/autopilot/queues/Q_A"' in page
+
+
+def test_queue_page_shows_cycles_chart_pilots_logs_and_controls(client, data, bearer):
+    assert client.post("/api/controls/queue/Q_A", headers=bearer("op"),
+                       json={"paused": True, "reason": "downtime"}).status_code == 200
+    page = client.get("/queues/Q_A", headers=bearer("viewer")).text
+    points = re.findall(r'<polyline [^>]*points="([^"]*)"', page)
+    assert len(points) == 3 and all(len(p.split()) == 4 for p in points), "queued, running, activated x 4 cycles"
+    assert page.count("<li>submit ") == 4
+    assert 'href="/autopilot/logs/Q_A/1-0.out">stdout</a>' in page
+    assert "stderr</a>" not in page, "a log outside the log root gets no link"
+    assert 'href="https://logs.example.org/1-0"' in page
+    assert "javascript:" not in page
+    assert "downtime" in page and "token:panda-server" in page
+    assert "control-set" in page, "the audit trail is listed"
+
+
+def test_unknown_queue_page_is_404(client, data, bearer):
+    assert client.get("/queues/NOPE", headers=bearer("viewer")).status_code == 404
+
+
+def test_queue_summary_api_for_machines(client, data, bearer):
+    rows = {row["queue"]: row for row in client.get("/api/queues", headers=bearer("viewer")).json()}
+    assert set(rows) == {"Q_A", "Q_B", "UNTAGGED"}
+    assert rows["Q_A"]["pilots"] == {"running": 1, "queued": 1, "finished": 1}
+    assert (rows["Q_A"]["activated"], rows["Q_A"]["last_decided"], rows["Q_A"]["last_reason"]) == (
+        13, 3, ["activated=13", "submit 3"])
+    assert rows["UNTAGGED"]["scheduler_tag"] == "SITE_Z" and rows["UNTAGGED"]["last_cycle_at"] is None
