@@ -1,9 +1,10 @@
 """Time the log cleanup on a tree of 50,000 pilot logs across 200 queues and 5 days; print JSON.
 
-Figures, medians over ``BENCH_REPEATS`` fresh trees:
-- ``scan_s``: a run that removes nothing (every file young enough, no watermark), so it is the walk alone;
-- ``age_s``: the age pass removing the two oldest days (40% of the files) and their emptied directories;
-- ``watermark_s``: the watermark pass on a budget that trims the 20 biggest queues (10x the others).
+Three runs on each fresh tree, in this order; medians over ``BENCH_REPEATS`` trees (building a tree takes
+far longer than cleaning it, so keep the repeats low on a busy machine):
+- ``scan``: a run that removes nothing (every file young enough, no watermark): the walk alone;
+- ``watermark``: a budget that trims the 20 biggest queues (10x the bytes of the others) and no other queue;
+- ``age``: the age pass removing what is left of the two oldest days, then their emptied directories.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +46,30 @@ def build_tree(root: Path) -> None:
         os.utime(queue_dir.parent, (mtime, mtime))
 
 
-def timed_runs(policy: Callable[[], LogPolicy]) -> tuple[list[float], LogCleanupReport]:
-    times: list[float] = []
-    report = LogCleanupReport("")
+def timed(root: Path, policy: LogPolicy, times: list[float]) -> LogCleanupReport:
+    start = time.perf_counter()
+    report = clean_logs(root, policy, now=NOW)
+    times.append(time.perf_counter() - start)
+    return report
+
+
+def main() -> None:
+    # A budget whose 80% goal holds every small queue whole and twice a small queue's bytes per big queue.
+    small_queue_bytes = max(1, FILES // (QUEUES * DAYS)) * DAYS * 100
+    goal = small_queue_bytes * (QUEUES - BIG_QUEUES + 2 * BIG_QUEUES)
+    watermark_policy = LogPolicy(max_age_days=None, watch_filesystem=False, budget_bytes=goal * 5 // 4)
+    scan: list[float] = []
+    watermark: list[float] = []
+    age: list[float] = []
     for _ in range(REPEATS):
         root = Path(tempfile.mkdtemp(prefix="autopilot-bench-cleanup-"))
         try:
             build_tree(root)
-            start = time.perf_counter()
-            report = clean_logs(root, policy(), now=NOW)
-            times.append(time.perf_counter() - start)
+            scanned = timed(root, LogPolicy(max_age_days=30, watch_filesystem=False), scan)
+            trimmed = timed(root, watermark_policy, watermark)
+            aged = timed(root, LogPolicy(max_age_days=3, live_minutes=0, watch_filesystem=False), age)
         finally:
             shutil.rmtree(root)
-    return times, report
-
-
-def main() -> None:
-    scan, scanned = timed_runs(lambda: LogPolicy(max_age_days=30, watch_filesystem=False))
-    age, aged = timed_runs(lambda: LogPolicy(max_age_days=3, live_minutes=0, watch_filesystem=False))
-    # A budget whose 80% goal holds every small queue whole and twice a small queue's bytes per big queue.
-    small_queue_bytes = max(1, FILES // (QUEUES * DAYS)) * DAYS * 100
-    goal = small_queue_bytes * (QUEUES - BIG_QUEUES + 2 * BIG_QUEUES)
-    watermark, trimmed = timed_runs(
-        lambda: LogPolicy(max_age_days=None, watch_filesystem=False, budget_bytes=goal * 5 // 4)
-    )
     result: dict[str, Any] = {
         "files": FILES,
         "queues": QUEUES,
@@ -77,13 +77,13 @@ def main() -> None:
         "repeats": REPEATS,
         "scan_median_s": round(statistics.median(scan), 3),
         "scan_files_kept": sum(q.kept_files for q in scanned.queues.values()),
-        "age_median_s": round(statistics.median(age), 3),
-        "age_files_removed": aged.removed_files,
-        "age_dirs_removed": aged.dirs_removed,
         "watermark_median_s": round(statistics.median(watermark), 3),
         "watermark_files_removed": trimmed.removed_files,
         "watermark_queues_trimmed": sum(1 for q in trimmed.queues.values() if q.removed_files),
         "watermark_share_bytes": trimmed.watermark["share_bytes"] if trimmed.watermark else None,
+        "age_median_s": round(statistics.median(age), 3),
+        "age_files_removed": aged.removed_files,
+        "age_dirs_removed": aged.dirs_removed,
     }
     print(json.dumps(result, indent=2))
 

@@ -1,9 +1,14 @@
 """Benchmark of ``autopilot panda-devserver``: prints JSON.
 
-- ``startup_s``: from launching the CLI process until ``/api/v1/system/is_alive`` answers (median of runs);
+- ``startup_s``: from launching the CLI process until ``/api/v1/system/is_alive`` answers (median of runs),
+  with Python's bytecode cache warm as for an installed package (kept in a temporary ``PYTHONPYCACHEPREFIX``);
+  ``startup_without_bytecode_cache_s``: the same when every module is compiled from source
+  (``PYTHONDONTWRITEBYTECODE=1``, as in some sandboxes);
 - ``jobs_per_s``: jobs dispatched and finished per second by one client over one keep-alive connection,
   each job being ``acquire_jobs`` + ``update_job`` running + ``update_job`` finished with its
   ``job_output_report`` (median of runs; target >= 500);
+- ``client_ceiling_jobs_per_s``: the same client loop against a server that answers instantly with recorded
+  replies, i.e. what this machine allows at best right now;
 - ``server_cpu_ms_per_job``/``client_cpu_ms_per_job``: CPU each side spent per job, which with the load
   average tells how much of the wall time was waiting for a busy machine.
 
@@ -18,6 +23,7 @@ import http.client
 import json
 import os
 import socket
+import socketserver
 import statistics
 import subprocess
 import sys
@@ -32,6 +38,12 @@ from autopilot_ops.panda.devserver.jobspec import build_job_spec, dump_jobs_json
 
 AUTOPILOT = Path(sys.executable).with_name("autopilot")
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+#: Used by ``serve_canned`` when the reference recording is not at hand.
+CANNED_ACQUIRE = {
+    "success": True,
+    "message": "",
+    "data": {"StatusCode": 0, "jobs": [{"PandaID": 1, "logFile": "x.log.tgz", "logGUID": "g"}]},
+}
 
 
 def free_port() -> int:
@@ -40,13 +52,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen, int, float]:
+def start_server(workdir: Path, pycache: Path | None) -> tuple[subprocess.Popen, int, float]:
+    """Start the CLI; with ``pycache`` it may cache bytecode there (as an installed package has), else not."""
+    env = dict(os.environ)
+    if pycache is None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     port = free_port()
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(AUTOPILOT), "panda-devserver", "--port", str(port), "--db", str(workdir / "bench.db")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     while True:
         try:
@@ -59,6 +79,11 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen, int, float]:
             if process.poll() is not None:
                 raise SystemExit(f"the dev server exited with code {process.returncode}") from None
             time.sleep(0.005)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=30)
 
 
 def call(connection: http.client.HTTPConnection, path: str, payload: dict) -> dict:
@@ -98,21 +123,83 @@ def run_jobs(port: int, n_jobs: int, server: psutil.Process) -> Run:
     return Run(n_jobs / elapsed, server_cpu * 1000 / n_jobs, client_cpu * 1000 / n_jobs)
 
 
+def serve_canned(port: int) -> None:
+    """A server that answers every request at once with a recorded reply: the client's own ceiling."""
+    reference = Path("/work/shared/reference/panda-server-1.0.4/acquire_jobs-reply.json")
+    acquired = reference.read_bytes() if reference.exists() else json.dumps(CANNED_ACQUIRE).encode()
+    updated = b'{"success": true, "message": "", "data": {"StatusCode": 0, "command": "NULL"}}'
+
+    class Canned(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    return
+                length = 0
+                while (header := self.rfile.readline(65537)) not in (b"\r\n", b""):
+                    name, _, value = header.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                self.rfile.read(length)
+                body = acquired if b"acquire_jobs" in line else updated
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+                self.wfile.write(head.encode() + body)
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", port), Canned) as server:
+        server.serve_forever()
+
+
+def client_ceiling(n_jobs: int) -> float:
+    """Jobs/s of the same client loop against ``serve_canned`` in another process."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "--canned-server", str(port)])
+    try:
+        for _ in range(1000):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        started = time.perf_counter()
+        for _ in range(n_jobs):
+            job = call(connection, "/api/v1/pilot/acquire_jobs", {"site_name": "BENCH"})["jobs"][0]
+            call(connection, "/api/v1/pilot/update_job", {"job_id": job["PandaID"], "job_status": "running"})
+            report = {job["logFile"]: {"guid": job["logGUID"], "fsize": 1, "adler32": "00000001"}}
+            finished = {"job_id": job["PandaID"], "job_status": "finished", "job_output_report": json.dumps(report)}
+            call(connection, "/api/v1/pilot/update_job", finished)
+        connection.close()
+        return n_jobs / (time.perf_counter() - started)
+    finally:
+        stop(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--canned-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    startups, runs = [], []
-    for _ in range(args.runs):
-        with tempfile.TemporaryDirectory() as workdir:
-            process, port, startup = start_server(Path(workdir))
-            try:
-                startups.append(startup)
-                runs.append(run_jobs(port, args.jobs, psutil.Process(process.pid)))
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+    if args.canned_server:
+        serve_canned(args.canned_server)
+        return
+    startups, cold_startups, runs, ceilings = [], [], [], []
+    with tempfile.TemporaryDirectory() as pycache:
+        stop(start_server(Path(pycache), Path(pycache))[0])  # fills the bytecode cache
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as workdir:
+                process, _, startup = start_server(Path(workdir), None)
+                stop(process)
+                cold_startups.append(startup)
+            with tempfile.TemporaryDirectory() as workdir:
+                process, port, startup = start_server(Path(workdir), Path(pycache))
+                try:
+                    startups.append(startup)
+                    runs.append(run_jobs(port, args.jobs, psutil.Process(process.pid)))
+                finally:
+                    stop(process)
+            ceilings.append(client_ceiling(args.jobs))
     rates = [run.jobs_per_s for run in runs]
     print(
         json.dumps(
@@ -120,7 +207,15 @@ def main() -> None:
                 "runs": args.runs,
                 "jobs_per_run": args.jobs,
                 "startup_s": {"median": round(statistics.median(startups), 3), "all": [round(s, 3) for s in startups]},
+                "startup_without_bytecode_cache_s": {
+                    "median": round(statistics.median(cold_startups), 3),
+                    "all": [round(s, 3) for s in cold_startups],
+                },
                 "jobs_per_s": {"median": round(statistics.median(rates), 1), "all": [round(r, 1) for r in rates]},
+                "client_ceiling_jobs_per_s": {
+                    "median": round(statistics.median(ceilings), 1),
+                    "all": [round(c, 1) for c in ceilings],
+                },
                 "requests_per_job": 3,
                 "target_jobs_per_s": 500,
                 "server_cpu_ms_per_job": round(statistics.median(r.server_cpu_ms_per_job for r in runs), 3),

@@ -58,7 +58,9 @@ build_chroot() {
     local new=$HOME_DIR/root.new started=$SECONDS
     command -v debootstrap >/dev/null || {
         log "installing debootstrap"
-        apt-get install -y -q debootstrap >/dev/null || die "apt-get install debootstrap failed"
+        apt-get install -y -q debootstrap >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; } \
+            || die "apt-get install debootstrap failed"
     }
     remove_tree "$new"
     log "building the $SUITE chroot in $ROOT (debootstrap, about 35 s)"
@@ -208,7 +210,9 @@ start_master() {
     install -d -o condor -g condor "$ROOT/run/condor" 2>/dev/null \
         || in_root install -d -o condor -g condor /run/condor
     rm -f "$ROOT$PIDFILE"
-    in_root /usr/sbin/condor_master -pidfile "$PIDFILE"
+    # Its own stdio, so that a caller capturing ours (pytest, CI) is not kept waiting by the daemon.
+    in_root /usr/sbin/condor_master -pidfile "$PIDFILE" </dev/null >"$HOME_DIR/master.out" 2>&1 \
+        || { cat "$HOME_DIR/master.out" >&2; die "condor_master failed to start"; }
     local i
     for i in $(seq 50); do [ -n "$(master_pid)" ] && return 0; sleep 0.1; done
     show_logs
@@ -251,6 +255,8 @@ issue_token() {
     chmod 0600 "$tmp"
     mv "$tmp" "$TOKEN_DIR/$JOB_USER"
     tmp=$(mktemp "$HOME_DIR/client.env.XXXXXX")
+    # IDTOKENS only: with FS first, a client running as root would be root, and root cannot own jobs.
+    # No channel binding for FS: the 25.x client insists on it and this 23.x pool lacks it.
     cat >"$tmp" <<EOF
 _CONDOR_CONDOR_HOST=127.0.0.1
 _CONDOR_SEC_TOKEN_DIRECTORY=$TOKEN_DIR

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A single-node Slurm cluster for tests and benchmarks: scripts/slurm-local.sh start|stop|status
 #
-# Follows /work/shared/reference/slurm-local.md (Debian 12, root, no systemd). Idempotent: `start` installs
-# Debian's packages when missing, (re)writes /etc/slurm/slurm.conf, starts munged, slurmctld and slurmd unless
-# they already run, and waits until the node answers. PID files live in $RUN_DIR, so `stop` ends only what
-# this script started. A zombie (state Z in /proc/PID/stat) counts as gone.
+# For Debian 12 machines without systemd, run as root. Idempotent: `start` installs Debian's packages when
+# missing, (re)writes /etc/slurm/slurm.conf, starts munged (as the munge user: as root it refuses), slurmctld
+# and slurmd unless they already run, and waits until the node answers. PID files live in $RUN_DIR, so `stop`
+# ends only what this script started. A killed daemon stays a zombie for seconds: state Z counts as gone.
 set -euo pipefail
 
 RUN_DIR=${AUTOPILOT_SLURM_RUN_DIR:-/run/autopilot-slurm}
@@ -189,7 +189,7 @@ stop_all() {
 start_all() {
     [[ $(id -u) == 0 ]] || die "must run as root (it installs packages and starts daemons)"
     install_packages
-    install -d -m 0755 "$RUN_DIR"
+    install -d -m 0755 "$RUN_DIR" "$(dirname "$CONF")"
     install -d -o slurm -g slurm -m 0755 "$LOG_DIR" "$STATE_DIR" "$STATE_DIR/slurmctld"
     install -d -m 0755 "$STATE_DIR/slurmd"
     if write_conf; then
@@ -210,6 +210,8 @@ status_all() {
         [[ $name == munged ]] && pidfile=$RUN_DIR/munge/munged.pid
         if pid=$(live_pid "$pidfile" "$name"); then
             echo "$name: running (pid $pid)"
+        elif [[ $name == munged ]] && munge_works; then
+            echo "$name: running (not started by this script)"
         else
             echo "$name: not running"
             rc=3

@@ -12,9 +12,9 @@ from autopilot_ops.config import state_dir
 
 
 def default_pilot_command() -> str:
-    """The pilot as the local back end runs it: this environment's ``autopilot pilot run``."""
-    autopilot = Path(sys.executable).with_name("autopilot")
-    return f"{autopilot} pilot run --queue {{queue}} --server {{panda_url}}"
+    """The pilot as the local back end runs it: this environment's ``python -m autopilot_ops.pilot run``
+    (lighter than the ``autopilot`` command, which loads the scheduler's modules too)."""
+    return f"{shlex.quote(sys.executable)} -m autopilot_ops.pilot run --queue {{queue}} --server {{panda_url}}"
 
 
 @dataclass(frozen=True)

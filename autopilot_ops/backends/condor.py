@@ -25,15 +25,18 @@ ones for one queue):
   and the spec's ``walltime_s`` (hold pilots running longer).
 - ``submit``: extra submit commands, added last (for example ``requirements`` or ``+AccountingGroup``).
 
-The local pool of ``scripts/condor-local.sh`` runs jobs inside a chroot that shares only ``/tmp``
-with the host: the command and the log root must then be under ``/tmp`` (or another path present
-in the chroot), and the log root must be traversable by the job owner.
+The local pool of ``scripts/condor-local.sh`` runs jobs inside a Debian 13 chroot that shares only
+``/tmp`` with the host: the pilot command, its interpreter and the log root must exist there (put
+scripts and logs under ``/tmp``; host virtualenvs such as the one ``autopilot pilot run`` lives in
+are not visible), and the log root must be traversable by the job owner. Point ``config_file`` at
+the ``client.env`` it writes and set ``job_owner`` to its job owner (``autopilot``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import grp
 import math
 import os
 import pwd
@@ -121,8 +124,6 @@ class CondorBackend(Backend):
         iwd = Path(ad.get("Iwd", "/"))
         return iwd / ad["Out"], iwd / ad["Err"]
 
-    # -- beyond the interface -------------------------------------------------------------------
-
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
         """The pilots tagged ``(queue, cycle_id)``: in the queue, or in the history of the last
         ``history_s`` seconds (parameter, default 2 days)."""
@@ -139,6 +140,8 @@ class CondorBackend(Backend):
             batch_id = f"{ad['ClusterId']}.{ad['ProcId']}"
             pilots[(ad["ClusterId"], ad["ProcId"])] = SubmittedPilot(batch_id, iwd / ad["Out"], iwd / ad["Err"])
         return [pilots[key] for key in sorted(pilots)]
+
+    # -- beyond the interface -------------------------------------------------------------------
 
     def remove_held(self, older_than_s: float, queue: str | None = None) -> list[str]:
         """Remove our pilots held for longer than ``older_than_s``; returns their batch ids."""
@@ -263,7 +266,8 @@ class CondorBackend(Backend):
             raise BackendError(f"back end {self.name!r}: HTCondor {what} failed at {where}: {exc}") from exc
 
     def _make_log_dir(self, log_dir: Path) -> None:
-        """Create the log directory; as root, hand what was created to the job owner."""
+        """Create the log directory; as root, hand what was created to the job owner, and check that
+        the owner can reach and write it (if not, HTCondor keeps the pilots idle for ever, or holds them)."""
         missing = [d for d in (log_dir, *log_dir.parents) if not d.exists()]
         log_dir.mkdir(parents=True, exist_ok=True)
         owner = self.parameters.get("job_owner")
@@ -275,6 +279,23 @@ class CondorBackend(Backend):
             raise BackendError(f"back end {self.name!r}: job_owner {owner!r} is not a user here") from None
         for directory in missing:
             os.chown(directory, user.pw_uid, user.pw_gid)
+        for directory, need in ((log_dir, "write"), *((d, "enter") for d in log_dir.parents)):
+            if not permits(directory, user, write=need == "write"):
+                raise BackendError(
+                    f"back end {self.name!r}: job owner {owner!r} cannot {need} {directory} (log dir {log_dir})"
+                )
+
+
+def permits(directory: Path, user: pwd.struct_passwd, write: bool) -> bool:
+    """Whether ``user`` may enter (and, with ``write``, create files in) ``directory``, by its mode bits."""
+    info = directory.stat()
+    need = 0o3 if write else 0o1  # write+search, or search
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    if info.st_uid == user.pw_uid:
+        return (info.st_mode >> 6) & need == need
+    if info.st_gid in groups:
+        return (info.st_mode >> 3) & need == need
+    return info.st_mode & need == need
 
 
 class CondorCEBackend(CondorBackend):

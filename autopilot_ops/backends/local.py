@@ -20,11 +20,14 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +49,7 @@ _META = "submission.json"
 _SKIPPED = "-"  # in ``pids``: cancelled before it started
 _UNSTARTABLE = "!"  # in ``pids``: posix_spawn failed
 _STARTED = "started"  # the supervisor's one line to the caller
+_SPAWN_THREADS = 8
 
 
 class LocalBackend(Backend):
@@ -63,7 +67,7 @@ class LocalBackend(Backend):
         super().__init__(name, parameters, submit_host)
         if submit_host:
             raise BackendError(f"local back end {name!r}: submit_host {submit_host!r} is not supported")
-        self.state_dir = _state_dir(name, self.parameters)
+        self.state_dir = _state_dir(name, self.parameters).absolute()
         self.kill_grace_s = float(self.parameters.get("kill_grace_s", 5))
 
     def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
@@ -72,7 +76,7 @@ class LocalBackend(Backend):
             return []
         if not spec.command:
             raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'command' is empty")
-        log_dir = spec.log_dir()
+        log_dir = spec.log_dir().absolute()  # the supervisor runs in the pilots' working directory
         log_dir.mkdir(parents=True, exist_ok=True)
         submission, sub_dir = self._new_submission_dir()
         meta = {
@@ -100,6 +104,7 @@ class LocalBackend(Backend):
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BackendError(f"local back end {self.name!r}: starting pilots in {workdir} failed: {exc}") from exc
         if done.stdout.strip() != _STARTED:
+            shutil.rmtree(sub_dir, ignore_errors=True)  # no pilot started: leave no submission record behind
             raise BackendError(
                 f"local back end {self.name!r}: the supervisor in {sub_dir} started no pilot: "
                 f"{done.stderr.strip()[-2000:] or f'exit status {done.returncode}, no error output'}"
@@ -136,7 +141,7 @@ class LocalBackend(Backend):
         groups = _wait_gone(groups, self.kill_grace_s)
         for pgid in groups:
             _signal_group(pgid, signal.SIGKILL)
-        _wait_gone(groups, 1.0)
+        _wait_gone(groups, 5.0)  # KILL cannot be ignored; only a loaded machine makes this wait
 
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
         """Every pilot submitted for ``(queue, cycle_id)``, from the submission records."""
@@ -198,30 +203,32 @@ class _Submission:
         return _supervisor_alive(self.dir)
 
     def pilot_status(self, index: int) -> PilotStatus:
-        submitted_at = dt.datetime.fromisoformat(self.meta["submitted_at"])
+        started_at = _start_time(self.stats.get(index, ""))
         code = _exit_status(self.dir, index)
         if code is None and _live_pid(self.stats.get(index, "")) is not None:
-            return PilotStatus(PilotState.RUNNING, started_at=submitted_at)
+            return PilotStatus(PilotState.RUNNING, started_at=started_at)
         supervised = code is None and self.supervised
         if code is None:
             code = _exit_status(self.dir, index)  # the supervisor may have written it since
         cancelled = (self.dir / f"{index}.cancelled").exists()
         if code is not None:
             ended_at = _mtime(self.dir / f"{index}.exit")
+            if started_at and ended_at:  # the start time counts clock ticks (10 ms): keep it before the end
+                started_at = min(started_at, ended_at)
             if code == 0:
-                return PilotStatus(PilotState.FINISHED, 0, None, submitted_at, ended_at)
+                return PilotStatus(PilotState.FINISHED, 0, None, started_at, ended_at)
             state = PilotState.CANCELLED if cancelled else PilotState.FAILED
             reason = _join("cancelled" if cancelled else None, f"signal {-code}" if code < 0 else f"exit status {code}")
-            return PilotStatus(state, max(code, 0) or None, reason, submitted_at, ended_at)
+            return PilotStatus(state, max(code, 0) or None, reason, started_at, ended_at)
         if cancelled:
             ended_at = _mtime(self.dir / f"{index}.cancelled")
-            return PilotStatus(PilotState.CANCELLED, None, "cancelled", submitted_at, ended_at)
+            return PilotStatus(PilotState.CANCELLED, None, "cancelled", started_at, ended_at)
         if supervised:  # not started yet, or just ended with its exit status on its way
             state = PilotState.RUNNING if index in self.stats else PilotState.QUEUED
-            return PilotStatus(state, started_at=submitted_at if index in self.stats else None)
+            return PilotStatus(state, started_at=started_at)
         if index not in self.stats:
             return PilotStatus(PilotState.FAILED, None, "never started: its supervisor ended first")
-        return PilotStatus(PilotState.FAILED, None, "pilot process ended without an exit status", submitted_at)
+        return PilotStatus(PilotState.FAILED, None, "pilot process ended without an exit status", started_at)
 
 
 def _state_dir(name: str, parameters: Mapping[str, Any]) -> Path:
@@ -332,6 +339,20 @@ def _stat_fields(stat: str) -> tuple[int | None, str | None]:
     return int(pid_text), fields[19]
 
 
+def _start_time(recorded: str) -> dt.datetime | None:
+    """When the process of a recorded stat line started (its start time counts clock ticks since boot)."""
+    _, ticks = _stat_fields(recorded) if recorded.strip() not in ("", _SKIPPED, _UNSTARTABLE) else (None, None)
+    if ticks is None:
+        return None
+    return _boot_time() + dt.timedelta(seconds=int(ticks) / os.sysconf("SC_CLK_TCK"))
+
+
+def _boot_time() -> dt.datetime:
+    """Now minus the uptime: finer than ``btime`` in ``/proc/stat``, which is whole seconds."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return _utcnow() - dt.timedelta(seconds=uptime)
+
+
 def _wait_gone(groups: list[int], timeout_s: float) -> list[int]:
     """Wait up to ``timeout_s`` for the process groups to end; return those still there."""
     deadline = time.monotonic() + timeout_s
@@ -383,35 +404,46 @@ def _spawn(command: list[str], stdout: Path, stderr: Path) -> int:
 
 
 def _supervise(sub_dir: Path, log_dir: Path, prefix: str, n: int, command: list[str]) -> int:
-    """The supervisor (run as ``python -m``, detached): start the pilots, record them, reap them."""
+    """The supervisor (run as ``python -m``, detached): start the pilots, record them, reap them.
+
+    ``posix_spawn`` blocks until the child has exec'd; on a busy machine that wait is mostly scheduling delay,
+    so after the first pilot the others are started from a few threads.
+    """
     if os.fork() > 0:
         os._exit(0)  # the caller reaps this parent at once; the child is nobody's to reap
     (sub_dir / "supervisor.pid").write_text(Path(f"/proc/{os.getpid()}/stat").read_text())
     index_of: dict[int, int] = {}
+    lock = threading.Lock()
     with (sub_dir / "pids").open("a") as records:
-        for i in range(n):
+
+        def start(i: int) -> bool:
             if (sub_dir / f"{i}.cancelled").exists():
-                records.write(f"{i} {_SKIPPED}\n")
+                record, pid = _SKIPPED, None
+            else:
+                try:
+                    pid = _spawn(command, log_dir / f"{prefix}{i}.out", log_dir / f"{prefix}{i}.err")
+                    record = Path(f"/proc/{pid}/stat").read_text().strip()  # unreaped, so still there
+                except OSError as exc:
+                    # posix_spawn reports a failure to open the log files like one to run the command.
+                    print(f"cannot start pilot {i} ({command[0]}, logs in {log_dir}): {exc}", file=sys.stderr)
+                    record, pid = _UNSTARTABLE, None
+            with lock:
+                if pid is not None:
+                    index_of[pid] = i
+                elif record == _UNSTARTABLE and index_of:
+                    _write_exit(sub_dir, i, 127)
+                records.write(f"{i} {record}\n")
                 records.flush()
-                continue
-            try:
-                pid = _spawn(command, log_dir / f"{prefix}{i}.out", log_dir / f"{prefix}{i}.err")
-            except OSError as exc:
-                # posix_spawn reports a failure to open the log files like one to run the command.
-                print(f"cannot start pilot {i} ({command[0]}, logs in {log_dir}): {exc}", file=sys.stderr, flush=True)
-                if not index_of:
-                    return 1  # nothing started: the caller reports this error and no pilot is left behind
-                records.write(f"{i} {_UNSTARTABLE}\n")
-                _write_exit(sub_dir, i, 127)
-                continue
-            index_of[pid] = i
-            records.write(f"{i} {Path(f'/proc/{pid}/stat').read_text().strip()}\n")  # unreaped: still there
-            records.flush()
-            if len(index_of) == 1:
-                print(_STARTED, flush=True)
-                log = os.open(sub_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(log, 1)
-                os.dup2(log, 2)  # the caller's pipes close here, so it returns
+            return pid is not None
+
+        if not start(0):
+            return 1  # nothing started: the caller reports the error, and no pilot is left behind
+        print(_STARTED, flush=True)
+        log = os.open(sub_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)  # the caller's pipes close here, so it returns
+        with ThreadPoolExecutor(_SPAWN_THREADS) as pool:
+            list(pool.map(start, range(1, n)))
     while index_of:
         pid, wait_status = os.wait()
         if pid in index_of:

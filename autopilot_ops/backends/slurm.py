@@ -88,7 +88,7 @@ class SlurmBackend(Backend):
         """Submit ``n`` pilots as one array job (``sbatch --array=0-<n-1>``)."""
         if n <= 0:
             return []
-        log_dir = spec.log_dir()
+        log_dir = spec.log_dir().absolute()  # relative paths would be taken from the job's working directory
         if "%" in str(log_dir):
             raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'log_root' holds '%', a Slurm pattern")
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +292,12 @@ def _resolve(pattern: str, job: str, task: str) -> Path:
 
 
 def parse_jobcomp_line(line: str) -> dict[str, str]:
-    """The ``Key=Value`` fields of one ``jobcomp/filetxt`` line (values may hold ``=`` and spaces)."""
+    """The ``Key=Value`` fields of one ``jobcomp/filetxt`` line (values may hold ``=`` and spaces).
+
+    Format: Slurm's src/plugins/jobcomp/filetxt/jobcomp_filetxt.c (``JOB_FORMAT``). ``ArrayJobId`` and
+    ``ArrayTaskId`` appear only when the record has a task id, so an array's record of its still-pending tasks
+    (cancelled before they started) has neither. ``ExitCode`` is ``<code>:<signal>``.
+    """
     return dict(re.findall(r"(?:^| )([A-Za-z]+)=(.*?)(?= [A-Za-z]+=|\s*$)", line))
 
 

@@ -125,6 +125,7 @@ def serve_command(args: argparse.Namespace) -> int:
         authenticator=authenticator,
         legacy=args.legacy,
         heartbeat_timeout=args.heartbeat_timeout or None,
+        access_log=None if args.quiet else sys.stderr,
     )
     try:
         server = PandaDevServer(config)

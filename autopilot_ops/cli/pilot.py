@@ -265,12 +265,19 @@ def run_command(args: argparse.Namespace) -> int:
             "site_name": config.queue,
             "prod_source_label": config.prod_source_label,
             "node": config.node,
+            "computing_element": config.computing_element,
+            "memory": config.memory_mb,
+            "disk_space": config.disk_space_mb,
+            "resource_type": config.resource_type,
             "n_jobs": 1,
         }
-        print(
-            f"dry run: would POST {config.server_url}{protocol.api_path('pilot', 'acquire_jobs')} "
-            f"{json.dumps(request, sort_keys=True)}"
+        path = (
+            protocol.legacy_path("getJob")
+            if config.protocol == "legacy"
+            else protocol.api_path("pilot", "acquire_jobs")
         )
+        shown = {key: value for key, value in request.items() if value is not None}
+        print(f"dry run: would POST {config.server_url}{path} {json.dumps(shown, sort_keys=True)}")
         return 0
     try:
         client = None if args.dry_run else make_client(config)

@@ -116,7 +116,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     offset = 0
     while True:
         page = api.call("GET", "/api/v2/dags", "list of scheduler DAGs",
-                        params={"tags": SCHEDULER_DAG_TAGS, "limit": 100, "offset": offset, "order_by": "dag_id"})
+                        params={"tags": list(SCHEDULER_DAG_TAGS), "tags_match_mode": "all", "limit": 100,
+                                "offset": offset, "order_by": "dag_id"})
         batch = page.get("dags", [])
         dags += batch
         offset += len(batch)

@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,6 +141,8 @@ class PandaClient:
         self.protocol = protocol_name
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        #: how the client waits between tries; a pilot swaps in a wait that a signal cuts short
+        self.sleep: Callable[[float], object] = time.sleep
         self.session = requests.Session()
         if self.auth.cert:
             self.session.cert = (self.auth.cert, self.auth.key or self.auth.cert)
@@ -196,7 +198,7 @@ class PandaClient:
                     log.warning(
                         "PanDA %s failed (%s); try %d/%d in %.1f s", path, last, attempt + 2, policy.attempts, pause
                     )
-                    time.sleep(pause)
+                    self.sleep(pause)
                 continue
             except requests.RequestException as exc:
                 raise PandaCommunicationError(path, str(exc)) from exc

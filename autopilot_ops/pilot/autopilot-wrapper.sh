@@ -64,6 +64,7 @@ while [ $# -gt 0 ]; do
 done
 
 case "$pilot_log" in ""|/*) ;; *) pilot_log="$PWD/$pilot_log" ;; esac
+case "$pilot_version" in ''|*[!A-Za-z0-9._+-]*) die "bad --pilot-version '$pilot_version'" ;; esac
 for number in "$min_disk_mb" "$stale_timeout" "$kill_grace"; do
     case "$number" in ''|*[!0-9]*) die "expected a whole number of MB or seconds, got '$number'" ;; esac
 done
@@ -118,7 +119,7 @@ if [ -n "$pilot_url" ]; then
         pythonpath="$code"
     else
         mkdir "$workdir/code" && tar -xzf "$code" -C "$workdir/code" || { cleanup; die "cannot unpack $url"; }
-        pythonpath=$(dirname "$(find "$workdir/code" -type d -name autopilot_ops -path '*autopilot_ops' | head -n 1)")
+        pythonpath=$(dirname "$(find "$workdir/code" -type d -name autopilot_ops | head -n 1)")
         [ -n "$pythonpath" ] && [ "$pythonpath" != . ] || { cleanup; die "$url holds no autopilot_ops package"; }
     fi
     PYTHONPATH="$pythonpath${PYTHONPATH:+:$PYTHONPATH}"

@@ -101,6 +101,9 @@ class JobRun:
         handler = self._attach_job_log(workdir)
         try:
             return self._run_in(job, workdir, milestones)
+        except Exception as exc:  # the pilot reports every job, whatever went wrong
+            log.exception("job %d: unexpected pilot error", job.panda_id)
+            return self._finish(job, "failed", errorcodes.UNKNOWNEXCEPTION, f"pilot exception: {exc!r}", {}, milestones)
         finally:
             logging.getLogger().removeHandler(handler)
             handler.close()
@@ -192,11 +195,6 @@ class JobRun:
         except JobFailure as exc:
             log.error("job %d: %s", job.panda_id, exc.diag)
             return self._finish_with_log(job, workdir, "failed", exc.code, exc.diag, fields, milestones)
-        except Exception as exc:  # the pilot reports every job, whatever went wrong
-            log.exception("job %d: unexpected pilot error", job.panda_id)
-            return self._finish(
-                job, "failed", errorcodes.UNKNOWNEXCEPTION, f"pilot exception: {exc!r}", fields, milestones
-            )
         if result is None:
             code, diag = kill or (errorcodes.PAYLOADEXECUTIONFAILURE, "payload could not be started")
             return self._finish_with_log(job, workdir, "failed", code, diag, fields, milestones)
@@ -229,7 +227,10 @@ class JobRun:
             start_time=fields["start_time"],
             core_count=job.core_count,
         )
-        kill = self._supervise(job, payload, command_reply)
+        try:
+            kill = self._supervise(job, payload, command_reply)
+        finally:
+            payload.stop(self.config.kill_grace)  # a no-op unless supervision itself failed
         result = payload.result
         assert result is not None
         milestones["payload_exited"] = time.monotonic() - (time.time() - result.end_time)

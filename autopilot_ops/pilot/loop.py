@@ -58,6 +58,10 @@ class Pilot:
         self.events = EventReporter(config.pilot_id, config.queue, config.monitor_url, config.monitor_token)
         self.status = StatusLine(sys.stderr) if config.interactive else None
         self.wake = threading.Event()
+        #: set by the first signal and never cleared: cuts short the client's waits between retries
+        self.stopping = threading.Event()
+        if client is not None:
+            client.sleep = self.stopping.wait
         self.received_signal: int | None = None
         self.outcomes: list[JobOutcome] = []
         self._started = time.monotonic()
@@ -67,6 +71,7 @@ class Pilot:
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self.received_signal is None:
             self.received_signal = signum
+        self.stopping.set()
         self.wake.set()
 
     def _install_signals(self) -> dict[int, Any]:
@@ -104,6 +109,8 @@ class Pilot:
                 jobs = self._acquire()
             except PandaError as exc:
                 log.error("cannot get a job: %s", exc)
+                if self.received_signal is not None:
+                    break
                 return errorcodes.EXIT_COMMUNICATIONFAILURE
             acquired_at = time.monotonic()
             if not jobs and self.received_signal is not None:

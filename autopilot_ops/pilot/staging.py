@@ -17,7 +17,13 @@ from pathlib import Path
 from autopilot_ops.pilot import checksums, errorcodes
 from autopilot_ops.pilot.errorcodes import JobFailure
 from autopilot_ops.pilot.job import FileSpec, Job
-from autopilot_ops.pilot.movers.base import MissingFileError, TransferError, UnknownMoverError, load_mover
+from autopilot_ops.pilot.movers.base import (
+    DataMover,
+    MissingFileError,
+    TransferError,
+    UnknownMoverError,
+    load_mover,
+)
 
 
 @dataclass(frozen=True)
@@ -31,17 +37,18 @@ class StagedFile:
     url: str
 
 
-def file_url(template: str, spec: FileSpec) -> str:
-    """Fill a storage URL template with the file's ``scope``, ``lfn``, ``dataset`` and ``guid``."""
+def file_url(template: str, spec: FileSpec, code: int = errorcodes.STAGEINFAILED) -> str:
+    """Fill a storage URL template with the file's ``scope``, ``lfn``, ``dataset`` and ``guid``; a bad
+    template fails the job with ``code``."""
     try:
         return template.format(
             scope=spec.scope or "unscoped", lfn=spec.lfn, dataset=spec.dataset or "", guid=spec.guid or ""
         )
     except (KeyError, IndexError, ValueError) as exc:
-        raise JobFailure(errorcodes.STAGEINFAILED, f"bad storage URL template {template!r}: {exc}") from exc
+        raise JobFailure(code, f"bad storage URL template {template!r}: {exc}") from exc
 
 
-def _mover(url: str, name: str | None, options: Mapping[str, str], code: int):
+def _mover(url: str, name: str | None, options: Mapping[str, str], code: int) -> DataMover:
     try:
         return load_mover(url, name, options)
     except UnknownMoverError as exc:
@@ -90,7 +97,7 @@ def stage_out_file(
     """Copy one output (or the log) to storage; the GUID is PanDA's when it gave one, else a new one."""
     if not path.is_file():
         raise JobFailure(errorcodes.MISSINGOUTPUTFILE, f"output {spec.lfn} was not produced by the payload")
-    url = file_url(template, spec)
+    url = file_url(template, spec, errorcodes.STAGEOUTFAILED)
     try:
         _mover(url, mover, options or {}, errorcodes.STAGEOUTFAILED).put(path, url)
     except TransferError as exc:

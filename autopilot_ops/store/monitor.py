@@ -18,8 +18,9 @@ RECENT_WINDOW = dt.timedelta(hours=24)
 SERIES_KEYS = ("queued", "running", "activated")
 
 
-def queue_summaries(cur: Any, queue: str | None = None) -> list[dict[str, Any]]:
-    """One row per queue (or only ``queue``): its scheduler tag, pilots by state, and its last cycle.
+def queue_summaries(cur: Any, queue: str | None = None, tag: str | None = None) -> list[dict[str, Any]]:
+    """One row per queue (or only ``queue``, or only the queues of scheduler ``tag``): its scheduler tag,
+    pilots by state, and its last cycle.
 
     ``pilots`` counts live pilots and those that reached a final state within :data:`RECENT_WINDOW`.
     """
@@ -31,11 +32,12 @@ def queue_summaries(cur: Any, queue: str | None = None) -> list[dict[str, Any]]:
         f"c.inputs AS last_inputs "
         f"FROM schedconfig s LEFT JOIN LATERAL (SELECT cycle_id, started_at, decided, submitted, failed, reason, "
         f"inputs FROM cycles WHERE queue = s.panda_queue ORDER BY started_at DESC LIMIT 1) c ON true "
-        f"WHERE (%s::text IS NULL OR s.panda_queue = %s) ORDER BY scheduler_tag, s.panda_queue",
-        (queue, queue),
+        f"WHERE (%s::text IS NULL OR s.panda_queue = %s) AND (%s::text IS NULL OR {SCHEDULER_TAG_SQL} = %s) "
+        f"ORDER BY scheduler_tag, s.panda_queue",
+        (queue, queue, tag, tag),
     )
     rows = [dict(row) for row in cur.fetchall()]
-    counts = pilot_counts(cur, queue)
+    counts = pilot_counts(cur, [row["queue"] for row in rows] if queue or tag else None)
     for row in rows:
         row["pilots"] = counts.get(row["queue"], {})
         inputs = row.pop("last_inputs") or {}
@@ -43,12 +45,13 @@ def queue_summaries(cur: Any, queue: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def pilot_counts(cur: Any, queue: str | None = None) -> dict[str, dict[str, int]]:
-    """``{queue: {state: n}}`` of live pilots and of pilots that ended within :data:`RECENT_WINDOW`."""
+def pilot_counts(cur: Any, queues: list[str] | None = None) -> dict[str, dict[str, int]]:
+    """``{queue: {state: n}}`` of live pilots and of pilots that ended within :data:`RECENT_WINDOW`, for
+    ``queues`` (default: every queue)."""
     cur.execute(
-        "SELECT queue, state, count(*) AS n FROM pilots WHERE (%s::text IS NULL OR queue = %s) "
+        "SELECT queue, state, count(*) AS n FROM pilots WHERE (%s::text[] IS NULL OR queue = ANY(%s)) "
         "AND (state = ANY(%s) OR state_changed_at > now() - %s) GROUP BY queue, state",
-        (queue, queue, list(LIVE_STATES), RECENT_WINDOW),
+        (queues, queues, list(LIVE_STATES), RECENT_WINDOW),
     )
     counts: dict[str, dict[str, int]] = {}
     for row in cur.fetchall():

@@ -220,6 +220,8 @@ def airflow_server(pg_server_dsn: str, tmp_path_factory: pytest.TempPathFactory)
         "AIRFLOW__AUTOPILOT__DSN": dsn,
         "AIRFLOW__AUTOPILOT__LOG_ROOT": str(home / "logs-root"),
         "AIRFLOW_VAR_AUTOPILOT_API_TOKENS": json.dumps({MACHINE_TOKEN: {"identity": "panda", "role": "op"}}),
+        "AIRFLOW__AUTOPILOT__API_TOKENS_CONN_ID": "autopilot_api",
+        "AIRFLOW__AUTOPILOT__API_TOKEN_CACHE_SECONDS": "0",
     })
     airflow = str(Path(sys.executable).with_name("airflow"))
     _run([airflow, "db", "migrate"], env, "airflow db migrate")

@@ -91,6 +91,24 @@ def test_plugin_pages_and_api_take_airflow_users_by_role(airflow_server, queue_i
             ("user:olga", "control-set"), ("user:olga", "control-set"), ("token:panda", "control-cleared")]
 
 
+def test_a_machine_token_kept_in_an_airflow_connection_in_the_database(airflow_server, queue_in_store):
+    """The connection is created through Airflow's REST API, so the app reads it from the metadata DB."""
+    url = f"{airflow_server.url}/autopilot/api/pilot-events"
+    event = {"queue": "AF_Q", "batch_id": "9-9", "event": "started"}
+    token = "conn-token-0123456789abcdef"
+    assert requests.post(url, json=event, headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 401
+    created = requests.post(f"{airflow_server.url}/api/v2/connections", timeout=30,
+                            headers={"Authorization": f"Bearer {airflow_server.token('alice')}"},
+                            json={"connection_id": "autopilot_api", "conn_type": "generic", "login": "pilot-fleet",
+                                  "password": token, "extra": json.dumps({"role": "pilot"})})
+    assert created.status_code == 201, created.text
+    reply = requests.post(url, json=event, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert reply.status_code == 202, reply.text
+    with airflow_server.store.transaction() as cur:
+        cur.execute("SELECT who FROM pilot_events WHERE what = 'pilot.started' AND queue = 'AF_Q'")
+        assert [row["who"] for row in cur.fetchall()] == ["token:pilot-fleet"]
+
+
 def _cli(server, monkeypatch, capsys, user, *argv):
     monkeypatch.setenv("AUTOPILOT_AIRFLOW_PASSWORD", {"olga": "olga-pw", "vic": "vic-pw"}.get(user, "wrong"))
     code = main(["scheduler", "--airflow-url", server.url, "--user", user, *argv])

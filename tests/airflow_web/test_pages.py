@@ -6,6 +6,10 @@ import datetime as dt
 import re
 
 import pytest
+from fastapi.testclient import TestClient
+
+from autopilot_ops.airflow.webapp.app import create_app
+from autopilot_ops.airflow.webapp.settings import WebSettings
 
 
 @pytest.fixture
@@ -31,8 +35,9 @@ def test_overview_groups_queues_by_scheduler_tag_with_counts_and_last_decision(c
     reply = client.get("/", headers=bearer("viewer"))
     assert reply.status_code == 200
     page = reply.text
-    assert "<h2 id=\"tag-alpha\">alpha <span class=\"muted\">(DAG autopilot_alpha)</span></h2>" in page
-    assert "(DAG autopilot_SITE_Z)" in page, "a queue without tags is scheduled under its site"
+    assert '<h2 id="tag-alpha"><a href="/autopilot/?tag=alpha">alpha</a>' in page
+    assert "(DAG autopilot_alpha, 2 queues)" in page
+    assert "(DAG autopilot_SITE_Z, 1 queues)" in page, "a queue without tags is scheduled under its site"
     row_a = page[page.index('>Q_A</a>'):page.index('>Q_B</a>')]
     cells = re.findall(r'<td class="num">([^<]*)</td>', row_a)
     # submitted, queued, running, held, finished, failed, cancelled, missed, activated, decided / submitted
@@ -41,6 +46,14 @@ def test_overview_groups_queues_by_scheduler_tag_with_counts_and_last_decision(c
     assert "status &lt;b&gt;odd&lt;/b&gt; -&gt; 0" in page
     assert "<b>odd</b>" not in page
     assert 'href="/autopilot/queues/Q_A"' in page
+
+
+def test_overview_of_one_tag(client, data, bearer):
+    page = client.get("/?tag=SITE_Z", headers=bearer("viewer")).text
+    assert ">UNTAGGED</a>" in page and ">Q_A</a>" not in page
+    rows = client.get("/api/queues?tag=alpha", headers=bearer("viewer")).json()
+    assert [row["queue"] for row in rows] == ["Q_A", "Q_B"]
+    assert rows[0]["pilots"] == {"running": 1, "queued": 1, "finished": 1}
 
 
 def test_queue_page_shows_cycles_chart_pilots_logs_and_controls(client, data, bearer):
@@ -69,3 +82,12 @@ def test_queue_summary_api_for_machines(client, data, bearer):
     assert (rows["Q_A"]["activated"], rows["Q_A"]["last_decided"], rows["Q_A"]["last_reason"]) == (
         13, 3, ["activated=13", "submit 3"])
     assert rows["UNTAGGED"]["scheduler_tag"] == "SITE_Z" and rows["UNTAGGED"]["last_cycle_at"] is None
+
+
+def test_a_dead_database_is_a_clear_503(store, api_tokens, bearer, log_root):
+    app = create_app(WebSettings(dsn="postgresql://nobody@127.0.0.1:9/none", log_root=log_root,
+                                 token_cache_seconds=0))
+    with TestClient(app) as client:
+        reply = client.get("/api/queues", headers=bearer("viewer"))
+    assert reply.status_code == 503
+    assert "cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/none" in reply.json()["detail"]

@@ -6,6 +6,7 @@ the pilots run as the job owner ``autopilot``, acting through the token the scri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,12 +21,13 @@ from pathlib import Path
 import htcondor2
 import pytest
 
-from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
+from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus, SubmittedPilot
 from autopilot_ops.backends.condor import (
     CondorBackend,
     CondorCEBackend,
     condor_arguments,
     ids_constraint,
+    pilot_status,
     read_condor_env,
 )
 from autopilot_ops.backends.registry import create_backend
@@ -67,14 +69,19 @@ def log_root() -> Iterator[Path]:
 
 @pytest.fixture
 def backend(client_env: Path) -> Iterator[CondorBackend]:
-    """A back end acting for the job owner; whatever a test submitted is removed afterwards."""
+    """A back end acting for the job owner; whatever a test submitted through it is removed afterwards."""
     created = CondorBackend("condor-test", {"config_file": str(client_env), "job_owner": JOB_OWNER})
+    submitted: list[str] = []
+    submit = created.submit
+
+    def recording_submit(n: int, pilot_spec: PilotSpec) -> list[SubmittedPilot]:
+        pilots = submit(n, pilot_spec)
+        submitted.extend(p.batch_id for p in pilots)
+        return pilots
+
+    created.submit = recording_submit  # type: ignore[method-assign]
     yield created
-    created._schedd().act(  # every pilot of the test queues, even those a failing test lost track of
-        htcondor2.JobAction.Remove,
-        'regexp("^test-", AutoPilotQueue) && JobStatus != 3',
-        reason=("test cleanup", None),
-    )
+    created.cancel(submitted)
 
 
 def spec(log_root: Path, script: str, queue: str | None = None, **kwargs) -> PilotSpec:
@@ -185,6 +192,24 @@ def test_bad_parameters_and_input_are_named(tmp_path: Path) -> None:
         condor_arguments(["a\nb"])
 
 
+@pytest.mark.parametrize(
+    ("attributes", "state", "exit_code", "reason"),
+    [
+        ({"JobStatus": 1}, PilotState.QUEUED, None, None),
+        ({"JobStatus": 2, "JobCurrentStartDate": 1_700_000_000}, PilotState.RUNNING, None, None),
+        ({"JobStatus": 3, "RemoveReason": "by hand"}, PilotState.CANCELLED, None, "by hand"),
+        ({"JobStatus": 4, "ExitCode": 0, "ExitBySignal": False}, PilotState.FINISHED, 0, None),
+        ({"JobStatus": 4, "ExitCode": 82, "ExitBySignal": False}, PilotState.FAILED, 82, "exit code 82"),
+        ({"JobStatus": 5, "HoldReason": "over quota"}, PilotState.HELD, None, "over quota"),
+        ({"JobStatus": 6}, PilotState.RUNNING, None, None),
+        ({"JobStatus": 7}, PilotState.QUEUED, None, "suspended by the execute node"),
+    ],
+)
+def test_job_status_mapping(attributes: dict, state: PilotState, exit_code: int | None, reason: str | None) -> None:
+    status = pilot_status(htcondor2.classad.ClassAd({"ClusterId": 1, "ProcId": 0, **attributes}))
+    assert (status.state, status.exit_code, status.reason) == (state, exit_code, reason)
+
+
 def test_ids_constraint_groups_runs_of_procs() -> None:
     constraint = ids_constraint({(7, 0), (7, 1), (7, 2), (7, 5), (9, 0)})
     assert constraint == (
@@ -211,6 +236,23 @@ def test_dead_collector_is_a_backend_error(tmp_path: Path) -> None:
 
 
 # -- against the real pool ----------------------------------------------------------------------
+
+
+@pytest.mark.condor
+def test_log_root_the_job_owner_cannot_reach_is_refused(backend: CondorBackend, tmp_path: Path) -> None:
+    tmp_path.chmod(0o700)  # like pytest's own /tmp/pytest-of-root: the job owner could not write its logs
+    with pytest.raises(BackendError, match=f"job owner '{JOB_OWNER}' cannot enter {tmp_path}"):
+        backend.submit(1, spec(tmp_path / "logs", "exit 0"))
+
+
+@pytest.mark.condor
+def test_schedd_chosen_by_name(backend: CondorBackend) -> None:
+    name = in_chroot("condor_status", "-schedd", "-af", "Name").split()[0]
+    named = CondorBackend("named", {**backend.parameters, "pool": "127.0.0.1", "schedd": name})
+    assert named.find_pilots("test-no-such-queue", "c") == []
+    unknown = CondorBackend("unknown", {**backend.parameters, "schedd": "no-such-schedd"})
+    with pytest.raises(BackendError, match="no schedd named 'no-such-schedd'"):
+        unknown.status(["1.0"])
 
 
 @pytest.mark.condor
@@ -247,14 +289,8 @@ def test_one_transaction_idle_running_and_exit_codes(backend: CondorBackend, log
 @pytest.mark.condor
 def test_success_and_arguments_reach_the_pilot_intact(backend: CondorBackend, log_root: Path) -> None:
     awkward = ["a b", "it's", 'say "hi"', "$(Cluster)", "$HOME", ""]
-    pilot = spec(log_root, "")
-    pilot = PilotSpec(
-        queue=pilot.queue,
-        cycle_id="c",
-        scheduler="test",
-        command=["sh", "-c", 'for a in "$@"; do printf "[%s]\\n" "$a"; done', "sh", *awkward],
-        log_root=log_root,
-    )
+    script = 'for a in "$@"; do printf "[%s]\\n" "$a"; done'
+    pilot = dataclasses.replace(spec(log_root, ""), command=["sh", "-c", script, "sh", *awkward])  # sh: from PATH
     [submitted] = backend.submit(1, pilot)
     ended = statuses_when(backend, [submitted.batch_id], lambda s: s.state.is_final, "the pilot to end")
     assert ended[submitted.batch_id].state is PilotState.FINISHED

@@ -75,7 +75,8 @@ def test_exit_codes_logs_and_environment(backend: LocalBackend, log_root: Path) 
     for pilot in failing:
         status = final_status(backend, pilot.batch_id)
         assert (status.state, status.exit_code) == (PilotState.FAILED, 3)
-        assert status.ended_at is not None and status.started_at is not None
+        assert status.started_at is not None and status.ended_at is not None
+        assert status.started_at <= status.ended_at
         assert pilot.stdout == log_root / day / "Q1" / f"{pilot.batch_id}.out"
         assert pilot.stdout.read_text() == "hi a b\n"
         assert pilot.stderr.read_text() == "oops\n"
@@ -83,6 +84,16 @@ def test_exit_codes_logs_and_environment(backend: LocalBackend, log_root: Path) 
     done = final_status(backend, finishing[0].batch_id)
     assert (done.state, done.exit_code) == (PilotState.FINISHED, 0)
     assert finishing[0].stdout.parent == log_root / day / "queue_with_space"
+
+
+def test_relative_paths_are_taken_from_the_scheduler_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    backend = LocalBackend("relative", {"state_dir": "state"})
+    [pilot] = backend.submit(1, spec(Path("logs"), "echo here"))
+    assert final_status(backend, pilot.batch_id).state is PilotState.FINISHED
+    assert pilot.stdout.is_absolute() and pilot.stdout.is_relative_to(tmp_path / "logs")
+    assert pilot.stdout.read_text() == "here\n"
+    assert backend.state_dir == tmp_path / "state"
 
 
 def test_unknown_ids_are_left_out(backend: LocalBackend, log_root: Path) -> None:
@@ -145,7 +156,8 @@ print(json.dumps([p.batch_id for p in backend.submit(3, spec)]))
 
     again = LocalBackend("restart", {"log_root": str(log_root)})
     try:
-        assert {s.state for s in again.status(ids).values()} == {PilotState.RUNNING}
+        assert {s.state for s in again.status(ids).values()} <= {PilotState.QUEUED, PilotState.RUNNING}
+        wait_for(lambda: {s.state for s in again.status(ids).values()} == {PilotState.RUNNING}, "all to run")
         assert [p.batch_id for p in again.find_pilots("Q1", "c9")] == ids
         assert again.find_pilots("Q1", "other-cycle") == []
         gate.touch()
@@ -236,6 +248,7 @@ def test_a_command_that_cannot_start_fails_the_submission(backend: LocalBackend,
     bad = PilotSpec(queue="Q1", cycle_id="cycle-1", scheduler="test", command=["/nonexistent/pilot"], log_root=log_root)
     with pytest.raises(BackendError, match=r"started no pilot: cannot start pilot 0 \(/nonexistent/pilot"):
         backend.submit(3, bad)
+    assert backend.find_pilots("Q1", "cycle-1") == []
 
 
 def test_submit_host_is_refused(log_root: Path) -> None:

@@ -124,6 +124,17 @@ def test_resources_reach_the_job(backend: SlurmBackend, log_root: Path) -> None:
     assert "JobName=autopilot.Q1.cycle-1 " in job
 
 
+def test_spec_parameters_override_the_backend_and_sbatch_errors_are_clear(log_root: Path) -> None:
+    backend = SlurmBackend("bad-partition", {"partition": "no-such-partition", "sbatch_args": ["--hold"]})
+    with pytest.raises(BackendError, match=r"`sbatch .*--partition=no-such-partition.*` exited 1: .*invalid partition"):
+        backend.submit(1, spec(log_root, "true"))
+    [pilot] = backend.submit(1, spec(log_root, "true", parameters={"partition": "debug"}))
+    try:
+        assert "Partition=debug" in scontrol("show", "job", "-o", pilot.batch_id)
+    finally:
+        backend.cancel([pilot.batch_id])
+
+
 def test_queued_held_released_and_cancelled_before_start(backend: SlurmBackend, log_root: Path) -> None:
     pilots = backend.submit(2, spec(log_root, "sleep 300", parameters={"sbatch_args": "--begin=now+1hour"}))
     ids = [p.batch_id for p in pilots]
@@ -244,7 +255,7 @@ def test_dead_controller_gives_a_clear_error(dead_cluster_conf: Path, log_root: 
         dead.cancel(["1_0"])
 
 
-def test_submit_host_runs_commands_through_ssh(log_root: Path, tmp_path: Path, monkeypatch) -> None:
+def test_submit_host_runs_commands_through_ssh(log_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A stand-in `ssh` that records its arguments and runs the remote command line here.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

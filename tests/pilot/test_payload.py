@@ -8,7 +8,17 @@ import sys
 import threading
 import time
 
+import psutil
+
 from autopilot_ops.pilot.payload import Payload
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie waiting for init to reap it counts as dead."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def start(tmp_path, command, env=None, echo=None):
@@ -63,14 +73,9 @@ def test_orphans_are_killed(tmp_path):
     assert done.wait(30)
     orphan = int(marker.read_text())
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(orphan, 0)
-        except ProcessLookupError:
-            break
+    while alive(orphan):
+        assert time.monotonic() < deadline, f"orphan {orphan} still alive"
         time.sleep(0.02)
-    else:
-        raise AssertionError(f"orphan {orphan} still alive")
 
 
 def test_echo_tees_output(tmp_path):

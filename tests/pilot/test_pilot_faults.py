@@ -4,12 +4,12 @@ and at the final update (the report must still arrive)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import threading
 from contextlib import contextmanager
 
+import psutil
 import pytest
 
 from autopilot_ops.panda.devserver.server import PandaDevServer, ServerConfig
@@ -49,11 +49,11 @@ def restarted(panda, port):
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie waiting for init to reap it counts as dead."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return True
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
@@ -119,7 +119,7 @@ def test_server_down_at_start(pilot):
 
 
 def test_server_down_during_heartbeats(panda, pilot, make_script, wait_for):
-    script, pid_file, go = waiting_payload(make_script, pilot.root.parent)
+    script, _pid_file, go = waiting_payload(make_script, pilot.root.parent)
     job_id = panda.submit_jobs(QUEUE, 1, str(script), "")[0]
     process = pilot.start(panda.url, "--heartbeat", "0.1")
     lines: list[str] = []
@@ -130,7 +130,7 @@ def test_server_down_during_heartbeats(panda, pilot, make_script, wait_for):
 
     reader = threading.Thread(target=read_log, daemon=True)
     reader.start()
-    wait_for(pid_file.exists, what="payload start")
+    wait_for(lambda: panda.job(job_id)["status"] == "running", what="the job running on the server")
     port = stop_server(panda)
     wait_for(lambda: any("not delivered" in line for line in lines), what="a heartbeat on the dead server")
     with restarted(panda, port) as server:
@@ -145,10 +145,10 @@ def test_server_down_during_heartbeats(panda, pilot, make_script, wait_for):
 
 @pytest.mark.parametrize("delivery", ["resend-command", "next-pilot"])
 def test_server_down_at_final_update(panda, pilot, make_script, wait_for, delivery):
-    script, pid_file, go = waiting_payload(make_script, pilot.root.parent, then="echo result > out.dat")
+    script, _pid_file, go = waiting_payload(make_script, pilot.root.parent, then="echo result > out.dat")
     job_id = panda.submit_jobs(QUEUE, 1, str(script), "", out_files=["out.dat"])[0]
     process = pilot.start(panda.url)
-    wait_for(pid_file.exists, what="payload start")
+    wait_for(lambda: panda.job(job_id)["status"] == "running", what="the job running on the server")
     port = stop_server(panda)
     go.touch()
     _, stderr = process.communicate(timeout=60)
@@ -167,3 +167,20 @@ def test_server_down_at_final_update(panda, pilot, make_script, wait_for, delive
         assert "out.dat" in json.loads(job["job_output_report"])
         assert history(job)[-3:] == ["running", "holding", "finished"]
         assert not kept.exists()
+
+
+def test_signal_cuts_short_the_retries_of_a_dead_server(pilot, wait_for):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = pilot.start(f"http://127.0.0.1:{port}", "--retries", "50", "--backoff", "30")
+    lines: list[str] = []
+
+    def read_log() -> None:
+        for line in process.stderr:
+            lines.append(line)
+
+    threading.Thread(target=read_log, daemon=True).start()
+    wait_for(lambda: any("try 2/50" in line for line in lines), what="the first retry")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM  # not 50 tries of up to 30 s each

@@ -153,7 +153,7 @@ def test_current_version_checked_against_sidecar(tmp_path, panda, code):
 
 def test_stale_log_supervisor_kills_the_pilot(tmp_path, panda, make_script):
     job_id = panda.submit_jobs(QUEUE, 1, str(make_script("quiet.sh", "sleep 60\n")), "")[0]
-    result = run_wrapper(tmp_path, panda, "--stale-timeout", "2", "--kill-grace", "5", pilot_args=("--kill-grace", "1"))
+    result = run_wrapper(tmp_path, panda, "--stale-timeout", "4", "--kill-grace", "5", pilot_args=("--kill-grace", "1"))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "stale pilot log" in summary(result) and "pilot_exit=143" in summary(result)
     job = panda.job(job_id)

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from autopilot_ops.airflow.webapp.auth import ACT, READ, REPORT, Identity, require
@@ -62,10 +62,14 @@ class PilotEvent(BaseModel):
 
 
 @router.get("/queues", name="api_queues")
-def list_queues(store: StoreDep, _: Annotated[Identity, Depends(require(READ))]) -> list[dict[str, Any]]:
-    """Every queue with its scheduler tag, pilots by state and last cycle (decision and reason trace)."""
+def list_queues(
+    store: StoreDep,
+    _: Annotated[Identity, Depends(require(READ))],
+    tag: Annotated[str | None, Query(max_length=256, description="only this scheduler tag")] = None,
+) -> list[dict[str, Any]]:
+    """Every queue (or a scheduler tag's) with its pilots by state and last cycle (decision, reason trace)."""
     with store.transaction() as cur:
-        return monitor.queue_summaries(cur)
+        return monitor.queue_summaries(cur, tag=tag)
 
 
 @router.get("/controls", name="api_controls")

@@ -39,13 +39,18 @@ def _page(request: Request, template: str, identity: Identity, **context: Any) -
 
 
 @router.get("/", name="overview", response_class=HTMLResponse)
-def overview(request: Request, store: StoreDep, identity: Reader) -> HTMLResponse:
+def overview(
+    request: Request,
+    store: StoreDep,
+    identity: Reader,
+    tag: Annotated[str | None, Query(max_length=256, description="only this scheduler tag")] = None,
+) -> HTMLResponse:
     with store.transaction() as cur:
-        rows = monitor.queue_summaries(cur)
+        rows = monitor.queue_summaries(cur, tag=tag)
     tags: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         tags.setdefault(row["scheduler_tag"], []).append(row)
-    return _page(request, "overview.html", identity, tags=tags, states=PILOT_STATES)
+    return _page(request, "overview.html", identity, tags=tags, states=PILOT_STATES, only_tag=tag)
 
 
 @router.get("/queues/{queue}", name="queue_page", response_class=HTMLResponse)

@@ -21,17 +21,20 @@ th { background: #f1f3f5; }
 .status-test { color: #d9822b; }
 nav a { margin-right: 1em; }
 </style></head>
-<body><nav><a href="{{ url('overview') }}">AutoPilot overview</a><a href="/">Airflow</a>
+<body><nav><a href="{{ url('overview') }}">AutoPilot overview</a><a href="/" target="_top">Airflow</a>
 <span class="muted">signed in as {{ identity.name }} ({{ identity.role.label }})</span></nav>
 {% block body %}{% endblock %}</body></html>
 """
 
 _OVERVIEW = """{% extends "base.html" %}
 {% block body %}
-<h1>AutoPilot schedulers</h1>
-{% if not tags %}<p>No queues in schedconfig yet.</p>{% endif %}
+<h1>AutoPilot schedulers{% if only_tag %}: {{ only_tag }}{% endif %}</h1>
+{% if only_tag %}<p><a href="{{ url('overview') }}">all tags</a></p>{% endif %}
+{% if not tags %}<p>No queues{% if only_tag %} with scheduler tag {{ only_tag }}{% endif %} in schedconfig.</p>
+{% endif %}
 {% for tag, queues in tags.items() %}
-<h2 id="tag-{{ tag }}">{{ tag }} <span class="muted">(DAG {{ dag_id(tag) }})</span></h2>
+<h2 id="tag-{{ tag }}"><a href="{{ url('overview') }}?tag={{ tag | urlencode }}">{{ tag }}</a>
+<span class="muted">(DAG {{ dag_id(tag) }}, {{ queues | length }} queues)</span></h2>
 <table><tr><th>queue</th><th>status</th><th>back end</th>
 {% for state in states %}<th>{{ state }}</th>{% endfor %}
 <th>activated</th><th>last cycle</th><th>decided / submitted</th><th>reason</th></tr>
@@ -55,7 +58,7 @@ _QUEUE = """{% extends "base.html" %}
 <h1>{{ queue.queue }}</h1>
 <p>site {{ queue.site }} · tags {{ queue.tags | join(", ") or "-" }} · status
 <span class="status-{{ queue.status }}">{{ queue.status }}</span> · back end {{ queue.backend or "-" }} ·
-scheduler <a href="{{ url('overview') }}#tag-{{ queue.scheduler_tag }}">{{ queue.scheduler_tag }}</a>
+scheduler <a href="{{ url('overview') }}?tag={{ queue.scheduler_tag | urlencode }}">{{ queue.scheduler_tag }}</a>
 (DAG {{ dag_id(queue.scheduler_tag) }}) · cycle every {{ queue.cycle_period }} s</p>
 
 <h2>Controls</h2>

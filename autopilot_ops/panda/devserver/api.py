@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable
 from typing import Any
 
 from autopilot_ops.panda.devserver.calls import Registry, Request, invoke
@@ -28,6 +29,53 @@ from autopilot_ops.panda.protocol import (
 REGISTRY = Registry()
 #: ``job_api.py: submit`` keeps at most this many jobs of one request.
 MAX_SUBMITTED_JOBS = 5000
+#: ``pilot_api.py: update_job``: wire parameter -> job attribute, and how the value is converted.
+_UPDATE_FIELDS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("cpu_consumption_time", "cpuConsumptionTime", int),
+    ("cpu_consumption_unit", "cpuConsumptionUnit", str),
+    ("cpu_architecture_level", "cpu_architecture_level", lambda x: str(x)[:20]),
+    ("node", "modificationHost", lambda x: str(x)[:128]),
+    ("trans_exit_code", "transExitCode", int),
+    ("pilot_error_code", "pilotErrorCode", int),
+    ("pilot_error_diag", "pilotErrorDiag", lambda x: str(x)[:500]),
+    ("job_metrics", "jobMetrics", lambda x: str(x)[:500]),
+    ("scheduler_id", "schedulerID", str),
+    ("pilot_id", "pilotID", lambda x: str(x)[:200]),
+    ("batch_id", "batchID", lambda x: str(x)[:80]),
+    ("exe_error_code", "exeErrorCode", int),
+    ("exe_error_diag", "exeErrorDiag", lambda x: str(x)[:500]),
+    ("cpu_conversion_factor", "cpuConversion", float),
+    ("pilot_timing", "pilotTiming", str),
+    ("n_events", "nEvents", int),
+    ("n_input_files", "nInputFiles", int),
+    ("job_sub_status", "jobSubStatus", str),
+    ("core_count", "actualCoreCount", int),
+    ("mean_core_count", "meanCoreCount", float),
+    ("max_rss", "maxRSS", int),
+    ("max_vmem", "maxVMEM", int),
+    ("max_swap", "maxSWAP", int),
+    ("max_pss", "maxPSS", int),
+    ("avg_rss", "avgRSS", lambda x: int(float(x))),
+    ("avg_vmem", "avgVMEM", lambda x: int(float(x))),
+    ("avg_swap", "avgSWAP", lambda x: int(float(x))),
+    ("avg_pss", "avgPSS", lambda x: int(float(x))),
+    ("corrupted_files", "corruptedFiles", str),
+    ("grid", "grid", str),
+    ("source_site", "sourceSite", str),
+    ("destination_site", "destinationSite", str),
+    ("site_name", "siteName", str),
+)
+#: I/O counters, stored in kB (``pilot_api.py``).
+_UPDATE_IO_FIELDS = (
+    ("tot_rchar", "totRCHAR"),
+    ("tot_wchar", "totWCHAR"),
+    ("tot_rbytes", "totRBYTES"),
+    ("tot_wbytes", "totWBYTES"),
+    ("rate_rchar", "rateRCHAR"),
+    ("rate_wchar", "rateWCHAR"),
+    ("rate_rbytes", "rateRBYTES"),
+    ("rate_wbytes", "rateWBYTES"),
+)
 
 
 class Context:
@@ -154,62 +202,21 @@ def update_job(
     timeout: int = 60,
 ) -> dict[str, Any]:
     """``pilot_api.py: update_job``: record the pilot's report; the reply carries the command for the pilot."""
+    supplied = dict(locals())  # the wire parameters, by name; must stay the first statement
     if job_status not in PILOT_STATES:
         return make_envelope(False, f"Invalid job status: {job_status}", {"StatusCode": SC_INVALID})
-    fields: list[tuple[str, Any, Any]] = [
-        ("cpuConsumptionTime", cpu_consumption_time, int),
-        ("cpuConsumptionUnit", cpu_consumption_unit, str),
-        ("cpu_architecture_level", cpu_architecture_level, lambda x: str(x)[:20]),
-        ("modificationHost", node, lambda x: str(x)[:128]),
-        ("transExitCode", trans_exit_code, int),
-        ("pilotErrorCode", pilot_error_code, int),
-        ("pilotErrorDiag", pilot_error_diag, lambda x: str(x)[:500]),
-        ("jobMetrics", job_metrics, lambda x: str(x)[:500]),
-        ("schedulerID", scheduler_id, str),
-        ("pilotID", pilot_id, lambda x: str(x)[:200]),
-        ("batchID", batch_id, lambda x: str(x)[:80]),
-        ("exeErrorCode", exe_error_code, int),
-        ("exeErrorDiag", exe_error_diag, lambda x: str(x)[:500]),
-        ("cpuConversion", cpu_conversion_factor, float),
-        ("pilotTiming", pilot_timing, str),
-        ("nEvents", n_events, int),
-        ("nInputFiles", n_input_files, int),
-        ("jobSubStatus", job_sub_status, str),
-        ("actualCoreCount", core_count, int),
-        ("meanCoreCount", mean_core_count, float),
-        ("maxRSS", max_rss, int),
-        ("maxVMEM", max_vmem, int),
-        ("maxSWAP", max_swap, int),
-        ("maxPSS", max_pss, int),
-        ("avgRSS", avg_rss, lambda x: int(float(x))),
-        ("avgVMEM", avg_vmem, lambda x: int(float(x))),
-        ("avgSWAP", avg_swap, lambda x: int(float(x))),
-        ("avgPSS", avg_pss, lambda x: int(float(x))),
-        ("corruptedFiles", corrupted_files, str),
-        ("grid", grid, str),
-        ("sourceSite", source_site, str),
-        ("destinationSite", destination_site, str),
-        ("siteName", site_name, str),
-    ]
     param: dict[str, Any] = {}
-    for key, value, cast in fields:
-        if value not in (None, ""):
-            try:
-                param[key] = cast(value)
-            except (TypeError, ValueError):
-                continue  # pilot_api.py logs and drops a value it cannot convert
-    for key, value in (
-        ("totRCHAR", tot_rchar),
-        ("totWCHAR", tot_wchar),
-        ("totRBYTES", tot_rbytes),
-        ("totWBYTES", tot_wbytes),
-        ("rateRCHAR", rate_rchar),
-        ("rateWCHAR", rate_wchar),
-        ("rateRBYTES", rate_rbytes),
-        ("rateWBYTES", rate_wbytes),
-    ):
-        if value is not None:
-            param[key] = min(10**10 - 1, int(value) / 1024)  # kB, at most 10 digits
+    for wire_name, key, cast in _UPDATE_FIELDS:
+        value = supplied[wire_name]
+        if value is None or value == "":
+            continue
+        try:
+            param[key] = cast(value)
+        except (TypeError, ValueError):
+            continue  # pilot_api.py logs and drops a value it cannot convert
+    for wire_name, key in _UPDATE_IO_FIELDS:
+        if supplied[wire_name] is not None:
+            param[key] = min(10**10 - 1, int(supplied[wire_name]) / 1024)  # kB, at most 10 digits
     for key, value in (("startTime", start_time), ("endTime", end_time)):
         if value is not None:
             try:

@@ -55,19 +55,12 @@ CREATE TABLE IF NOT EXISTS panda_jobs (
     task_buffer_error_diag TEXT,
     job_output_report      TEXT,
     pilot_params           TEXT NOT NULL,
-    spec                   TEXT NOT NULL
+    spec                   TEXT NOT NULL,
+    history                TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS panda_jobs_dispatch
     ON panda_jobs (computing_site, job_status, current_priority DESC, panda_id);
 CREATE INDEX IF NOT EXISTS panda_jobs_state ON panda_jobs (job_status, computing_site);
-CREATE TABLE IF NOT EXISTS panda_job_states (
-    seq         {id_column},
-    panda_id    BIGINT NOT NULL,
-    job_status  TEXT NOT NULL,
-    time        DOUBLE PRECISION NOT NULL,
-    reason      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS panda_job_states_job ON panda_job_states (panda_id);
 """
 
 
@@ -95,9 +88,6 @@ class Cursor:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         self._raw.execute(sql.replace("?", "%s") if self._postgres else sql, tuple(params))
         return self
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._raw.executemany(sql.replace("?", "%s") if self._postgres else sql, rows)
 
     def fetchall(self) -> list[dict[str, Any]]:
         names = [column[0] for column in self._raw.description]

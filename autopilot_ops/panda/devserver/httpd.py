@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from autopilot_ops.panda.devserver import legacy
+from autopilot_ops.panda.devserver.accesslog import AccessLog
 from autopilot_ops.panda.devserver.api import REGISTRY, Context
 from autopilot_ops.panda.devserver.auth import Authenticator, AuthError, Identity
 from autopilot_ops.panda.devserver.calls import Request, invoke
@@ -46,6 +47,7 @@ class Settings:
     authenticator: Authenticator
     files_dir: Path | None
     legacy: bool
+    access_log: AccessLog | None
 
 
 @dataclass
@@ -119,9 +121,8 @@ class DevHTTPServer(ThreadedServer):
                 self._in_flight -= 1
                 if self._in_flight == 0:
                     self._idle.notify_all()
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                '%s "%s %s" %d %dB %.1fms %s %s',
+        if self.settings.access_log is not None:
+            self.settings.access_log.write(
                 handler.client_address[0], request.method, request.target, reply.status, size,
                 (time.perf_counter() - started) * 1000, reply.who, reply.outcome,
             )
@@ -174,7 +175,7 @@ def _api_params(exchange: Exchange) -> tuple[dict[str, Any], bool]:
     if content_type == "application/json" and method in ("POST", "PUT"):
         body = _decompress(exchange, exchange.body())
         try:
-            params = json.loads(body) if body else {}
+            params = json.loads(body)
         except ValueError as exc:
             raise HttpError(500, f"ERROR : received invalid JSON : {exc}") from exc
         if not isinstance(params, dict):

@@ -92,8 +92,8 @@ class JobStore:
                     "INSERT INTO panda_jobs (job_definition_id, job_name, computing_site, prod_source_label,"
                     " prod_user_id, job_status, current_priority, attempt_nr, min_ram_count, max_disk_count,"
                     " max_walltime, resource_type, jedi_task_id, creation_time, modification_time,"
-                    " state_change_time, pilot_params, spec)"
-                    " VALUES (?, ?, ?, ?, ?, 'activated', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?) RETURNING panda_id",
+                    " state_change_time, pilot_params, spec, history)"
+                    " VALUES (?, ?, ?, ?, ?, 'activated', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?) RETURNING panda_id",
                     (
                         spec.get("jobDefinitionID") if isinstance(spec.get("jobDefinitionID"), int) else None,
                         str(attribute(spec, "jobName")),
@@ -111,10 +111,10 @@ class JobStore:
                         now,
                         now,
                         json.dumps(stored),
+                        history_entry("activated", now, f"submitted by {owner}"),
                     ),
                 ).fetchone()
                 panda_id = row["panda_id"]
-                _record(cursor, panda_id, "activated", now, f"submitted by {owner}")
                 # TaskBuffer.storeJobs answers analysis jobs with their jobsetID instead of the job name.
                 third = (
                     {"jobsetID": attribute(spec, "jobsetID")}
@@ -154,13 +154,9 @@ class JobStore:
             marks = ",".join("?" * len(ids))
             cursor.execute(
                 "UPDATE panda_jobs SET job_status = 'sent', modification_time = ?, state_change_time = ?,"
-                " modification_host = ?, computing_element = COALESCE(?, computing_element)"
-                f" WHERE panda_id IN ({marks}) AND job_status = 'activated'",
-                (now, now, node, computing_element, *ids),
-            )
-            cursor.executemany(
-                "INSERT INTO panda_job_states (panda_id, job_status, time, reason) VALUES (?, 'sent', ?, ?)",
-                [(panda_id, now, f"acquired by node {node}") for panda_id in ids],
+                " modification_host = ?, computing_element = COALESCE(?, computing_element),"
+                f" history = history || ? WHERE panda_id IN ({marks}) AND job_status = 'activated'",
+                (now, now, node, computing_element, history_entry("sent", now, f"acquired by node {node}"), *ids),
             )
             n_sent = 0
             if wanted.prod_source_label in (None, "managed"):
@@ -253,9 +249,9 @@ class JobStore:
             assignments["end_time"] = format_time(now)
         if job["job_status"] in ("sent", "starting") and new_status == "running" and "startTime" not in param:
             assignments["start_time"] = format_time(now)
-        history = []
+        history = ""
         if new_status != job["job_status"]:
-            history.append((job["panda_id"], new_status, now, f"reported by the pilot at {job['computing_site']}"))
+            history += history_entry(new_status, now, f"reported by the pilot at {job['computing_site']}")
         if final:
             spec = json.loads(job["spec"])
             outcome = adder.settle(
@@ -275,15 +271,12 @@ class JobStore:
                 spec=json.dumps(spec),
             )
             reason = outcome.ddm_error_diag or f"pilot reported {reported}"
-            history.append((job["panda_id"], outcome.status, now, reason))
+            history += history_entry(outcome.status, now, reason)
         columns = ", ".join(f"{name} = ?" for name in assignments)
         cursor.execute(
-            f"UPDATE panda_jobs SET {columns} WHERE panda_id = ?", (*assignments.values(), job["panda_id"])
+            f"UPDATE panda_jobs SET {columns}, history = history || ? WHERE panda_id = ?",
+            (*assignments.values(), history, job["panda_id"]),
         )
-        if history:
-            cursor.executemany(
-                "INSERT INTO panda_job_states (panda_id, job_status, time, reason) VALUES (?, ?, ?, ?)", history
-            )
 
     # -- kill ---------------------------------------------------------------------------------------------
     def kill(self, panda_ids: Sequence[int], user: str, production: bool, code: int | None = None) -> list[bool]:
@@ -315,10 +308,13 @@ class JobStore:
                     cursor.execute(
                         "UPDATE panda_jobs SET command_to_pilot = ?, job_status = 'cancelled',"
                         " task_buffer_error_code = ?, task_buffer_error_diag = ?, modification_time = ?,"
-                        " state_change_time = ?, end_time = COALESCE(end_time, ?) WHERE panda_id = ?",
-                        (COMMAND_KILL, EC_KILL, diag, now, now, format_time(now), panda_id),
+                        " state_change_time = ?, end_time = COALESCE(end_time, ?), history = history || ?"
+                        " WHERE panda_id = ?",
+                        (
+                            COMMAND_KILL, EC_KILL, diag, now, now, format_time(now),
+                            history_entry("cancelled", now, diag), panda_id,
+                        ),
                     )
-                    _record(cursor, panda_id, "cancelled", now, diag)
                 results.append(True)
         return results
 
@@ -392,11 +388,13 @@ class JobStore:
                 code, diag = _watcher_verdict(job, timeout)
                 cursor.execute(
                     "UPDATE panda_jobs SET job_status = 'failed', dispatcher_error_code = ?,"
-                    " dispatcher_error_diag = ?, end_time = COALESCE(end_time, ?), state_change_time = ?"
-                    " WHERE panda_id = ?",
-                    (code, diag, format_time(job["modification_time"]), now, job["panda_id"]),
+                    " dispatcher_error_diag = ?, end_time = COALESCE(end_time, ?), state_change_time = ?,"
+                    " history = history || ? WHERE panda_id = ?",
+                    (
+                        code, diag, format_time(job["modification_time"]), now,
+                        history_entry("failed", now, diag), job["panda_id"],
+                    ),
                 )
-                _record(cursor, job["panda_id"], "failed", now, diag)
                 failed.append(job["panda_id"])
         return failed
 
@@ -405,13 +403,7 @@ class JobStore:
         """Everything known about one job, with its state history; ``None`` if unknown."""
         with self.database.transaction() as cursor:
             row = cursor.execute("SELECT * FROM panda_jobs WHERE panda_id = ?", (panda_id,)).fetchone()
-            if row is None:
-                return None
-            history = cursor.execute(
-                "SELECT job_status, time, reason FROM panda_job_states WHERE panda_id = ? ORDER BY seq",
-                (panda_id,),
-            ).fetchall()
-        return _describe(row, history)
+        return None if row is None else _describe(row)
 
     def jobs(self, site: str | None = None) -> list[dict[str, Any]]:
         """One summary per job, oldest first."""
@@ -503,14 +495,13 @@ def _watcher_verdict(job: Mapping[str, Any], timeout: float) -> tuple[int, str]:
     return code, f"timeout in {job['job_status']} : last heartbeat at {job['end_time']}"
 
 
-def _record(cursor: Cursor, panda_id: int, status: str, now: float, reason: str) -> None:
-    cursor.execute(
-        "INSERT INTO panda_job_states (panda_id, job_status, time, reason) VALUES (?, ?, ?, ?)",
-        (panda_id, status, now, reason),
-    )
+def history_entry(status: str, now: float, reason: str) -> str:
+    """One line of a job's state history: ``status<TAB>epoch<TAB>reason``."""
+    clean = " ".join(reason.split())
+    return f"{status}\t{now:.6f}\t{clean}\n"
 
 
-def _describe(row: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _describe(row: Mapping[str, Any]) -> dict[str, Any]:
     spec = json.loads(row["spec"])
     return {
         "panda_id": row["panda_id"],
@@ -544,7 +535,7 @@ def _describe(row: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> d
         "files": spec.get("Files", []),
         "spec": spec,
         "history": [
-            {"status": item["job_status"], "time": format_time(item["time"]), "reason": item["reason"]}
-            for item in history
+            {"status": status, "time": format_time(float(epoch)), "reason": reason}
+            for status, epoch, reason in (line.split("\t", 2) for line in row["history"].splitlines())
         ],
     }

@@ -6,7 +6,9 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
+from autopilot_ops.panda.devserver.accesslog import AccessLog
 from autopilot_ops.panda.devserver.api import Context
 from autopilot_ops.panda.devserver.auth import Authenticator, open_authenticator
 from autopilot_ops.panda.devserver.database import Database
@@ -30,6 +32,8 @@ class ServerConfig:
     legacy: bool = False
     #: Seconds without an update after which a job fails; ``None`` turns the watcher off.
     heartbeat_timeout: float | None = None
+    #: Where the one line per request goes (the CLI: stderr); ``None`` writes none.
+    access_log: TextIO | None = None
 
 
 class ServerError(RuntimeError):
@@ -48,7 +52,8 @@ class PandaDevServer:
                 raise ServerError(f"files directory {config.files_dir} does not exist or is not a directory")
         self.database = Database(config.db)
         self.store = JobStore(self.database)
-        settings = Settings(Context(self.store), config.authenticator, files_dir, config.legacy)
+        access_log = AccessLog(config.access_log) if config.access_log is not None else None
+        settings = Settings(Context(self.store), config.authenticator, files_dir, config.legacy, access_log)
         try:
             self.httpd = DevHTTPServer((config.host, config.port), settings)
         except OSError as exc:

@@ -12,7 +12,7 @@ Usage::
         assert [h["status"] for h in job["history"]][-2:] == ["holding", "finished"]
 
 ``DevServer(workdir, *, files_dir=None, auth="open", token=None, identities=None, legacy=False,
-heartbeat_timeout=None, db=None)``
+heartbeat_timeout=None, db=None, access_log=None)``
     ``workdir``: a directory for the SQLite database (``workdir/panda-devserver.db``) unless ``db`` names a
     file or a ``postgresql://`` DSN. ``files_dir``: a directory served as static files at the root path
     (``GET {url}/hello.sh`` serves ``files_dir/hello.sh``). ``auth``: ``"open"`` (every caller has the
@@ -22,6 +22,7 @@ heartbeat_timeout=None, db=None)``
     ``updateJob``, ``getStatus`` and ``getJobStatisticsPerSite``. ``heartbeat_timeout``: seconds without an
     update after which a sent/starting/running/holding/transferring job fails (``dispatcher_error_code`` 100,
     or 102 for a job still ``sent``); ``None`` turns the watcher off (``check_heartbeats`` still works).
+    ``access_log``: a text stream (e.g. ``sys.stderr``) for one line per request; ``None`` logs none.
 
 Attributes: ``url`` (``http://127.0.0.1:<port>``, no trailing slash), ``port``, ``token`` (a production
 token in the token/identities modes, else ``None``), ``server`` (the ``PandaDevServer``), ``store`` (its
@@ -60,7 +61,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from autopilot_ops.panda.devserver.auth import (
     Authenticator,
@@ -91,6 +92,7 @@ class DevServer:
         legacy: bool = False,
         heartbeat_timeout: float | None = None,
         db: str | Path | None = None,
+        access_log: TextIO | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.heartbeat_timeout = heartbeat_timeout
@@ -103,6 +105,7 @@ class DevServer:
             authenticator=authenticator,
             legacy=legacy,
             heartbeat_timeout=heartbeat_timeout,
+            access_log=access_log,
         )
         self.server: PandaDevServer | None = None
 
