@@ -49,10 +49,11 @@ def bench_submissions(backend: Backend, log_root: Path, sweep: bool) -> dict[str
         submit_s.append(time.perf_counter() - start)
         ids = [p.batch_id for p in pilots]
         try:
-            if isinstance(backend, LocalBackend):
-                # Its supervisor starts the pilots in order after submit returns: all run once the last does.
-                while backend.status(ids[-1:])[ids[-1]].state is PilotState.QUEUED:
-                    time.sleep(0.02)
+            if isinstance(backend, LocalBackend):  # its supervisor starts the pilots after submit returns
+                queued = ids
+                while queued:
+                    time.sleep(0.1)
+                    queued = [i for i, s in backend.status(queued).items() if s.state is PilotState.QUEUED]
                 all_running_s.append(time.perf_counter() - start)
             for _ in range(SWEEPS if sweep else 0):
                 seconds, statuses = timed(lambda ids=ids: backend.status(ids))
@@ -78,6 +79,7 @@ def bench_submissions(backend: Backend, log_root: Path, sweep: bool) -> dict[str
 
 
 def main() -> int:
+    load_before = os.getloadavg()[0]
     log_root = Path(tempfile.mkdtemp(prefix="bench-backends-"))
     try:
         local = bench_submissions(LocalBackend("bench-local", {"log_root": str(log_root)}), log_root, sweep=True)
@@ -94,6 +96,8 @@ def main() -> int:
         "sweeps_per_repeat": SWEEPS,
         "submit_target_s": SUBMIT_TARGET_S,
         "status_sweep_target_s": SWEEP_TARGET_S,
+        "cpus": os.cpu_count(),
+        "load_avg_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "local": local,
         "slurm": slurm,
     }

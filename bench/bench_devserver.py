@@ -9,6 +9,7 @@
   ``job_output_report`` (median of runs; target >= 500);
 - ``client_ceiling_jobs_per_s``: the same client loop against a server that answers instantly with recorded
   replies, i.e. what this machine allows at best right now;
+- the server and this client are pinned to separate CPUs when there are two or more;
 - ``server_cpu_ms_per_job``/``client_cpu_ms_per_job``: CPU each side spent per job, which with the load
   average tells how much of the wall time was waiting for a busy machine.
 
@@ -81,6 +82,16 @@ def start_server(workdir: Path, pycache: Path | None) -> tuple[subprocess.Popen,
             time.sleep(0.005)
 
 
+def pin(server_pid: int, cpus: set[int]) -> bool:
+    """Server on one CPU and this client on another, so neither preempts the other on one core."""
+    if len(cpus) < 2:
+        return False
+    first, second = sorted(cpus)[:2]
+    os.sched_setaffinity(server_pid, {first})
+    os.sched_setaffinity(0, {second})
+    return True
+
+
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=30)
@@ -150,10 +161,11 @@ def serve_canned(port: int) -> None:
         server.serve_forever()
 
 
-def client_ceiling(n_jobs: int) -> float:
-    """Jobs/s of the same client loop against ``serve_canned`` in another process."""
+def client_ceiling(n_jobs: int, cpus: set[int]) -> float:
+    """Jobs/s of the same client loop, pinned the same way, against ``serve_canned`` in another process."""
     port = free_port()
     process = subprocess.Popen([sys.executable, __file__, "--canned-server", str(port)])
+    pin(process.pid, cpus)
     try:
         for _ in range(1000):
             try:
@@ -184,6 +196,8 @@ def main() -> None:
     if args.canned_server:
         serve_canned(args.canned_server)
         return
+    all_cpus = os.sched_getaffinity(0)
+    pinned = False
     startups, cold_startups, runs, ceilings = [], [], [], []
     with tempfile.TemporaryDirectory() as pycache:
         stop(start_server(Path(pycache), Path(pycache))[0])  # fills the bytecode cache
@@ -196,10 +210,12 @@ def main() -> None:
                 process, port, startup = start_server(Path(workdir), Path(pycache))
                 try:
                     startups.append(startup)
+                    pinned = pin(process.pid, all_cpus)
                     runs.append(run_jobs(port, args.jobs, psutil.Process(process.pid)))
                 finally:
                     stop(process)
-            ceilings.append(client_ceiling(args.jobs))
+            ceilings.append(client_ceiling(args.jobs, all_cpus))
+            os.sched_setaffinity(0, all_cpus)
     rates = [run.jobs_per_s for run in runs]
     print(
         json.dumps(
@@ -221,6 +237,7 @@ def main() -> None:
                 "server_cpu_ms_per_job": round(statistics.median(r.server_cpu_ms_per_job for r in runs), 3),
                 "client_cpu_ms_per_job": round(statistics.median(r.client_cpu_ms_per_job for r in runs), 3),
                 "load_average_1min": round(os.getloadavg()[0], 2),
+                "server_and_client_pinned_to_separate_cpus": pinned,
                 "cpu_count": os.cpu_count(),
             },
             indent=2,

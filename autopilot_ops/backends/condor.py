@@ -19,7 +19,8 @@ ones for one queue):
 - ``job_owner``: the user that owns the pilots. Only that user's pilots are looked at; when the
   scheduler runs as root (acting for that user with a token), the log directories it creates are
   handed to that user, who must be able to write them.
-- ``history_s``: how far back ``find_pilots`` reads the schedd's history (default 2 days).
+- ``history_s``: how far back the schedd's history is read for pilots that left the queue (default
+  2 days); older pilots are unknown to ``status`` and ``find_pilots``.
 - limits in the submit description: ``max_idle_s`` (remove pilots idle longer, default 48 h),
   ``max_held_s`` (remove pilots held longer, default 1 h; ``None`` leaves it to ``remove_held``),
   and the spec's ``walltime_s`` (hold pilots running longer).
@@ -125,13 +126,14 @@ class CondorBackend(Backend):
         return iwd / ad["Out"], iwd / ad["Err"]
 
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
-        """The pilots tagged ``(queue, cycle_id)``: in the queue, or in the history of the last
-        ``history_s`` seconds (parameter, default 2 days)."""
+        """The pilots tagged ``(queue, cycle_id)``, in the queue and in the history. The history (kept in
+        the order jobs left the queue) is read back to the submission when some pilots are still queued,
+        else over the last ``history_s`` seconds."""
         constraint = self._tag_constraint(queue, cycle_id)
-        projection = ["ClusterId", "ProcId", "Out", "Err", "Iwd"]
+        projection = ["ClusterId", "ProcId", "Out", "Err", "Iwd", "QDate"]
         ads = self._query(constraint, projection)
-        history_s = int(self.parameters.get("history_s", DEFAULT_HISTORY_S))
-        since = f"EnteredCurrentStatus < {int(time.time()) - history_s}"
+        submitted = min((ad["QDate"] for ad in ads if "QDate" in ad), default=None)
+        since = f"EnteredCurrentStatus < {submitted or int(time.time()) - self._history_s()}"
         with self._calling("history query"):
             ads += self._schedd().history(constraint, projection, since=since)
         pilots = {}
@@ -224,11 +226,15 @@ class CondorBackend(Backend):
         found = {(ad["ClusterId"], ad["ProcId"]): ad for ad in self._query(ids_constraint(wanted), projection)}
         gone = wanted - found.keys()
         if gone:
+            since = f"EnteredCurrentStatus < {int(time.time()) - self._history_s()}"
             with self._calling("history query"):
-                history = self._schedd().history(ids_constraint(gone), projection, match=len(gone))
+                history = self._schedd().history(ids_constraint(gone), projection, match=len(gone), since=since)
             for ad in history:
                 found.setdefault((ad["ClusterId"], ad["ProcId"]), ad)
         return {f"{c}.{p}": ad for (c, p), ad in found.items() if (c, p) in wanted}
+
+    def _history_s(self) -> int:
+        return int(self.parameters.get("history_s", DEFAULT_HISTORY_S))
 
     def _query(self, constraint: str, projection: list[str]) -> list[classad.ClassAd]:
         with self._calling("queue query"):

@@ -274,8 +274,6 @@ class SlurmBackend(Backend):
         shown = shlex.join(argv) if len(argv) < 12 else shlex.join([*argv[:11], "..."])
         where = f" on {self.submit_host}" if self.submit_host else ""
         detail = done.stderr.strip() or done.stdout.strip() or "no output"
-        if done.returncode == 127 and not done.stderr.strip():
-            detail = f"{argv[0]} not found"
         return BackendError(
             f"slurm back end {self.name!r}: `{shown}`{where} exited {done.returncode}: {detail[-2000:]}"
         )

@@ -1,8 +1,8 @@
 """Remove pilot logs by age and by a disk-usage watermark, one directory per queue.
 
 Layout (``PilotSpec.log_dir``): ``<log_root>/<YYYY-MM-DD>/<queue>/...``. Only directories named like a date
-are entered, and everything under ``<date>/<queue>/`` belongs to that queue. Anything else in the root is
-not ours and is never touched.
+are entered, and everything under ``<date>/<queue>/`` belongs to that queue (reports name a queue by its
+directory, ``safe_name(queue)``). Anything else in the root is not ours and is never touched.
 
 The passes follow Airflow's ``scripts/docker/clean-logs.sh`` (old files first, then empty directories), with a
 watermark pass in between:

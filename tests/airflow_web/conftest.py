@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 
 from autopilot_ops.airflow.webapp.app import create_app
 from autopilot_ops.airflow.webapp.settings import WebSettings
+from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.schema import apply_schema
 
@@ -60,6 +61,17 @@ def log_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(pg_dsn: str, log_root: Path) -> WebSettings:
     return WebSettings(dsn=pg_dsn, log_root=log_root, token_cache_seconds=0)
+
+
+@pytest.fixture
+def devserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevServer]:
+    """The PanDA dev server (token auth) on loopback, and the Airflow connection ``panda_dev`` to it."""
+    with DevServer(tmp_path / "panda", auth="token") as srv:
+        monkeypatch.setenv("AIRFLOW_CONN_PANDA_DEV", json.dumps({
+            "conn_type": "panda", "host": srv.url, "password": srv.token,
+            "extra": {"origin": "autopilot", "protocol": "v1"},
+        }))
+        yield srv
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from autopilot_ops.airflow.hooks.slurm import SlurmHook
 from autopilot_ops.airflow.hooks.store import AutopilotStoreHook
 from autopilot_ops.backends.slurm import SlurmBackend
 from autopilot_ops.panda.devserver.jobspec import build_job_spec, dump_jobs_json
-from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.panda.errors import (
     PandaCommunicationError,
     PandaError,
@@ -30,14 +29,6 @@ REPLIES = json.loads(Path("/work/shared/reference/panda-server-1.0.4/replies.jso
 
 def connection(monkeypatch, conn_id: str, **fields) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
-
-
-@pytest.fixture
-def devserver(tmp_path, monkeypatch):
-    with DevServer(tmp_path / "panda", auth="token") as srv:
-        connection(monkeypatch, "panda_dev", conn_type="panda", host=srv.url, password=srv.token,
-                   extra={"origin": "autopilot", "protocol": "v1"})
-        yield srv
 
 
 def test_statistics_submit_and_kill_against_the_dev_server(devserver):
@@ -152,6 +143,13 @@ def test_broken_statistics_replies_raise_errors_naming_the_problem(replay, statu
     with pytest.raises(error) as caught:
         PandaHook("panda_replay").active_job_stats_by_site()
     assert fragment in str(caught.value) and STATS in str(caught.value)
+
+
+def test_connection_test_asks_is_alive(replay):
+    hook = PandaHook("panda_replay")
+    assert hook.test_connection() == (False, "PanDA /api/v1/system/is_alive: HTTP 404: no such path")
+    replay.recorded("is_alive", "/api/v1/system/is_alive")
+    assert hook.test_connection() == (True, f"PanDA server at {replay.url} is alive")
 
 
 def test_kill_reply_must_have_one_result_per_id(replay):

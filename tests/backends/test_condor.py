@@ -70,7 +70,8 @@ def log_root() -> Iterator[Path]:
 @pytest.fixture
 def backend(client_env: Path) -> Iterator[CondorBackend]:
     """A back end acting for the job owner; whatever a test submitted through it is removed afterwards."""
-    created = CondorBackend("condor-test", {"config_file": str(client_env), "job_owner": JOB_OWNER})
+    parameters = {"config_file": str(client_env), "job_owner": JOB_OWNER, "history_s": 600}  # the pool persists
+    created = CondorBackend("condor-test", parameters)
     submitted: list[str] = []
     submit = created.submit
 
@@ -362,9 +363,10 @@ def test_find_pilots_by_tags_ignores_other_tags_and_other_owners(
         found = backend.find_pilots(queue, "c1")
         assert found == ours
         assert backend.find_pilots(queue, "c3") == []
-        backend.cancel([p.batch_id for p in ours])
-        wait_for(lambda: all(not in_queue(backend, p.batch_id) for p in ours), "our pilots to leave the queue")
-        assert backend.find_pilots(queue, "c1") == ours  # now from the history
+        for pilot in ours:  # one left in the queue, one in the history; then both in the history
+            backend.cancel([pilot.batch_id])
+            wait_for(lambda pilot=pilot: not in_queue(backend, pilot.batch_id), "the pilot to leave the queue")
+            assert backend.find_pilots(queue, "c1") == ours
     finally:
         other_owner(client_env, "remove", foreign)
 

@@ -136,6 +136,16 @@ class PandaHook(HttpHook):
         except protocol.ProtocolError as exc:
             raise PandaReplyError(path, "envelope", str(exc)) from exc
 
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's connection test: ``/api/v1/system/is_alive`` (``system_api.py``)."""
+        try:
+            envelope = self._call("GET", protocol.api_path("system", "is_alive"))
+        except PandaError as exc:
+            return False, str(exc)
+        if not envelope.success:
+            return False, f"PanDA server at {self.base_url} is not alive: {envelope.message or 'no message'}"
+        return True, f"PanDA server at {self.base_url} is alive"
+
     def active_job_stats_by_site(self) -> dict[str, dict[str, int]]:
         """``{site: {state: count}}`` for every site in one call; empty when no job is active anywhere."""
         path = protocol.api_path("statistics", "active_job_stats_by_site")

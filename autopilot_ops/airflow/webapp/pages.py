@@ -93,7 +93,8 @@ def log_file(
     """A file under ``[autopilot] log_root``, as plain text; see ``logs.resolve_log_file`` for what is refused."""
     root: Path | None = request.app.state.settings.log_root
     if root is None or not root.is_dir():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no log root is configured ([autopilot] log_root)")
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"the log root {root or '(unset)'} is not a directory ([autopilot] log_root)")
     try:
         real = resolve_log_file(root, path)
         fd = open_log(real)

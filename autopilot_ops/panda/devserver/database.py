@@ -56,12 +56,20 @@ CREATE TABLE IF NOT EXISTS panda_jobs (
     job_output_report      TEXT,
     pilot_params           TEXT NOT NULL,
     spec                   TEXT NOT NULL,
+    job_dict               TEXT NOT NULL,
     history                TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS panda_jobs_dispatch
     ON panda_jobs (computing_site, job_status, current_priority DESC, panda_id);
 CREATE INDEX IF NOT EXISTS panda_jobs_state ON panda_jobs (job_status, computing_site);
 """
+
+
+#: Columns of ``panda_jobs``, in the order of ``_SCHEMA``.
+_JOB_COLUMNS = tuple(
+    line.split()[0] for line in _SCHEMA.split("CREATE TABLE IF NOT EXISTS panda_jobs (")[1].split(");")[0].splitlines()
+    if line.strip()
+)
 
 
 class DatabaseError(RuntimeError):
@@ -88,6 +96,10 @@ class Cursor:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         self._raw.execute(sql.replace("?", "%s") if self._postgres else sql, tuple(params))
         return self
+
+    @property
+    def description(self) -> Any:
+        return self._raw.description
 
     def fetchall(self) -> list[dict[str, Any]]:
         names = [column[0] for column in self._raw.description]
@@ -117,6 +129,14 @@ class Database:
             for statement in _SCHEMA.format(id_column=id_column).split(";"):
                 if statement.strip():
                     cursor.execute(statement)
+            present = {column[0] for column in cursor.execute("SELECT * FROM panda_jobs LIMIT 0").description}
+        missing = sorted(set(_JOB_COLUMNS) - present)
+        if missing:
+            self.close()
+            raise DatabaseError(
+                f"{self.describe()}: table panda_jobs lacks column(s) {', '.join(missing)}; it was made by an "
+                "older dev server - remove it or give another --db"
+            )
 
     def describe(self) -> str:
         if self.postgres:

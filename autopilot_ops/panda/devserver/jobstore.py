@@ -88,31 +88,33 @@ class JobStore:
                 priority = spec.get("assignedPriority", spec.get("currentPriority", 0))
                 stored = {**spec, "prodUserID": prod_user_id, "currentPriority": priority}
                 max_walltime = spec.get("maxWalltime")
+                columns: dict[str, Any] = {
+                    "job_definition_id": _int_or_none(spec.get("jobDefinitionID")),
+                    "job_name": str(attribute(spec, "jobName")),
+                    "computing_site": spec["computingSite"],
+                    "prod_source_label": label,
+                    "prod_user_id": prod_user_id,
+                    "job_status": "activated",
+                    "current_priority": priority,
+                    "attempt_nr": spec.get("attemptNr", 0),
+                    "min_ram_count": spec.get("minRamCount", 0),
+                    "max_disk_count": spec.get("maxDiskCount", 0),
+                    "max_walltime": _int_or_none(max_walltime),
+                    "resource_type": spec.get("resource_type", "Undefined"),
+                    "jedi_task_id": _int_or_none(spec.get("jediTaskID")),
+                    "creation_time": now,
+                    "modification_time": now,
+                    "state_change_time": now,
+                    "pilot_params": "{}",
+                    "spec": json.dumps(stored),
+                    "history": history_entry("activated", now, f"submitted by {owner}"),
+                }
+                # The job dict is fixed at submission; acquire_jobs fills in PandaID and nSent.
+                columns["job_dict"] = json.dumps(build_job_dict({**columns, "panda_id": 0}, stored, 0))
                 row = cursor.execute(
-                    "INSERT INTO panda_jobs (job_definition_id, job_name, computing_site, prod_source_label,"
-                    " prod_user_id, job_status, current_priority, attempt_nr, min_ram_count, max_disk_count,"
-                    " max_walltime, resource_type, jedi_task_id, creation_time, modification_time,"
-                    " state_change_time, pilot_params, spec, history)"
-                    " VALUES (?, ?, ?, ?, ?, 'activated', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?) RETURNING panda_id",
-                    (
-                        spec.get("jobDefinitionID") if isinstance(spec.get("jobDefinitionID"), int) else None,
-                        str(attribute(spec, "jobName")),
-                        spec["computingSite"],
-                        label,
-                        prod_user_id,
-                        priority,
-                        spec.get("attemptNr", 0),
-                        spec.get("minRamCount", 0),
-                        spec.get("maxDiskCount", 0),
-                        max_walltime if isinstance(max_walltime, int) else None,
-                        spec.get("resource_type", "Undefined"),
-                        spec.get("jediTaskID") if isinstance(spec.get("jediTaskID"), int) else None,
-                        now,
-                        now,
-                        now,
-                        json.dumps(stored),
-                        history_entry("activated", now, f"submitted by {owner}"),
-                    ),
+                    f"INSERT INTO panda_jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                    " RETURNING panda_id",
+                    tuple(columns.values()),
                 ).fetchone()
                 panda_id = row["panda_id"]
                 # TaskBuffer.storeJobs answers analysis jobs with their jobsetID instead of the job name.
@@ -144,8 +146,8 @@ class JobStore:
         where, params = _dispatch_where(wanted)
         with self.database.transaction() as cursor:
             jobs = cursor.execute(
-                "SELECT * FROM panda_jobs " + where + " ORDER BY current_priority DESC, panda_id LIMIT ?"
-                + cursor.lock_clause,
+                "SELECT panda_id, job_dict FROM panda_jobs " + where
+                + " ORDER BY current_priority DESC, panda_id LIMIT ?" + cursor.lock_clause,
                 (*params, n_jobs),
             ).fetchall()
             if not jobs:
@@ -165,7 +167,13 @@ class JobStore:
                     " AND prod_source_label IN ('managed', 'test') AND modification_time > ?",
                     (wanted.site_name, now - 60),
                 ).fetchone()["n"]
-        return [build_job_dict(job, json.loads(job["spec"]), n_sent) for job in jobs]
+        dispatched = []
+        for job in jobs:
+            job_dict = json.loads(job["job_dict"])
+            job_dict["PandaID"] = job["panda_id"]
+            job_dict["nSent"] = n_sent
+            dispatched.append(job_dict)
+        return dispatched
 
     # -- pilot updates ------------------------------------------------------------------------------------
     def update(
@@ -493,6 +501,10 @@ def _watcher_verdict(job: Mapping[str, Any], timeout: float) -> tuple[int, str]:
         return EC_WATCHER, f"lost heartbeat : {format_time(job['modification_time'])}"
     code = {"holding": EC_HOLDING, "transferring": EC_TRANSFERRING}.get(job["job_status"], EC_TIMEOUT)
     return code, f"timeout in {job['job_status']} : last heartbeat at {job['end_time']}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def history_entry(status: str, now: float, reason: str) -> str:
