@@ -22,6 +22,7 @@ stop: $(STAMP)
 
 test: $(STAMP)
 	scripts/slurm-local.sh start
+	scripts/condor-local.sh start
 	$(BIN)/ruff check autopilot_ops dags plugins tests bench
 	$(BIN)/pytest -q
 

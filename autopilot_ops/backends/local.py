@@ -412,9 +412,13 @@ def _supervise(sub_dir: Path, log_dir: Path, prefix: str, n: int, command: list[
     if os.fork() > 0:
         os._exit(0)  # the caller reaps this parent at once; the child is nobody's to reap
     (sub_dir / "supervisor.pid").write_text(Path(f"/proc/{os.getpid()}/stat").read_text())
-    for i in range(n):  # every pilot's log files exist once submit returns, as its result promises
-        for suffix in (".out", ".err"):
-            os.close(os.open(log_dir / f"{prefix}{i}{suffix}", os.O_WRONLY | os.O_CREAT, 0o644))
+    try:  # every pilot's log files exist once submit returns, as its result promises
+        for i in range(n):
+            for suffix in (".out", ".err"):
+                os.close(os.open(log_dir / f"{prefix}{i}{suffix}", os.O_WRONLY | os.O_CREAT, 0o644))
+    except OSError as exc:
+        print(f"cannot create the pilots' log files in {log_dir}: {exc}", file=sys.stderr)
+        return 1
     index_of: dict[int, int] = {}
     lock = threading.Lock()
     with (sub_dir / "pids").open("a") as records:

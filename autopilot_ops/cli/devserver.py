@@ -94,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jobs = commands.add_parser("jobs", help="list the jobs in the dev server's database, with their states")
     _add_db_argument(jobs)
     jobs.add_argument("--queue", help="only this queue")
+    jobs.add_argument("--id", type=int, metavar="PANDA_ID", help="everything about one job, with its history (JSON)")
     jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     jobs.set_defaults(func=jobs_command)
 
@@ -177,7 +178,14 @@ def jobs_command(args: argparse.Namespace) -> int:
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:
-        jobs = JobStore(database).jobs(args.queue)
+        store = JobStore(database)
+        if args.id is not None:
+            job = store.job(args.id)
+            if job is None:
+                raise CommandError(f"no job {args.id} in {database.describe()}")
+            print(json.dumps(job, indent=2))
+            return 0
+        jobs = store.jobs(args.queue)
     finally:
         database.close()
     if args.json:

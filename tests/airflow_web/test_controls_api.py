@@ -64,7 +64,7 @@ def test_pilot_token_may_post_events_but_not_change_controls(client, queues, bea
     assert reply.status_code == 202
 
 
-def test_token_variable_changes_are_seen_and_a_broken_variable_accepts_nobody(client, queues, bearer, monkeypatch):
+def test_a_token_variable_with_a_bad_entry_accepts_nobody(client, queues, bearer, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_AUTOPILOT_API_TOKENS", '{"short": "x"}')
     reply = client.get("/api/queues", headers=bearer("op"))
     assert reply.status_code == 401

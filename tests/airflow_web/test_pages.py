@@ -91,3 +91,10 @@ def test_a_dead_database_is_a_clear_503(store, api_tokens, bearer, log_root):
         reply = client.get("/api/queues", headers=bearer("viewer"))
     assert reply.status_code == 503
     assert "cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:9/none" in reply.json()["detail"]
+
+
+def test_identity_is_checked_before_the_database_is_touched(store, api_tokens, log_root):
+    app = create_app(WebSettings(dsn="postgresql://nobody@127.0.0.1:9/none", log_root=log_root))
+    with TestClient(app) as client:
+        assert client.get("/api/queues").status_code == 401
+        assert client.post("/api/controls/queue/Q", json={"paused": "not a bool"}).status_code == 401

@@ -233,6 +233,7 @@ def test_a_reused_pid_is_not_taken_for_the_pilot(backend: LocalBackend, log_root
 def test_cancel_right_after_submit_leaves_nothing_running(backend: LocalBackend, log_root: Path) -> None:
     pilots = backend.submit(300, spec(log_root, "sleep 300"))
     ids = [p.batch_id for p in pilots]
+    assert all(p.stdout.is_file() and p.stderr.is_file() for p in pilots)
 
     backend.cancel(ids)  # some are not started yet: the supervisor must skip them
 

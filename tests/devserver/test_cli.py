@@ -6,6 +6,7 @@ import http.client
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -70,6 +71,10 @@ def test_serve_submit_list_and_sigterm(tmp_path):
         assert [(job["panda_id"], job["status"], job["priority"]) for job in jobs] == [
             (row[0], "activated", 7) for row in rows
         ]
+        one = run_cli("jobs", "--db", str(db), "--id", str(rows[0][0]))
+        detail = json.loads(one.stdout)
+        assert (detail["status"], detail["history"][0]["status"]) == ("activated", "activated")
+        assert detail["spec"]["transformation"] == f"{url}/payload.sh"
         table = run_cli("jobs", "--db", str(db), "--queue", "CLIQ")
         assert table.stdout.splitlines()[0].split()[:3] == ["PANDA_ID", "SITE", "STATUS"]
         assert len(table.stdout.splitlines()) == 4
@@ -130,3 +135,12 @@ def test_identities_file_errors_name_the_file(tmp_path, capsys):
     assert main(["panda-devserver", "--port", "0", "--db", str(tmp_path / "d.db"), "--auth", "identities",
                  "--identities", str(bad)]) == 2
     assert f"{bad}: identities[0]: field 'token'" in capsys.readouterr().err
+
+
+def test_a_database_from_an_older_dev_server_is_refused(tmp_path, capsys):
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as connection:
+        connection.execute("CREATE TABLE panda_jobs (panda_id INTEGER PRIMARY KEY, job_name TEXT)")
+    assert main(["panda-devserver", "jobs", "--db", str(old)]) == 2
+    assert "table panda_jobs lacks column(s) attempt_nr" in capsys.readouterr().err
+    assert main(["panda-devserver", "jobs", "--db", str(tmp_path / "none.db")]) == 2

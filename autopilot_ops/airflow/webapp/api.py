@@ -63,8 +63,8 @@ class PilotEvent(BaseModel):
 
 @router.get("/queues", name="api_queues")
 def list_queues(
-    store: StoreDep,
     _: Annotated[Identity, Depends(require(READ))],
+    store: StoreDep,
     tag: Annotated[str | None, Query(max_length=256, description="only this scheduler tag")] = None,
 ) -> list[dict[str, Any]]:
     """Every queue (or a scheduler tag's) with its pilots by state and last cycle (decision, reason trace)."""
@@ -73,14 +73,14 @@ def list_queues(
 
 
 @router.get("/controls", name="api_controls")
-def list_controls(store: StoreDep, _: Annotated[Identity, Depends(require(READ))]) -> list[dict[str, Any]]:
+def list_controls(_: Annotated[Identity, Depends(require(READ))], store: StoreDep) -> list[dict[str, Any]]:
     with store.transaction() as cur:
         return control_store.list_controls(cur)
 
 
 @router.get("/controls/{scope}/{target}", name="api_control")
 def get_control(
-    scope: Scope, target: Target, store: StoreDep, _: Annotated[Identity, Depends(require(READ))]
+    _: Annotated[Identity, Depends(require(READ))], scope: Scope, target: Target, store: StoreDep
 ) -> dict[str, Any]:
     with store.transaction() as cur:
         row = control_store.get_control(cur, scope, target)
@@ -91,11 +91,11 @@ def get_control(
 
 @router.post("/controls/{scope}/{target}", name="api_set_control")
 def set_control(
+    identity: Annotated[Identity, Depends(require(ACT))],
     scope: Scope,
     target: Target,
     change: ControlChange,
     store: StoreDep,
-    identity: Annotated[Identity, Depends(require(ACT))],
 ) -> dict[str, Any]:
     changes = change.model_dump(include=change.model_fields_set)
     if not changes:
@@ -116,7 +116,7 @@ def set_control(
 
 @router.delete("/controls/{scope}/{target}", name="api_clear_control")
 def clear_control(
-    scope: Scope, target: Target, store: StoreDep, identity: Annotated[Identity, Depends(require(ACT))]
+    identity: Annotated[Identity, Depends(require(ACT))], scope: Scope, target: Target, store: StoreDep
 ) -> dict[str, Any]:
     with store.transaction() as cur:
         cleared = control_store.clear_control(cur, scope, target, identity.name)
@@ -127,9 +127,9 @@ def clear_control(
 
 @router.post("/queues/{queue}/kill-pilots", name="api_kill_pilots", status_code=status.HTTP_202_ACCEPTED)
 def kill_pilots(
+    identity: Annotated[Identity, Depends(require(ACT))],
     queue: Target,
     store: StoreDep,
-    identity: Annotated[Identity, Depends(require(ACT))],
     kill: Annotated[KillRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """Mark the queue's live pilots for cancellation; the scheduler core cancels them on its next sweep."""
@@ -148,7 +148,7 @@ def kill_pilots(
 
 @router.post("/pilot-events", name="api_pilot_events", status_code=status.HTTP_202_ACCEPTED)
 def pilot_event(
-    event: PilotEvent, store: StoreDep, identity: Annotated[Identity, Depends(require(REPORT))]
+    identity: Annotated[Identity, Depends(require(REPORT))], event: PilotEvent, store: StoreDep
 ) -> dict[str, Any]:
     """Store a pilot's event as ``pilot.<event>``; a known pilot's heartbeat is refreshed."""
     db_id = event.pilot_id if isinstance(event.pilot_id, int) else None

@@ -40,9 +40,9 @@ def _page(request: Request, template: str, identity: Identity, **context: Any) -
 
 @router.get("/", name="overview", response_class=HTMLResponse)
 def overview(
+    identity: Reader,
     request: Request,
     store: StoreDep,
-    identity: Reader,
     tag: Annotated[str | None, Query(max_length=256, description="only this scheduler tag")] = None,
 ) -> HTMLResponse:
     with store.transaction() as cur:
@@ -54,7 +54,7 @@ def overview(
 
 
 @router.get("/queues/{queue}", name="queue_page", response_class=HTMLResponse)
-def queue_page(queue: str, request: Request, store: StoreDep, identity: Reader) -> HTMLResponse:
+def queue_page(identity: Reader, queue: str, request: Request, store: StoreDep) -> HTMLResponse:
     with store.transaction() as cur:
         summary = monitor.queue_summaries(cur, queue)
         if not summary:
@@ -85,9 +85,9 @@ def queue_page(queue: str, request: Request, store: StoreDep, identity: Reader) 
 
 @router.get("/logs/{path:path}", name="log_file")
 def log_file(
+    _: Reader,
     path: str,
     request: Request,
-    _: Reader,
     tail: Annotated[int | None, Query(ge=1, description="only the last N bytes")] = None,
 ) -> StreamingResponse:
     """A file under ``[autopilot] log_root``, as plain text; see ``logs.resolve_log_file`` for what is refused."""

@@ -124,13 +124,15 @@ class Database:
             self._pool = _open_postgres_pool(self.target)
         else:
             self._sqlite = _open_sqlite(self.target)
+        id_column = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        table, *indexes = [part for part in _SCHEMA.format(id_column=id_column).split(";") if part.strip()]
         with self.transaction() as cursor:
-            id_column = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
-            for statement in _SCHEMA.format(id_column=id_column).split(";"):
-                if statement.strip():
-                    cursor.execute(statement)
+            cursor.execute(table)
             present = {column[0] for column in cursor.execute("SELECT * FROM panda_jobs LIMIT 0").description}
-        missing = sorted(set(_JOB_COLUMNS) - present)
+            missing = sorted(set(_JOB_COLUMNS) - present)
+            if not missing:
+                for index in indexes:
+                    cursor.execute(index)
         if missing:
             self.close()
             raise DatabaseError(
