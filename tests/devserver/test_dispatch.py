@@ -253,3 +253,13 @@ def test_active_job_stats_by_site(client, srv, reference):
     assert set(shape) <= set(stats["data"]["LOCAL_QUEUE"]) | {"holding"}
     detailed = client.get("/api/v1/statistics/active_job_detailed_stats_by_site").json()["data"]
     assert detailed["OTHER"] == {"Undefined": {"managed": {"activated": 1, "assigned": 0, "running": 0}}}
+
+
+def test_malformed_times_are_ignored_and_running_sets_the_start(client, srv):
+    (panda_id,) = srv.submit_jobs("TIMES", 1, "http://x/a.sh", "")
+    client.acquire("TIMES")
+    answer = client.update(panda_id, "running", start_time="yesterday at noon")
+    assert answer.json()["success"] is True
+    record = srv.job(panda_id)
+    assert record["start_time"] is not None and record["start_time"] != "yesterday at noon"
+    assert len(record["start_time"]) == len("2026-01-01 10:00:00")

@@ -7,7 +7,6 @@ accepted and ignored, so a call that works here is a call the real server accept
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable
 from typing import Any
@@ -220,9 +219,10 @@ def update_job(
     for key, value in (("startTime", start_time), ("endTime", end_time)):
         if value is not None:
             try:
-                param[key] = datetime.datetime(*time.strptime(value, DATE_FORMAT)[:6]).strftime(DATE_FORMAT)
+                time.strptime(value, DATE_FORMAT)
             except ValueError:
                 continue  # pilot_api.py ignores a malformed time
+            param[key] = value
     for key, value in (("pilotLog", pilot_log), ("metaData", meta_data), ("stdout", stdout)):
         if value:
             param[key] = value
