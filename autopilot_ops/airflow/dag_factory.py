@@ -12,7 +12,7 @@ from collections.abc import Callable
 from airflow.sdk import DAG, get_parsing_context
 
 from autopilot_ops.airflow.config import SchedulerConfig
-from autopilot_ops.airflow.naming import DAG_PREFIX, scheduler_dag_id
+from autopilot_ops.airflow.naming import DAG_PREFIX, SCHEDULER_DAG_TAGS, scheduler_dag_id
 from autopilot_ops.airflow.snapshot import TagInfo, read_snapshot
 
 SYNC_DAG_ID = "autopilot-sync"
@@ -61,7 +61,7 @@ def scheduler_dag(info: TagInfo, config: SchedulerConfig) -> DAG:
         is_paused_upon_creation=True,
         default_args=DEFAULT_ARGS,
         dagrun_timeout=dt.timedelta(seconds=max(info.cycle_period * 5, 300)),
-        tags=["autopilot", "scheduler", info.tag],
+        tags=[*SCHEDULER_DAG_TAGS, info.tag],
     ) as dag:
         kinds = info.backend_kinds or ()
         grouped: dict[type[PilotSchedulerOperator], list[str]] = {}

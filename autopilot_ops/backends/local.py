@@ -4,7 +4,8 @@ Each submission gets a directory under the back end's state directory and one su
 (double fork, own session), which plays the batch system: it starts the ``n`` pilots with ``posix_spawn``, each
 in its own process group (so a cancel reaches the pilot's children), records each pilot's ``/proc/<pid>/stat``
 line (its start time guards against PID reuse), then reaps the pilots and writes each one's exit status to a
-file. ``submit`` returns once the first pilot runs; the others are queued until the supervisor reaches them.
+file. ``submit`` returns once every pilot's log files exist and the first pilot runs; the others are queued
+until the supervisor reaches them.
 All state is in files, so a new ``LocalBackend`` with the same state directory finds earlier pilots.
 
 Files of a submission: ``submission.json`` (queue, cycle, log directory, n), ``pids`` (one line per pilot
@@ -71,7 +72,7 @@ class LocalBackend(Backend):
         self.kill_grace_s = float(self.parameters.get("kill_grace_s", 5))
 
     def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
-        """Hand ``n`` pilots to a new detached supervisor; returns once the first one runs."""
+        """Hand ``n`` pilots to a new detached supervisor; returns once their log files exist and one runs."""
         if n <= 0:
             return []
         if not spec.command:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from autopilot_ops.backends.base import Backend, BackendError, PilotSpec, PilotState, PilotStatus
 from autopilot_ops.store.connection import Store
+from autopilot_ops.store.controls import KILL_DONE, KILL_FAILED, pending_kill_requests
 from autopilot_ops.store.events import record_event
 from autopilot_ops.store.pilots import Transition, apply_transitions, insert_pilots, live_pilots, mark_seen
 from autopilot_ops.store.submissions import (
@@ -153,11 +154,13 @@ class PilotLifecycle:
         return recovered
 
     def sweep(self, now: dt.datetime | None = None) -> SweepReport:
-        """Ask the back end about every live pilot (one call), record state changes, and apply timeouts."""
+        """Ask the back end about every live pilot (one call), record state changes, apply timeouts, and
+        carry out kill requests from the control API (``store.controls``)."""
         now = now or utcnow()
         report = SweepReport()
         with self.store.transaction() as cur:
             live = live_pilots(cur, self.backend.name)
+            kills = {k["pilot_id"]: k for k in pending_kill_requests(cur, self.backend.name)}
         if not live:
             return report
         try:
@@ -170,22 +173,37 @@ class PilotLifecycle:
             status = None if statuses is None else statuses.get(pilot["batch_id"])
             if status is not None:
                 seen.append(pilot["id"])
-            change = next_state(pilot, status, statuses is not None, now)
+            kill = kills.get(pilot["id"])
+            if kill is not None and not (status and status.state.is_final):
+                change = PilotState.CANCELLED, f"kill requested by {kill['who']}: {kill['reason'] or 'no reason given'}"
+            else:
+                change = next_state(pilot, status, statuses is not None, now)
             if change is None:
                 continue
             new, reason = change
             if new == PilotState.CANCELLED:
                 to_cancel.append(pilot)
             report.transitions.append(_transition(pilot, new, reason, status))
+        cancel_error = None
         if to_cancel:
             try:
                 self.backend.cancel([p["batch_id"] for p in to_cancel])
             except BackendError as exc:
+                cancel_error = str(exc)
                 report.backend_error = f"cancel failed: {exc}"
             report.cancelled = [p["id"] for p in to_cancel]
         with self.store.transaction() as cur:
             mark_seen(cur, seen, now)
             apply_transitions(cur, report.transitions, self.who, now)
+            for pilot_id, kill in kills.items():
+                record_event(
+                    cur,
+                    self.who,
+                    KILL_FAILED if cancel_error else KILL_DONE,
+                    queue=kill["queue"],
+                    pilot_id=pilot_id,
+                    details={"request": kill["event_id"], "error": cancel_error},
+                )
         report.seen = len(seen)
         return report
 

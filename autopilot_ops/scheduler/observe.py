@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autopilot_ops.policy import Control, JobCount, PilotCounts, QueueConfig, RecentActivity, Snapshot
+from autopilot_ops.policy import JobCount, PilotCounts, QueueConfig, RecentActivity, Snapshot
 from autopilot_ops.scheduler.tags import SCHEDULER_TAG_SQL
+from autopilot_ops.store.controls import controls_in_scope
 from autopilot_ops.store.cycles import live_instances
 from autopilot_ops.store.pilots import QueueActivity, queue_activity
 from autopilot_ops.store.submissions import submission_outcomes
@@ -45,15 +46,6 @@ def _kinds(backend_kinds: Sequence[str] | None) -> list[str] | None:
     return list(backend_kinds) if backend_kinds is not None else None
 
 
-def controls_in_scope(cur: Any, queues: Sequence[str], tags: Sequence[str]) -> list[dict[str, Any]]:
-    """Control rows set on any of ``queues`` or ``tags`` (expiry is left to the policy, which reports it)."""
-    cur.execute(
-        "SELECT * FROM controls WHERE (scope = 'queue' AND target = ANY(%s)) OR (scope = 'tag' AND target = ANY(%s))",
-        (list(queues), list(tags)),
-    )
-    return [dict(row) for row in cur.fetchall()]
-
-
 @dataclass(frozen=True)
 class Observation:
     """Inputs of one cycle for every queue of a tag."""
@@ -80,7 +72,7 @@ def observe(
     activity = queue_activity(cur, names, since)
     outcomes = submission_outcomes(cur, names, since)
     all_tags = sorted({t for q in queues for t in q["tags"]})
-    control_rows = controls_in_scope(cur, names, all_tags)
+    all_controls = controls_in_scope(cur, names, all_tags)
     poll_period = min((q["cycle_period"] for q in queues), default=300)
     instances = live_instances(cur, tag, now - dt.timedelta(seconds=3 * poll_period))
     snapshots, inputs = {}, {}
@@ -90,10 +82,9 @@ def observe(
         attempts, missed = outcomes.get(name, (0, 0))
         activated = (stats or {}).get(name, {}).get("activated", 0)
         controls = tuple(
-            _control(row)
-            for row in control_rows
-            if (row["scope"] == "queue" and row["target"] == name)
-            or (row["scope"] == "tag" and row["target"] in queue["tags"])
+            c
+            for c in all_controls
+            if (c.scope == "queue" and c.target == name) or (c.scope == "tag" and c.target in queue["tags"])
         )
         snapshots[name] = Snapshot(
             queue=_queue_config(queue),
@@ -126,17 +117,3 @@ def observe(
 def _queue_config(row: Mapping[str, Any]) -> QueueConfig:
     labels = (*row["prod_source_labels"], ANY_LABEL)
     return QueueConfig.from_row({**row, "prod_source_labels": labels})
-
-
-def _control(row: Mapping[str, Any]) -> Control:
-    return Control(
-        scope=row["scope"],
-        target=row["target"],
-        set_by=row["set_by"],
-        paused=row["paused"],
-        drain=row["drain"],
-        fixed_number=row["fixed_number"],
-        max_per_cycle=row["max_per_cycle"],
-        expires_at=row["expires_at"],
-        reason=row["reason"],
-    )

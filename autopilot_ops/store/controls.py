@@ -143,28 +143,35 @@ def clear_control(cur: Any, scope: str, target: str, who: str) -> bool:
     return True
 
 
+def control_from_row(row: Mapping[str, Any]) -> Control:
+    """A ``controls`` row as the policy's :class:`~autopilot_ops.policy.Control`."""
+    return Control(
+        scope=row["scope"],
+        target=row["target"],
+        set_by=row["set_by"],
+        paused=row["paused"],
+        drain=row["drain"],
+        fixed_number=row["fixed_number"],
+        max_per_cycle=row["max_per_cycle"],
+        expires_at=row["expires_at"],
+        reason=row["reason"],
+    )
+
+
+def controls_in_scope(cur: Any, queues: Sequence[str], tags: Sequence[str]) -> list[Control]:
+    """Every control set on any of ``queues`` or ``tags``, in one query; expired ones included, so that the
+    policy can say in its trace that they expired."""
+    cur.execute(
+        f"SELECT {_COLUMNS} FROM controls WHERE (scope = 'queue' AND target = ANY(%s)) "
+        "OR (scope = 'tag' AND target = ANY(%s)) ORDER BY scope = 'tag', target",
+        (list(queues), list(tags)),
+    )
+    return [control_from_row(row) for row in cur.fetchall()]
+
+
 def active_controls(cur: Any, queue: str, tags: Sequence[str], now: dt.datetime) -> tuple[Control, ...]:
     """The controls on ``queue`` and on its ``tags`` not expired at ``now``, the queue's own first."""
-    cur.execute(
-        f"SELECT {_COLUMNS} FROM controls WHERE ((scope = 'queue' AND target = %s) "
-        f"OR (scope = 'tag' AND target = ANY(%s))) AND (expires_at IS NULL OR expires_at > %s) "
-        f"ORDER BY scope = 'tag', target",
-        (queue, list(tags), now),
-    )
-    return tuple(
-        Control(
-            scope=row["scope"],
-            target=row["target"],
-            set_by=row["set_by"],
-            paused=row["paused"],
-            drain=row["drain"],
-            fixed_number=row["fixed_number"],
-            max_per_cycle=row["max_per_cycle"],
-            expires_at=row["expires_at"],
-            reason=row["reason"],
-        )
-        for row in cur.fetchall()
-    )
+    return tuple(c for c in controls_in_scope(cur, [queue], tags) if c.expires_at is None or c.expires_at > now)
 
 
 def request_kill(

@@ -13,6 +13,7 @@ from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, Pil
 from autopilot_ops.backends.local import LocalBackend
 from autopilot_ops.scheduler.lifecycle import QUEUE_LOCK_KEY, PilotLifecycle, next_state, utcnow
 from autopilot_ops.store.connection import Store
+from autopilot_ops.store.controls import pending_kill_requests, request_kill
 from autopilot_ops.store.submissions import begin_submission
 
 from .conftest import wait_for
@@ -194,3 +195,23 @@ def test_next_state_rules(row: dict, status: PilotStatus | None, answered: bool,
         state, reason = result
         assert state.value == expected[0]
         assert (reason is None) if expected[1] is None else reason.startswith(expected[1])
+
+
+def test_kill_request_from_the_control_api_cancels_the_pilots(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    life = PilotLifecycle(store, local_backend, "test")
+    life.submit(2, make_spec(command=("sleep", "60")))
+    with store.transaction() as cur:
+        requested = request_kill(cur, "Q1", "operator", reason="bad node")
+    assert len(requested) == 2
+    report = life.sweep()
+    assert sorted(report.cancelled) == sorted(requested)
+    rows = pilots(store)
+    assert {r["state"] for r in rows} == {"cancelled"}
+    assert all(r["state_reason"] == "kill requested by operator: bad node" for r in rows)
+    assert len(events(store, "kill-done")) == 2
+    with store.transaction() as cur:
+        assert pending_kill_requests(cur, "local") == []
+    batch_ids = [r["batch_id"] for r in rows]
+    wait_for(lambda: all(s.state.is_final for s in local_backend.status(batch_ids).values()))
