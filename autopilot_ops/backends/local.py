@@ -5,8 +5,8 @@ Each submission gets a directory under the back end's state directory and one su
 in its own process group (so a cancel reaches the pilot's children), records each pilot's ``/proc/<pid>/stat``
 line (its start time guards against PID reuse), then reaps the pilots and writes each one's exit status to a
 file. ``submit`` returns once every pilot's log files exist and the first pilot runs; the others are queued
-until the supervisor reaches them.
-All state is in files, so a new ``LocalBackend`` with the same state directory finds earlier pilots.
+until the supervisor reaches them. All state is in files, so a new ``LocalBackend`` with the same state
+directory finds earlier pilots.
 
 Files of a submission: ``submission.json`` (queue, cycle, log directory, n), ``pids`` (one line per pilot
 reached: ``<i> <stat line>``, or ``<i> -`` when it was cancelled before it started, or ``<i> !`` when it could

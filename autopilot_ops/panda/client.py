@@ -12,7 +12,6 @@ reply is not retried.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 import time
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from autopilot_ops.netutil import is_loopback
 from autopilot_ops.panda import protocol
 from autopilot_ops.panda.errors import (
     PandaCommunicationError,
@@ -106,17 +106,6 @@ class _Retryable(Exception):
     """One try failed in a way worth another try."""
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class PandaClient:
     """A keep-alive session to one PanDA server."""
 
@@ -135,7 +124,7 @@ class PandaClient:
         if protocol_name not in PROTOCOLS:
             raise PandaError("client", f"protocol {protocol_name!r} is not one of {', '.join(PROTOCOLS)}")
         self.auth = auth or PandaAuth()
-        if parts.scheme == "http" and not _is_loopback(parts.hostname) and self.auth.token:
+        if parts.scheme == "http" and not is_loopback(parts.hostname) and self.auth.token:
             raise PandaError("client", f"refusing to send a bearer token over plain http to {parts.hostname}")
         self.url = url.rstrip("/")
         self.protocol = protocol_name

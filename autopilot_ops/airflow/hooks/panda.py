@@ -13,7 +13,6 @@ connection.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import requests
 from airflow.providers.http.hooks.http import HttpHook
 
 from autopilot_ops.airflow.hooks.extras import connection_field
+from autopilot_ops.netutil import is_loopback
 from autopilot_ops.panda import protocol
 from autopilot_ops.panda.client import PROTOCOLS, PandaAuth, PandaClient
 from autopilot_ops.panda.errors import (
@@ -81,7 +81,7 @@ class PandaHook(HttpHook):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise PandaError(self.panda_conn_id, f"connection field 'host' gives {self.base_url!r}, "
                              "not an http(s)://host[:port] URL")
-        if auth.token and parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if auth.token and parts.scheme == "http" and not is_loopback(parts.hostname):
             raise PandaError(self.panda_conn_id, f"refusing to send the token over plain http to {parts.hostname}")
         return PandaConnection(self.base_url.rstrip("/"), name, auth)
 
@@ -197,12 +197,3 @@ class PandaHook(HttpHook):
         ):
             raise PandaReplyError(path, "data", f"is {data!r}, not one [PandaID, jobDefinitionID, jobName] per job")
         return data
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -59,9 +59,10 @@ CREATE TABLE IF NOT EXISTS panda_jobs (
     job_dict               TEXT NOT NULL,
     history                TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS panda_jobs_dispatch
-    ON panda_jobs (computing_site, job_status, current_priority DESC, panda_id);
-CREATE INDEX IF NOT EXISTS panda_jobs_state ON panda_jobs (job_status, computing_site);
+CREATE INDEX IF NOT EXISTS panda_jobs_dispatch ON panda_jobs (computing_site, current_priority DESC, panda_id)
+    WHERE job_status = 'activated';
+CREATE INDEX IF NOT EXISTS panda_jobs_active ON panda_jobs (job_status, computing_site)
+    WHERE job_status NOT IN ('finished', 'failed', 'cancelled', 'closed');
 """
 
 
