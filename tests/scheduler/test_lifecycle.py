@@ -152,6 +152,8 @@ def test_two_schedulers_never_submit_for_one_queue_at_once(
         outcome = PilotLifecycle(store, local_backend, "test").submit(2, make_spec())
         assert outcome.submitted == 0 and outcome.skipped == "another scheduler is submitting for this queue"
         assert PilotLifecycle(store, local_backend, "test").submit(1, make_spec(queue="Q2")).submitted == 1
+        with other.cursor() as cur:
+            cur.execute(f"SELECT pg_advisory_unlock({QUEUE_LOCK_KEY})", ("Q1",))
     finally:
         other.close()
     assert PilotLifecycle(store, local_backend, "test").submit(2, make_spec()).submitted == 2

@@ -15,6 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from autopilot_ops.panda.protocol import FINAL_STATES, JOB_STATES
+
+#: States held in ``jobsDefined4``/``jobsActive4``: everything not archived.
+ACTIVE_STATES = tuple(state for state in JOB_STATES if state not in FINAL_STATES)
+#: The condition of the partial index on active jobs; a query must contain it verbatim to use the index.
+ACTIVE_TERM = f"job_status IN ({', '.join(repr(state) for state in ACTIVE_STATES)})"
 #: PostgreSQL connections at most; more concurrent requests wait for one.
 _POOL_SIZE = 16
 
@@ -61,8 +67,7 @@ CREATE TABLE IF NOT EXISTS panda_jobs (
 );
 CREATE INDEX IF NOT EXISTS panda_jobs_dispatch ON panda_jobs (computing_site, current_priority DESC, panda_id)
     WHERE job_status = 'activated';
-CREATE INDEX IF NOT EXISTS panda_jobs_active ON panda_jobs (job_status, computing_site)
-    WHERE job_status NOT IN ('finished', 'failed', 'cancelled', 'closed');
+CREATE INDEX IF NOT EXISTS panda_jobs_active ON panda_jobs (job_status, computing_site) WHERE {active_term};
 """
 
 
@@ -126,7 +131,8 @@ class Database:
         else:
             self._sqlite = _open_sqlite(self.target)
         id_column = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        table, *indexes = [part for part in _SCHEMA.format(id_column=id_column).split(";") if part.strip()]
+        schema = _SCHEMA.format(id_column=id_column, active_term=ACTIVE_TERM)
+        table, *indexes = [part for part in schema.split(";") if part.strip()]
         with self.transaction() as cursor:
             cursor.execute(table)
             present = {column[0] for column in cursor.execute("SELECT * FROM panda_jobs LIMIT 0").description}

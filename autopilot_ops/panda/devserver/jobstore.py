@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopilot_ops.panda.devserver import adder
-from autopilot_ops.panda.devserver.database import Cursor, Database
+from autopilot_ops.panda.devserver.database import ACTIVE_TERM, Cursor, Database
 from autopilot_ops.panda.devserver.jobdict import attribute, build_job_dict
-from autopilot_ops.panda.protocol import COMMAND_KILL, COMMAND_NONE, DATE_FORMAT, FINAL_STATES, JOB_STATES
+from autopilot_ops.panda.protocol import COMMAND_KILL, COMMAND_NONE, DATE_FORMAT
 
-#: States held in ``jobsDefined4``/``jobsActive4``: everything not archived.
-ACTIVE_STATES = tuple(state for state in JOB_STATES if state not in FINAL_STATES)
 #: States the lost-heartbeat watcher looks at (``jobdispatcher/Watcher.py``).
 WATCHED_STATES = ("sent", "starting", "running", "holding", "transferring")
 #: ``jobdispatcher/ErrorCode.py``
@@ -41,7 +39,6 @@ _PARAM_COLUMNS = {
     "endTime": "end_time",
     "jobDispatcherErrorDiag": "dispatcher_error_diag",
 }
-_ACTIVE_IN = ",".join(f"'{state}'" for state in ACTIVE_STATES)
 #: What ``update`` reads of a job (its spec only for a final report).
 _UPDATE_COLUMNS = (
     "panda_id, job_status, computing_site, command_to_pilot, dispatcher_error_diag, end_time, trans_exit_code,"
@@ -163,7 +160,8 @@ class JobStore:
             n_sent = 0
             if wanted.prod_source_label in (None, "managed"):
                 n_sent = cursor.execute(
-                    "SELECT COUNT(*) AS n FROM panda_jobs WHERE computing_site = ? AND job_status = 'sent'"
+                    f"SELECT COUNT(*) AS n FROM panda_jobs WHERE {ACTIVE_TERM} AND computing_site = ?"
+                    " AND job_status = 'sent'"
                     " AND prod_source_label IN ('managed', 'test') AND modification_time > ?",
                     (wanted.site_name, now - 60),
                 ).fetchone()["n"]
@@ -200,7 +198,7 @@ class JobStore:
             param["jobDispatcherErrorDiag"] = f"set to {reported_status} by the pilot at {format_time(now)}"
         with self.database.transaction() as cursor:
             columns = _UPDATE_COLUMNS + (", spec" if final else "")
-            sql = f"SELECT {columns} FROM panda_jobs WHERE panda_id = ? AND job_status IN ({_ACTIVE_IN})"
+            sql = f"SELECT {columns} FROM panda_jobs WHERE panda_id = ? AND {ACTIVE_TERM}"
             args: tuple[Any, ...] = (panda_id,)
             if attempt_nr is not None:
                 sql += " AND attempt_nr = ?"
@@ -296,7 +294,7 @@ class JobStore:
         with self.database.transaction() as cursor:
             for panda_id in panda_ids:
                 job = cursor.execute(
-                    f"SELECT * FROM panda_jobs WHERE panda_id = ? AND job_status IN ({_ACTIVE_IN})" + cursor.row_lock,
+                    f"SELECT * FROM panda_jobs WHERE panda_id = ? AND {ACTIVE_TERM}" + cursor.row_lock,
                     (panda_id,),
                 ).fetchone()
                 if job is None or not _may_kill(job, user, production, code_text):
@@ -352,7 +350,7 @@ class JobStore:
         with self.database.transaction() as cursor:
             rows = cursor.execute(
                 "SELECT computing_site, job_status, COUNT(*) AS n FROM panda_jobs"
-                f" WHERE job_status IN ({_ACTIVE_IN}) GROUP BY computing_site, job_status"
+                f" WHERE {ACTIVE_TERM} GROUP BY computing_site, job_status"
             ).fetchall()
         stats: dict[str, dict[str, int]] = {}
         for row in rows:
@@ -367,7 +365,7 @@ class JobStore:
         with self.database.transaction() as cursor:
             rows = cursor.execute(
                 "SELECT computing_site, resource_type, prod_source_label, job_status, COUNT(*) AS n"
-                f" FROM panda_jobs WHERE job_status IN ({_ACTIVE_IN})"
+                f" FROM panda_jobs WHERE {ACTIVE_TERM}"
                 " GROUP BY computing_site, resource_type, prod_source_label, job_status"
             ).fetchall()
         stats: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
@@ -388,8 +386,8 @@ class JobStore:
         failed = []
         with self.database.transaction() as cursor:
             jobs = cursor.execute(
-                f"SELECT * FROM panda_jobs WHERE job_status IN ({_WATCHED_IN}) AND modification_time < ?"
-                + cursor.lock_clause,
+                f"SELECT * FROM panda_jobs WHERE {ACTIVE_TERM} AND job_status IN ({_WATCHED_IN})"
+                " AND modification_time < ?" + cursor.lock_clause,
                 (now - timeout,),
             ).fetchall()
             for job in jobs:
