@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+#: The environment variable in which every back end gives a pilot its batch id (the pilot's name to the monitor).
+PILOT_ID_VARIABLE = "AUTOPILOT_PILOT_ID"
+
 
 class PilotState(str, enum.Enum):
     """Pilot states, as stored in the ``pilots`` table."""

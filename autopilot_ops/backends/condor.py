@@ -51,7 +51,15 @@ from typing import Any
 import htcondor2
 from htcondor2 import classad
 
-from autopilot_ops.backends.base import Backend, BackendError, PilotSpec, PilotState, PilotStatus, SubmittedPilot
+from autopilot_ops.backends.base import (
+    PILOT_ID_VARIABLE,
+    Backend,
+    BackendError,
+    PilotSpec,
+    PilotState,
+    PilotStatus,
+    SubmittedPilot,
+)
 
 TAG_QUEUE = "AutoPilotQueue"
 TAG_CYCLE = "AutoPilotCycle"
@@ -183,8 +191,8 @@ class CondorBackend(Backend):
         }
         if not arguments:
             del description["arguments"]
-        if spec.environment:
-            description["environment"] = condor_environment(spec.environment)
+        # The pilot names itself to the monitor by its batch id; HTCondor expands the macros.
+        description["environment"] = condor_environment(spec.environment, {PILOT_ID_VARIABLE: "$(Cluster).$(Process)"})
         if spec.memory_mb:
             description["request_memory"] = str(spec.memory_mb)
         description.update(limits(spec.walltime_s, options))
@@ -462,9 +470,10 @@ def condor_arguments(arguments: Sequence[str]) -> str:
     return '"' + " ".join(_quote_word(a, "argument") for a in arguments) + '"'
 
 
-def condor_environment(environment: Mapping[str, str]) -> str:
-    """An environment in condor_submit's quoted syntax (``"NAME='value' ..."``)."""
-    words = []
+def condor_environment(environment: Mapping[str, str], macros: Mapping[str, str] | None = None) -> str:
+    """An environment in condor_submit's quoted syntax (``"NAME='value' ..."``); values in ``macros`` keep
+    their ``$(...)`` macros for HTCondor to expand."""
+    words = [f"{name}='{value}'" for name, value in (macros or {}).items()]
     for name, value in environment.items():
         if not _ENV_NAME.match(name):
             raise ValueError(f"pilot environment: {name!r} is not a valid variable name")

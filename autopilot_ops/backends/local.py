@@ -36,6 +36,7 @@ from typing import Any
 
 from autopilot_ops import config
 from autopilot_ops.backends.base import (
+    PILOT_ID_VARIABLE,
     Backend,
     BackendError,
     PilotSpec,
@@ -393,15 +394,17 @@ def _write_exit(sub_dir: Path, index: int, code: int) -> None:
     temporary.replace(sub_dir / f"{index}.exit")
 
 
-def _spawn(command: list[str], stdout: Path, stderr: Path) -> int:
-    """Start one pilot in a process group of its own, its output going to its log files."""
+def _spawn(command: list[str], stdout: Path, stderr: Path, pilot_id: str) -> int:
+    """Start one pilot in a process group of its own, its output going to its log files, with its batch id
+    in ``AUTOPILOT_PILOT_ID`` (how the pilot names itself to the monitor)."""
     create = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     files = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(stdout), create, 0o644),
         (os.POSIX_SPAWN_OPEN, 2, str(stderr), create, 0o644),
     ]
-    return os.posix_spawnp(command[0], command, os.environ, file_actions=files, setpgroup=0)
+    env = {**os.environ, PILOT_ID_VARIABLE: pilot_id}
+    return os.posix_spawnp(command[0], command, env, file_actions=files, setpgroup=0)
 
 
 def _supervise(sub_dir: Path, log_dir: Path, prefix: str, n: int, command: list[str]) -> int:
@@ -429,7 +432,7 @@ def _supervise(sub_dir: Path, log_dir: Path, prefix: str, n: int, command: list[
                 record, pid = _SKIPPED, None
             else:
                 try:
-                    pid = _spawn(command, log_dir / f"{prefix}{i}.out", log_dir / f"{prefix}{i}.err")
+                    pid = _spawn(command, log_dir / f"{prefix}{i}.out", log_dir / f"{prefix}{i}.err", f"{prefix}{i}")
                     record = Path(f"/proc/{pid}/stat").read_text().strip()  # unreaped, so still there
                 except OSError as exc:
                     # posix_spawn reports a failure to open the log files like one to run the command.

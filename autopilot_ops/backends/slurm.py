@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_ops.backends.base import (
+    PILOT_ID_VARIABLE,
     Backend,
     BackendError,
     PilotSpec,
@@ -308,6 +309,7 @@ def _batch_script(spec: PilotSpec) -> str:
         lines.append(f"export {key}={shlex.quote(str(value))}")
     if not spec.command:
         raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'command' is empty")
+    lines.append(f'export {PILOT_ID_VARIABLE}="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"')
     lines.append(f"exec {shlex.join(spec.command)}")
     return "\n".join(lines) + "\n"
 

@@ -452,3 +452,11 @@ def in_chroot(*argv: str) -> str:
 
 def submit_as_other_owner(client_env: Path, queue: str, cycle: str) -> str:
     return other_owner(client_env, "submit", json.dumps([queue, cycle]))
+
+
+@pytest.mark.condor
+def test_each_pilot_gets_its_batch_id_in_the_environment(backend: CondorBackend, log_root: Path) -> None:
+    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID"'))
+    ids = [p.batch_id for p in pilots]
+    statuses_when(backend, ids, lambda s: s.state.is_final, "the pilots to end")
+    assert [p.stdout.read_text().strip() for p in pilots] == ids

@@ -255,3 +255,10 @@ def test_a_command_that_cannot_start_fails_the_submission(backend: LocalBackend,
 def test_submit_host_is_refused(log_root: Path) -> None:
     with pytest.raises(BackendError, match="submit_host 'elsewhere' is not supported"):
         LocalBackend("remote", {"log_root": str(log_root)}, submit_host="elsewhere")
+
+
+def test_each_pilot_gets_its_batch_id_in_the_environment(backend: LocalBackend, log_root: Path) -> None:
+    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID"'))
+    for pilot in pilots:
+        assert final_status(backend, pilot.batch_id).state is PilotState.FINISHED
+        assert pilot.stdout.read_text().strip() == pilot.batch_id

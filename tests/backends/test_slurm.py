@@ -274,3 +274,10 @@ def test_submit_host_runs_commands_through_ssh(log_root: Path, tmp_path: Path, m
     recorded = calls.read_text().splitlines()
     assert [line.split(" -- ")[0] for line in recorded] == ["-o BatchMode=yes login.example"] * 3
     assert [line.split(" -- ")[1].split()[2] for line in recorded] == ["sbatch", "squeue", "scancel"]
+
+
+def test_each_array_task_gets_its_batch_id_in_the_environment(backend: SlurmBackend, log_root: Path) -> None:
+    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID"'))
+    final_statuses(backend, [p.batch_id for p in pilots])
+    wait_for(lambda: all(p.stdout.exists() and p.stdout.read_text() for p in pilots), "the pilots' output")
+    assert [p.stdout.read_text().strip() for p in pilots] == [p.batch_id for p in pilots]
