@@ -1,7 +1,7 @@
 """Load a generated 2,000-queue CRIC-style file into schedconfig, then reload it unchanged; print JSON.
 
-Targets: load < 2 s, unchanged reload < 1 s. DSN from $AUTOPILOT_BENCH_DSN (default: the local test server);
-each repeat uses a fresh schema, dropped afterwards.
+Targets: load < 2 s, unchanged reload < 1 s. Each repeat uses a fresh schema of
+$AUTOPILOT_BENCH_DSN (default: the local test server), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg2
+from pgschema import fresh_store
 
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.store.backends import upsert_backend
-from autopilot_ops.store.connection import Store
-from autopilot_ops.store.schema import apply_schema
 
-DSN = os.environ.get("AUTOPILOT_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 QUEUES = int(os.environ.get("BENCH_QUEUES", "2000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 
@@ -51,28 +47,17 @@ def cric_file(path: Path, n: int) -> None:
 
 
 def one_repeat(path: Path) -> tuple[float, float]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(DSN)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    try:
-        with Store(f"{DSN}?options=-csearch_path%3D{schema}") as store:
-            apply_schema(store)
-            with store.transaction() as cur:
-                upsert_backend(cur, "pool", "slurm")
-            start = time.perf_counter()
-            first = load_queues(store, str(path))
-            load_s = time.perf_counter() - start
-            start = time.perf_counter()
-            again = load_queues(store, str(path))
-            reload_s = time.perf_counter() - start
-            assert len(first.plan.added) == QUEUES and again.plan.unchanged == QUEUES
-        return load_s, reload_s
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    with fresh_store() as store:
+        with store.transaction() as cur:
+            upsert_backend(cur, "pool", "slurm")
+        start = time.perf_counter()
+        first = load_queues(store, str(path))
+        load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        again = load_queues(store, str(path))
+        reload_s = time.perf_counter() - start
+        assert len(first.plan.added) == QUEUES and again.plan.unchanged == QUEUES
+    return load_s, reload_s
 
 
 def main() -> int:

@@ -78,20 +78,26 @@ def scheduler_dag(info: TagInfo, config: SchedulerConfig) -> DAG:
     return dag
 
 
-def sync_dag(config: SchedulerConfig) -> DAG:
-    """Refresh the snapshot file from ``schedconfig``, so new tags get their DAGs."""
-    from autopilot_ops.airflow.operators.sync import SnapshotSyncOperator
-
-    with DAG(
-        dag_id=SYNC_DAG_ID,
-        description="Refresh the schedconfig snapshot that AutoPilot's DAGs are built from",
-        schedule=dt.timedelta(minutes=5),
+def _service_dag(dag_id: str, description: str, schedule: dt.timedelta) -> DAG:
+    """A DAG for one of AutoPilot's own housekeeping jobs: unpaused, no catch-up, one run at a time."""
+    return DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
         tags=["autopilot"],
-    ) as dag:
+    )
+
+
+def sync_dag(config: SchedulerConfig) -> DAG:
+    """Refresh the snapshot file from ``schedconfig``, so new tags get their DAGs."""
+    from autopilot_ops.airflow.operators.sync import SnapshotSyncOperator
+
+    description = "Refresh the schedconfig snapshot that AutoPilot's DAGs are built from"
+    with _service_dag(SYNC_DAG_ID, description, dt.timedelta(minutes=5)) as dag:
         SnapshotSyncOperator(task_id="write_snapshot", snapshot_path=str(config.snapshot_path), **_store_args(config))
     return dag
 
@@ -100,16 +106,7 @@ def monitor_dag(config: SchedulerConfig) -> DAG:
     """Update pilot states from every back end and carry out kill requests."""
     from autopilot_ops.airflow.operators.monitor import PilotMonitorOperator
 
-    with DAG(
-        dag_id=MONITOR_DAG_ID,
-        description="Update pilot states from the back ends",
-        schedule=dt.timedelta(minutes=2),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        tags=["autopilot"],
-    ) as dag:
+    with _service_dag(MONITOR_DAG_ID, "Update pilot states from the back ends", dt.timedelta(minutes=2)) as dag:
         PilotMonitorOperator(task_id="sweep_pilots", **_store_args(config))
     return dag
 
@@ -118,15 +115,6 @@ def cleanup_dag(config: SchedulerConfig) -> DAG:
     """Remove old pilot logs and old rows (the old cleanSpace)."""
     from autopilot_ops.airflow.operators.cleanup import AutopilotCleanupOperator
 
-    with DAG(
-        dag_id=CLEANUP_DAG_ID,
-        description="Remove old pilot logs and old rows",
-        schedule=dt.timedelta(hours=1),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        tags=["autopilot"],
-    ) as dag:
+    with _service_dag(CLEANUP_DAG_ID, "Remove old pilot logs and old rows", dt.timedelta(hours=1)) as dag:
         AutopilotCleanupOperator(task_id="cleanup", log_root=str(config.log_root), **_store_args(config))
     return dag

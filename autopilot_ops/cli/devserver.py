@@ -7,6 +7,7 @@ within a second of starting.
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import json
 import logging
@@ -135,6 +136,7 @@ def serve_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    gc.freeze()  # what exists now lives as long as the process: keep it out of every collection
     server.start()
     stop.wait()
     server.stop()

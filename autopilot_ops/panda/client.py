@@ -363,18 +363,7 @@ class PandaClient:
         """``{site: {state: count}}`` of active jobs; empty when the server has none anywhere."""
         path = protocol.api_path("statistics", "active_job_stats_by_site")
         self._require_v1(path)
-        envelope = self._envelope(path, self._send("GET", path))
-        if not envelope.success:
-            # statistics_api.py answers success=false when there is no active job at all
-            if envelope.message == protocol.MESSAGE_NO_STATS:
-                return {}
-            raise PandaRefused(path, envelope.message)
-        if not isinstance(envelope.data, dict):
-            raise PandaReplyError(path, "data", f"is a {type(envelope.data).__name__}, not a dict")
-        for site, states in envelope.data.items():
-            if not isinstance(states, dict):
-                raise PandaReplyError(path, f"data.{site}", "is not a {state: count} dict")
-        return envelope.data
+        return job_stats_from(path, self._envelope(path, self._send("GET", path)))
 
     def is_alive(self) -> bool:
         """Whether ``/api/v1/system/is_alive`` answers ``success`` (one try, no retries)."""
@@ -388,3 +377,20 @@ class PandaClient:
     def _require_v1(self, path: str) -> None:
         if self.protocol != "v1":
             raise PandaError(path, f"not available with the {self.protocol} protocol")
+
+
+def job_stats_from(path: str, envelope: protocol.Envelope) -> dict[str, dict[str, int]]:
+    """The ``{site: {state: count}}`` of an ``active_job_stats_by_site`` reply, checked field by field."""
+    if not envelope.success:
+        # statistics_api.py answers success=false when there is no active job at all
+        if envelope.message == protocol.MESSAGE_NO_STATS:
+            return {}
+        raise PandaRefused(path, envelope.message)
+    if not isinstance(envelope.data, dict):
+        raise PandaReplyError(path, "data", f"is a {type(envelope.data).__name__}, not a dict")
+    for site, states in envelope.data.items():
+        if not isinstance(states, dict) or not all(
+            isinstance(n, int) and not isinstance(n, bool) for n in states.values()
+        ):
+            raise PandaReplyError(path, f"data.{site}", "is not a {state: count} dict")
+    return envelope.data

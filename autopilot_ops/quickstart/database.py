@@ -1,15 +1,24 @@
-"""The quick start's database: the configured DSN, or an embedded server under the project's state dir."""
+"""The quick start's database: the configured DSN, or an embedded server under the project's state dir.
+
+Airflow's metadata lives in a database ``airflow`` on the same server (LocalExecutor refuses SQLite).
+"""
 
 from __future__ import annotations
 
 import os
 from importlib import resources
+from urllib.parse import quote
+
+import psycopg2
+import psycopg2.extensions
 
 from autopilot_ops.config import EMBEDDED_PG_PORT, resolve_dsn, state_dir
 from autopilot_ops.queues.loader import LoadResult, load_queues
-from autopilot_ops.store.connection import Store
+from autopilot_ops.store.connection import Store, StoreError, redact
 from autopilot_ops.store.embedded import EmbeddedPostgres
 from autopilot_ops.store.schema import apply_schema
+
+AIRFLOW_DATABASE = "airflow"
 
 
 def embedded_server() -> EmbeddedPostgres:
@@ -32,6 +41,38 @@ def bring_up_database() -> tuple[str, LoadResult]:
     with Store(dsn) as store:
         apply_schema(store)
         return dsn, load_queues(store, demo_queue_file(), who="autopilot up")
+
+
+def ensure_airflow_database(dsn: str) -> str:
+    """Create the database ``airflow`` on ``dsn``'s server if missing; return its SQLAlchemy URL."""
+    params = psycopg2.extensions.parse_dsn(dsn)
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=10)
+    except psycopg2.OperationalError as exc:
+        raise StoreError(f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}".strip()) from exc
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (AIRFLOW_DATABASE,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{AIRFLOW_DATABASE}"')
+    except psycopg2.Error as exc:
+        raise StoreError(
+            f"cannot create the database {AIRFLOW_DATABASE!r} for Airflow on {redact(dsn)}: {exc}".strip()
+        ) from exc
+    finally:
+        conn.close()
+    return sqlalchemy_url(params, AIRFLOW_DATABASE)
+
+
+def sqlalchemy_url(params: dict[str, str], database: str) -> str:
+    """``postgresql+psycopg2://`` URL for ``database`` on the server that libpq ``params`` describe."""
+    auth = quote(params.get("user", ""), safe="")
+    if params.get("password"):
+        auth += ":" + quote(params["password"], safe="")
+    host = params.get("host", "127.0.0.1")
+    netloc = (f"{auth}@" if auth else "") + host + (f":{params['port']}" if params.get("port") else "")
+    return f"postgresql+psycopg2://{netloc}/{quote(database, safe='')}"
 
 
 def stop_database() -> bool:

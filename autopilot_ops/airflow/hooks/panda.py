@@ -25,7 +25,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from autopilot_ops.airflow.hooks.extras import connection_field
 from autopilot_ops.netutil import is_loopback
 from autopilot_ops.panda import protocol
-from autopilot_ops.panda.client import PROTOCOLS, PandaAuth, PandaClient
+from autopilot_ops.panda.client import PROTOCOLS, PandaAuth, PandaClient, job_stats_from
 from autopilot_ops.panda.errors import (
     PandaCommunicationError,
     PandaError,
@@ -149,21 +149,7 @@ class PandaHook(HttpHook):
     def active_job_stats_by_site(self) -> dict[str, dict[str, int]]:
         """``{site: {state: count}}`` for every site in one call; empty when no job is active anywhere."""
         path = protocol.api_path("statistics", "active_job_stats_by_site")
-        envelope = self._call("GET", path)
-        if not envelope.success:
-            # statistics_api.py answers success=false when there is no active job at all
-            if envelope.message == protocol.MESSAGE_NO_STATS:
-                return {}
-            raise PandaRefused(path, envelope.message)
-        if not isinstance(envelope.data, dict):
-            raise PandaReplyError(path, "data", f"is a {type(envelope.data).__name__}, not a dict")
-        for site, states in envelope.data.items():
-            if not isinstance(states, dict) or not all(
-                isinstance(n, int) and not isinstance(n, bool) for n in states.values()
-            ):
-                raise PandaReplyError(path, f"data.{site}", "is not a {state: count} dict")
-        return envelope.data
-
+        return job_stats_from(path, self._call("GET", path))
     def kill_jobs(self, ids: Sequence[int], code: int | None = None) -> list[bool]:
         """Ask PanDA to kill jobs; one bool per id (``job_api.py: kill``)."""
         path = protocol.api_path("job", "kill")

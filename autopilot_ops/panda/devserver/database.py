@@ -61,9 +61,12 @@ CREATE TABLE IF NOT EXISTS panda_jobs (
     task_buffer_error_diag TEXT,
     job_output_report      TEXT,
     pilot_params           TEXT NOT NULL,
-    spec                   TEXT NOT NULL,
-    job_dict               TEXT NOT NULL,
     history                TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS panda_job_specs (
+    panda_id               BIGINT PRIMARY KEY,
+    spec                   TEXT NOT NULL,
+    job_dict               TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS panda_jobs_dispatch ON panda_jobs (computing_site, current_priority DESC, panda_id)
     WHERE job_status = 'activated';
@@ -132,19 +135,21 @@ class Database:
             self._sqlite = _open_sqlite(self.target)
         id_column = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
         schema = _SCHEMA.format(id_column=id_column, active_term=ACTIVE_TERM)
-        table, *indexes = [part for part in schema.split(";") if part.strip()]
+        jobs_table, *others = [part for part in schema.split(";") if part.strip()]
         with self.transaction() as cursor:
-            cursor.execute(table)
+            cursor.execute(jobs_table)
             present = {column[0] for column in cursor.execute("SELECT * FROM panda_jobs LIMIT 0").description}
-            missing = sorted(set(_JOB_COLUMNS) - present)
-            if not missing:
-                for index in indexes:
-                    cursor.execute(index)
-        if missing:
+            missing, unexpected = sorted(set(_JOB_COLUMNS) - present), sorted(present - set(_JOB_COLUMNS))
+            if not missing and not unexpected:
+                for statement in others:
+                    cursor.execute(statement)
+        if missing or unexpected:
             self.close()
+            differences = [f"lacks column(s) {', '.join(missing)}"] if missing else []
+            differences += [f"has unknown column(s) {', '.join(unexpected)}"] if unexpected else []
             raise DatabaseError(
-                f"{self.describe()}: table panda_jobs lacks column(s) {', '.join(missing)}; it was made by an "
-                "older dev server - remove it or give another --db"
+                f"{self.describe()}: table panda_jobs {' and '.join(differences)}; it was made by another version "
+                "of the dev server - remove it or give another --db"
             )
 
     def describe(self) -> str:

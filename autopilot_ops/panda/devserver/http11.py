@@ -80,8 +80,13 @@ def read_request(rfile: BinaryIO) -> Request | None:
         raise HttpError(431, "ERROR : too many headers", close=True)
     connection = (headers.get("Connection") or "").lower()
     keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-    split = urlsplit(target)
-    return Request(method, target, split.path, split.query, version, headers, keep_alive)
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+        path = path.partition("#")[0]
+    else:  # absolute form, as sent to proxies
+        split = urlsplit(target)
+        path, query = split.path or "/", split.query
+    return Request(method, target, path, query, version, headers, keep_alive)
 
 
 def read_body(request: Request, rfile: BinaryIO, wfile: BinaryIO) -> bytes:
@@ -139,8 +144,11 @@ def http_date() -> str:
     return _date_cache[1]
 
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
 def response_head(status: int, content_type: str, length: int, close: bool) -> bytes:
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    phrase = _PHRASES.get(status, "")
     head = (
         f"HTTP/1.1 {status} {phrase}\r\nServer: {SERVER_NAME}\r\nDate: {http_date()}\r\n"
         f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n"

@@ -253,6 +253,8 @@ def _send(handler: ConnectionHandler, request: HttpRequest, reply: Reply, keep_a
 
 def _query_params(query: str) -> dict[str, Any]:
     """``server/panda.py: parse_qsl_parameters``: a repeated key becomes a list."""
+    if not query:
+        return {}
     collected: dict[str, list[str]] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         collected.setdefault(key, []).append(value)

@@ -39,7 +39,7 @@ _PARAM_COLUMNS = {
     "endTime": "end_time",
     "jobDispatcherErrorDiag": "dispatcher_error_diag",
 }
-#: What ``update`` reads of a job (its spec only for a final report).
+#: What ``update`` reads of a job.
 _UPDATE_COLUMNS = (
     "panda_id, job_status, computing_site, command_to_pilot, dispatcher_error_diag, end_time, trans_exit_code,"
     " pilot_error_code, pilot_params"
@@ -103,17 +103,20 @@ class JobStore:
                     "modification_time": now,
                     "state_change_time": now,
                     "pilot_params": "{}",
-                    "spec": json.dumps(stored),
                     "history": history_entry("activated", now, f"submitted by {owner}"),
                 }
-                # The job dict is fixed at submission; acquire_jobs fills in PandaID and nSent.
-                columns["job_dict"] = json.dumps(build_job_dict({**columns, "panda_id": 0}, stored, 0))
                 row = cursor.execute(
                     f"INSERT INTO panda_jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
                     " RETURNING panda_id",
                     tuple(columns.values()),
                 ).fetchone()
                 panda_id = row["panda_id"]
+                # The job dict is fixed at submission; acquire_jobs fills in nSent.
+                job_dict = build_job_dict({**columns, "panda_id": panda_id}, stored, 0)
+                cursor.execute(
+                    "INSERT INTO panda_job_specs (panda_id, spec, job_dict) VALUES (?, ?, ?)",
+                    (panda_id, json.dumps(stored), json.dumps(job_dict)),
+                )
                 # TaskBuffer.storeJobs answers analysis jobs with their jobsetID instead of the job name.
                 third = (
                     {"jobsetID": attribute(spec, "jobsetID")}
@@ -142,15 +145,23 @@ class JobStore:
         now = self._clock()
         where, params = _dispatch_where(wanted)
         with self.database.transaction() as cursor:
-            jobs = cursor.execute(
-                "SELECT panda_id, job_dict FROM panda_jobs " + where
-                + " ORDER BY current_priority DESC, panda_id LIMIT ?" + cursor.lock_clause,
-                (*params, n_jobs),
-            ).fetchall()
-            if not jobs:
+            ids = [
+                row["panda_id"]
+                for row in cursor.execute(
+                    "SELECT panda_id FROM panda_jobs " + where
+                    + " ORDER BY current_priority DESC, panda_id LIMIT ?" + cursor.lock_clause,
+                    (*params, n_jobs),
+                ).fetchall()
+            ]
+            if not ids:
                 return []
-            ids = [job["panda_id"] for job in jobs]
             marks = ",".join("?" * len(ids))
+            job_dicts = {
+                row["panda_id"]: row["job_dict"]
+                for row in cursor.execute(
+                    f"SELECT panda_id, job_dict FROM panda_job_specs WHERE panda_id IN ({marks})", ids
+                ).fetchall()
+            }
             cursor.execute(
                 "UPDATE panda_jobs SET job_status = 'sent', modification_time = ?, state_change_time = ?,"
                 " modification_host = ?, computing_element = COALESCE(?, computing_element),"
@@ -166,9 +177,8 @@ class JobStore:
                     (wanted.site_name, now - 60),
                 ).fetchone()["n"]
         dispatched = []
-        for job in jobs:
-            job_dict = json.loads(job["job_dict"])
-            job_dict["PandaID"] = job["panda_id"]
+        for panda_id in ids:
+            job_dict = json.loads(job_dicts[panda_id])
             job_dict["nSent"] = n_sent
             dispatched.append(job_dict)
         return dispatched
@@ -197,8 +207,7 @@ class JobStore:
         elif reported_status in ("holding", "transferring"):
             param["jobDispatcherErrorDiag"] = f"set to {reported_status} by the pilot at {format_time(now)}"
         with self.database.transaction() as cursor:
-            columns = _UPDATE_COLUMNS + (", spec" if final else "")
-            sql = f"SELECT {columns} FROM panda_jobs WHERE panda_id = ? AND {ACTIVE_TERM}"
+            sql = f"SELECT {_UPDATE_COLUMNS} FROM panda_jobs WHERE panda_id = ? AND {ACTIVE_TERM}"
             args: tuple[Any, ...] = (panda_id,)
             if attempt_nr is not None:
                 sql += " AND attempt_nr = ?"
@@ -259,7 +268,8 @@ class JobStore:
         if new_status != job["job_status"]:
             history += history_entry(new_status, now, f"reported by the pilot at {job['computing_site']}")
         if final:
-            spec = json.loads(job["spec"])
+            stored = cursor.execute("SELECT spec FROM panda_job_specs WHERE panda_id = ?", (job["panda_id"],))
+            spec = json.loads(stored.fetchone()["spec"])
             outcome = adder.settle(
                 reported,
                 spec.get("Files", []),
@@ -274,7 +284,9 @@ class JobStore:
                 job_output_report=report,
                 ddm_error_code=outcome.ddm_error_code,
                 ddm_error_diag=outcome.ddm_error_diag,
-                spec=json.dumps(spec),
+            )
+            cursor.execute(
+                "UPDATE panda_job_specs SET spec = ? WHERE panda_id = ?", (json.dumps(spec), job["panda_id"])
             )
             reason = outcome.ddm_error_diag or f"pilot reported {reported}"
             history += history_entry(outcome.status, now, reason)
@@ -408,7 +420,11 @@ class JobStore:
     def job(self, panda_id: int) -> dict[str, Any] | None:
         """Everything known about one job, with its state history; ``None`` if unknown."""
         with self.database.transaction() as cursor:
-            row = cursor.execute("SELECT * FROM panda_jobs WHERE panda_id = ?", (panda_id,)).fetchone()
+            row = cursor.execute(
+                "SELECT j.*, s.spec FROM panda_jobs j JOIN panda_job_specs s ON s.panda_id = j.panda_id"
+                " WHERE j.panda_id = ?",
+                (panda_id,),
+            ).fetchone()
         return None if row is None else _describe(row)
 
     def jobs(self, site: str | None = None) -> list[dict[str, Any]]:
