@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autopilot_ops.config import resolve_dsn
-from autopilot_ops.store.connection import Store, StoreError
+
+if TYPE_CHECKING:
+    from autopilot_ops.store.connection import Store
 
 
 class CommandError(Exception):
@@ -23,6 +25,8 @@ def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> Store:
+    from autopilot_ops.store.connection import Store, StoreError  # not on the pilot's import path
+
     store = Store(resolve_dsn(args.dsn))
     try:
         store.connection()

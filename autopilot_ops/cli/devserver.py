@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from autopilot_ops.cli.common import CommandError, print_table
 from autopilot_ops.config import state_dir
+from autopilot_ops.netutil import is_loopback
 from autopilot_ops.panda.devserver.auth import (
     AuthConfigError,
     Authenticator,
@@ -115,7 +115,7 @@ def serve_command(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     authenticator = _authenticator(args)
-    if authenticator.mode == "open" and not _is_loopback(args.host):
+    if authenticator.mode == "open" and not is_loopback(args.host):
         raise CommandError(f"--auth open gives everyone the production role; it is refused on {args.host}")
     if args.heartbeat_timeout < 0:
         raise CommandError(f"--heartbeat-timeout must be 0 or more, got {args.heartbeat_timeout:g}")
@@ -226,12 +226,3 @@ def _read_token(path: Path | None, required: bool) -> str | None:
     if required and not token:
         raise CommandError(f"--auth token needs --token-file FILE or ${TOKEN_ENV}")
     return token or None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -11,18 +11,32 @@ from autopilot_ops.cli.common import CommandError
 
 #: Modules under ``autopilot_ops.cli`` that each add commands with ``register(subparsers)``.
 COMMAND_MODULES = ("db", "queues", "backends", "up", "devserver", "pilot", "scheduler")
+#: The module that adds each top-level command, so that a run imports only what it uses.
+MODULE_OF_COMMAND = {
+    "db": "db",
+    "queues": "queues",
+    "backends": "backends",
+    "up": "up",
+    "down": "up",
+    "panda-devserver": "devserver",
+    "pilot": "pilot",
+    "scheduler": "scheduler",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for ``command`` alone when it is known, else for every command (for help and errors)."""
     parser = argparse.ArgumentParser(prog="autopilot", description="AutoPilot: PanDA pilots and their schedulers.")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
+    modules = [MODULE_OF_COMMAND[command]] if command in MODULE_OF_COMMAND else COMMAND_MODULES
+    for name in modules:
         importlib.import_module(f"autopilot_ops.cli.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

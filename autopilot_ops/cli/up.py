@@ -1,36 +1,50 @@
-"""``autopilot up`` and ``autopilot down``: the run command's services, started and stopped."""
+"""``autopilot up [--foreground]`` and ``autopilot down``: the run command's services, started and stopped.
+
+Ports and paths come from the environment: ``AUTOPILOT_HOME`` (default ``./.autopilot``),
+``AUTOPILOT_PANDA_PORT`` (25080), ``AUTOPILOT_AIRFLOW_PORT`` (8080), ``AUTOPILOT_EMBEDDED_PG_PORT`` (55432),
+``AUTOPILOT_DSN`` (an existing PostgreSQL instead of the embedded one), ``AUTOPILOT_DEMO_JOBS`` (12).
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from autopilot_ops.cli.common import CommandError
-from autopilot_ops.quickstart.database import bring_up_database, stop_database
-from autopilot_ops.store.connection import StoreError, redact
+from autopilot_ops.quickstart.settings import QuickstartError, Settings
+from autopilot_ops.quickstart.stack import down, stay_in_foreground, up
+from autopilot_ops.store.connection import StoreError
 from autopilot_ops.store.embedded import EmbeddedPostgresError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    up = subparsers.add_parser("up", help="start AutoPilot on this machine with its embedded defaults")
-    up.set_defaults(func=up_command)
-    down = subparsers.add_parser("down", help="stop what `autopilot up` started")
-    down.set_defaults(func=down_command)
+    parser = subparsers.add_parser(
+        "up",
+        help="start AutoPilot on this machine with its embedded defaults, and run the demo",
+        description="Start PostgreSQL, the PanDA dev server with demo jobs, and Airflow with the demo scheduler; "
+        "show progress until the demo jobs are done. Services that already run are reused.",
+    )
+    parser.add_argument(
+        "--foreground", action="store_true", help="stay attached after the demo; Ctrl-C stops every service"
+    )
+    parser.set_defaults(func=up_command)
+    stop = subparsers.add_parser("down", help="stop what `autopilot up` started")
+    stop.set_defaults(func=down_command)
 
 
 def up_command(args: argparse.Namespace) -> int:
     try:
-        dsn, loaded = bring_up_database()
-    except (EmbeddedPostgresError, StoreError) as exc:
-        raise CommandError(f"database: {exc}") from None
-    print(f"database ready: {redact(dsn)}")
-    print(f"demo queues: {loaded.plan.summary()}")
+        settings = Settings.from_environment()
+        up(settings)
+        if args.foreground:
+            stay_in_foreground(settings)
+    except (QuickstartError, EmbeddedPostgresError, StoreError) as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 
 def down_command(args: argparse.Namespace) -> int:
     try:
-        stopped = stop_database()
-    except EmbeddedPostgresError as exc:
+        down(Settings.from_environment())
+    except (QuickstartError, EmbeddedPostgresError) as exc:
         raise CommandError(str(exc)) from None
-    print("embedded database stopped" if stopped else "embedded database was not running")
     return 0

@@ -71,8 +71,11 @@ def sqlalchemy_url(params: dict[str, str], database: str) -> str:
     if params.get("password"):
         auth += ":" + quote(params["password"], safe="")
     host = params.get("host", "127.0.0.1")
-    netloc = (f"{auth}@" if auth else "") + host + (f":{params['port']}" if params.get("port") else "")
-    return f"postgresql+psycopg2://{netloc}/{quote(database, safe='')}"
+    port = f":{params['port']}" if params.get("port") else ""
+    prefix = f"{auth}@" if auth else ""
+    if host.startswith("/"):  # a Unix socket directory goes in the query, as libpq's ``host`` parameter
+        return f"postgresql+psycopg2://{prefix}{port}/{quote(database, safe='')}?host={quote(host, safe='')}"
+    return f"postgresql+psycopg2://{prefix}{host}{port}/{quote(database, safe='')}"
 
 
 def stop_database() -> bool:

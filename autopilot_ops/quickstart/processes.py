@@ -7,6 +7,7 @@ reused PID, so a stale file never leads to signalling someone else's process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -69,17 +70,22 @@ class Service:
 
     def stop(self, grace: float = 15.0) -> bool:
         """TERM the service's process group, KILL what is left after ``grace`` seconds; whether it ran."""
-        pid = self.pid()
-        if pid is not None:
-            terminate_groups([pid], grace)
-        self.pid_file.unlink(missing_ok=True)
-        return pid is not None
+        return bool(stop_services([self], grace))
 
     def log_tail(self, limit: int = 3000) -> str:
         try:
             return self.log_file.read_text(errors="replace")[-limit:]
         except OSError:
             return ""
+
+
+def stop_services(services: Sequence[Service], grace: float = 15.0) -> list[str]:
+    """Stop the services' process groups together (see :func:`terminate_groups`); the names of those that ran."""
+    running = {service.name: pid for service in services if (pid := service.pid()) is not None}
+    terminate_groups(running.values(), grace)
+    for service in services:
+        service.pid_file.unlink(missing_ok=True)
+    return list(running)
 
 
 def process_start_time(pid: int) -> str | None:
@@ -127,10 +133,8 @@ def terminate_groups(groups: Iterable[int], grace: float) -> None:
 
 def _signal_groups(groups: set[int], signum: int) -> None:
     for group in groups:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def processes_of(home: Path, airflow_home: Path) -> list[int]:
@@ -170,10 +174,8 @@ def kill_processes(pids: Sequence[int], grace: float = 5.0) -> None:
     for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         alive = [pid for pid, start in started.items() if start and process_start_time(pid) == start]
         for pid in alive:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and any(process_start_time(pid) == started[pid] for pid in alive):
             time.sleep(0.1)

@@ -1,0 +1,122 @@
+"""``autopilot up`` and ``autopilot down`` step by step: the database, the dev PanDA server with the demo jobs,
+Airflow with the demo scheduler unpaused, and the progress of the demo until its jobs are done."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from collections.abc import Callable
+
+from autopilot_ops.airflow.snapshot import write_snapshot
+from autopilot_ops.quickstart.airflow import (
+    ADMIN_USER,
+    COMPONENTS,
+    DEMO_DAG_ID,
+    airflow_environment,
+    airflow_services,
+    check_alive,
+    ensure_admin_password,
+    passwords_file,
+    running_components,
+    snapshot_path,
+    start_airflow,
+    unpause_when_parsed,
+    wait_for_api,
+)
+from autopilot_ops.quickstart.database import (
+    bring_up_database,
+    ensure_airflow_database,
+    stop_database,
+    uses_embedded_server,
+)
+from autopilot_ops.quickstart.devserver import demo_queues, devserver_service, inject_demo_jobs, start_devserver
+from autopilot_ops.quickstart.processes import kill_processes, processes_of, stop_services
+from autopilot_ops.quickstart.progress import follow
+from autopilot_ops.quickstart.settings import QuickstartError, Settings
+from autopilot_ops.store.connection import Store, redact
+
+#: How long ``up`` waits for the demo jobs before giving up (the services keep running).
+DEMO_TIMEOUT = 900.0
+
+
+def up(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Bring every service up (reusing those that run) and follow the demo until its jobs are done."""
+    began = time.monotonic()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    say(f"AutoPilot quick start in {settings.home}")
+
+    dsn, loaded = bring_up_database()
+    say(f"[1/4] database ready: {redact(dsn)}; demo queues: {loaded.plan.summary()}")
+    with Store(dsn) as store:
+        write_snapshot(store, snapshot_path(settings))
+        queues = demo_queues(store)
+
+    pid, started = start_devserver(settings)
+    injected = inject_demo_jobs(settings, queues)
+    say(
+        f"[2/4] PanDA dev server {'started' if started else 'already running'} (pid {pid}) at {settings.panda_url}; "
+        + (f"{injected} demo jobs injected" if injected else "demo jobs were injected before")
+    )
+
+    password, created = ensure_admin_password(settings)
+    services = airflow_services(settings, {})
+    running = running_components(settings)
+    if len(running) == len(COMPONENTS):
+        say(f"[3/4] Airflow already running (pids {', '.join(str(p) for p in running.values())})")
+    else:
+        say("[3/4] starting Airflow (db migrate, api-server, scheduler, dag-processor, triggerer)...")
+        env = airflow_environment(settings, dsn, ensure_airflow_database(dsn), secrets.token_urlsafe(32))
+        services = start_airflow(settings, env)
+        wait_for_api(settings, services)
+        unpause_when_parsed(settings, services, password)
+        say(f"      Airflow up at {settings.airflow_url}; {DEMO_DAG_ID} unpaused")
+
+    say("[4/4] waiting for the demo jobs (pilots submitted by the demo scheduler through the local back end)")
+    with Store(dsn) as store:
+        progress = follow(settings, store, DEMO_TIMEOUT, lambda: check_alive([*services, devserver_service(settings)]))
+    failed = progress.total - progress.jobs["finished"]
+    say(
+        f"demo done in {time.monotonic() - began:.0f} s: {progress.jobs['finished']}/{progress.total} jobs finished"
+        + (f", {failed} did not (see {settings.home / 'logs'})" if failed else "")
+    )
+    say("")
+    say(f"  Airflow UI:        {settings.airflow_url}/")
+    say(f"  AutoPilot monitor: {settings.monitor_url}")
+    say(f"  PanDA dev server:  {settings.panda_url}/")
+    if created:
+        say(f"  login:             {ADMIN_USER} / {password}   (kept in {passwords_file(settings)})")
+    else:
+        say(f"  login:             {ADMIN_USER}, password in {passwords_file(settings)}")
+    say(f"  logs:              {settings.services_dir}")
+
+
+def stay_in_foreground(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Watch the services until Ctrl-C (or SIGTERM) or until one dies, then stop everything."""
+    services = [*airflow_services(settings, {}), devserver_service(settings)]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    say("running in the foreground; Ctrl-C stops everything")
+    try:
+        while True:
+            check_alive(services)
+            time.sleep(2)
+    except KeyboardInterrupt:
+        say("stopping...")
+    finally:
+        down(settings, say)
+
+
+def down(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Stop what ``up`` started: Airflow's and the dev server's process groups, any straggler of ours
+    (pilots, task processes that left their group), then the embedded database. Safe to repeat."""
+    stopped = stop_services([*airflow_services(settings, {}), devserver_service(settings)])
+    say(f"stopped: {', '.join(stopped)}" if stopped else "no AutoPilot service was running")
+    leftovers = processes_of(settings.home, settings.airflow_home)
+    if leftovers:
+        kill_processes(leftovers)
+        say(f"stopped {len(leftovers)} leftover processes (pilots, Airflow task processes)")
+    survivors = processes_of(settings.home, settings.airflow_home)
+    if survivors:
+        raise QuickstartError(f"processes {', '.join(map(str, survivors))} of {settings.home} survived SIGKILL")
+    if uses_embedded_server():
+        say("embedded database stopped" if stop_database() else "embedded database was not running")
