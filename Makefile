@@ -23,6 +23,7 @@ stop: $(STAMP)
 test: $(STAMP)
 	scripts/slurm-local.sh start
 	scripts/condor-local.sh start
+	scripts/browser-deps.sh
 	$(BIN)/ruff check autopilot_ops dags plugins tests bench
 	$(BIN)/pytest -q
 

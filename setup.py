@@ -25,7 +25,7 @@ setup(
         "psutil",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis", "ruff"],
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis", "ruff", "selenium"],
     },
     entry_points={
         "console_scripts": ["autopilot = autopilot_ops.cli.main:main"],

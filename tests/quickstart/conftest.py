@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +64,7 @@ def make_quickstart(**overrides: str) -> Quickstart:
 
 
 @pytest.fixture
-def new_quickstart() -> Iterator[type[Quickstart] | object]:
+def new_quickstart() -> Iterator[Callable[..., Quickstart]]:
     """A factory of fresh quick starts; each one is brought down and removed after the test."""
     made: list[Quickstart] = []
 
