@@ -17,8 +17,9 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/autopilot up
 
-stop: $(STAMP)
-	$(BIN)/autopilot down
+# Stopping needs no (re)install: without the venv, nothing of ours can be running.
+stop:
+	@if [ -x $(BIN)/autopilot ]; then $(BIN)/autopilot down; else echo "make stop: $(VENV) is not installed, nothing to stop"; fi
 
 test: $(STAMP)
 	scripts/slurm-local.sh start

@@ -8,10 +8,11 @@ Ports and paths come from the environment: ``AUTOPILOT_HOME`` (default ``./.auto
 from __future__ import annotations
 
 import argparse
+import sys
 
 from autopilot_ops.cli.common import CommandError
 from autopilot_ops.quickstart.settings import QuickstartError, Settings
-from autopilot_ops.quickstart.stack import down, stay_in_foreground, up
+from autopilot_ops.quickstart.stack import down, started_services, stay_in_foreground, up
 from autopilot_ops.store.connection import StoreError
 from autopilot_ops.store.embedded import EmbeddedPostgresError
 
@@ -38,8 +39,22 @@ def up_command(args: argparse.Namespace) -> int:
         if args.foreground:
             stay_in_foreground(settings)
     except (QuickstartError, EmbeddedPostgresError, StoreError) as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(f"{exc}{_still_running_hint()}") from None
+    except KeyboardInterrupt:
+        print(f"interrupted{_still_running_hint()}", file=sys.stderr)
+        return 130
     return 0
+
+
+def _still_running_hint() -> str:
+    """A note on what keeps running after ``up`` stopped early, or nothing if nothing runs."""
+    try:
+        running = started_services(Settings.from_environment())
+    except QuickstartError:  # the settings themselves are wrong: nothing was started
+        return ""
+    if not running:
+        return ""
+    return f"\n(still running: {', '.join(running)}; `autopilot down` or `make stop` stops them)"
 
 
 def down_command(args: argparse.Namespace) -> int:

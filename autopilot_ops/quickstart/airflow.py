@@ -50,7 +50,7 @@ def airflow_environment(settings: Settings, dsn: str, metadata_url: str, jwt_sec
     python = shlex.quote(sys.executable)
     pilot_command = (
         f"{python} -m autopilot_ops.pilot run --queue {{queue}} --server {{panda_url}} "
-        f"--allow-url-prefix {{panda_url}}/ --time-floor {PILOT_TIME_FLOOR} "
+        f"--allow-url-prefix {{panda_url}}/ --time-floor {PILOT_TIME_FLOOR} --heartbeat 60 "
         f"--home {shlex.quote(str(settings.home / 'pilot-home'))}"
     )
     return {

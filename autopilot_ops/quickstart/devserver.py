@@ -24,6 +24,9 @@ from autopilot_ops.store.connection import Store
 TRANSFORMATION = "demo-transformation.sh"
 #: Sum of squares up to this number: a short computation; the script also sleeps 2 s, so pilots are seen running.
 DEMO_N = 200000
+#: A job silent this long fails (the quick start's pilots send a heartbeat every minute), so jobs whose pilot was
+#: stopped by ``autopilot down`` end ``failed`` after the next ``up`` instead of staying ``running`` for hours.
+HEARTBEAT_TIMEOUT = 300
 
 
 def devserver_service(settings: Settings) -> Service:
@@ -42,6 +45,8 @@ def devserver_service(settings: Settings) -> Service:
             str(database_path(settings)),
             "--files",
             str(files_dir(settings)),
+            "--heartbeat-timeout",
+            str(HEARTBEAT_TIMEOUT),
             "--quiet",
         ],
         directory=settings.services_dir,

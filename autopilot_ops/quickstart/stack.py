@@ -26,6 +26,7 @@ from autopilot_ops.quickstart.airflow import (
 )
 from autopilot_ops.quickstart.database import (
     bring_up_database,
+    embedded_server,
     ensure_airflow_database,
     stop_database,
     uses_embedded_server,
@@ -104,6 +105,14 @@ def stay_in_foreground(settings: Settings, say: Callable[[str], None] = print) -
         say("stopping...")
     finally:
         down(settings, say)
+
+
+def started_services(settings: Settings) -> list[str]:
+    """Names of the services of ``up`` that run now (the embedded database included)."""
+    names = [s.name for s in [*airflow_services(settings, {}), devserver_service(settings)] if s.pid() is not None]
+    if uses_embedded_server() and embedded_server().is_running():
+        names.insert(0, "embedded PostgreSQL")
+    return names
 
 
 def down(settings: Settings, say: Callable[[str], None] = print) -> None:
