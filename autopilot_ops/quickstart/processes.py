@@ -118,17 +118,23 @@ def _all_pids() -> list[int]:
 
 
 def terminate_groups(groups: Iterable[int], grace: float) -> None:
-    """SIGTERM each process group, wait up to ``grace`` seconds for all members to exit, then SIGKILL."""
+    """Stop process groups: SIGTERM each leader and give it ``grace`` seconds to exit after stopping its
+    children (an Airflow scheduler whose LocalExecutor workers are signalled with it hangs), then SIGTERM the
+    members left behind (``airflow standalone``'s components outlive it), and SIGKILL the groups 5 s later."""
     wanted = set(groups)
-    _signal_groups(wanted, signal.SIGTERM)
+    for leader in wanted:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(leader, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while _live_members(wanted) and time.monotonic() < deadline:
+    while any(process_start_time(leader) for leader in wanted) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _live_members(wanted):
-        _signal_groups(wanted, signal.SIGKILL)
-        deadline = time.monotonic() + 5
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        if not _live_members(wanted):
+            return
+        _signal_groups(wanted, signum)
+        deadline = time.monotonic() + 5.0
         while _live_members(wanted) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.2)
 
 
 def _signal_groups(groups: set[int], signum: int) -> None:

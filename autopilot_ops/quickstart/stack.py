@@ -8,6 +8,8 @@ import signal
 import time
 from collections.abc import Callable
 
+import psycopg2
+
 from autopilot_ops.airflow.snapshot import write_snapshot
 from autopilot_ops.quickstart.airflow import (
     ADMIN_USER,
@@ -47,7 +49,13 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     say(f"AutoPilot quick start in {settings.home}")
 
-    dsn, loaded = bring_up_database()
+    try:
+        dsn, loaded = bring_up_database()
+    except psycopg2.Error as exc:
+        hint = ""
+        if uses_embedded_server():
+            hint = f"\nif {embedded_server().data_dir} was made by an older AutoPilot, remove it after `autopilot down`"
+        raise QuickstartError(f"database step (schema and demo queues): {str(exc).strip()}{hint}") from None
     say(f"[1/4] database ready: {redact(dsn)}; demo queues: {loaded.plan.summary()}")
     with Store(dsn) as store:
         write_snapshot(store, snapshot_path(settings))

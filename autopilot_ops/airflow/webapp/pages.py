@@ -1,22 +1,30 @@
-"""Server-rendered monitor pages (overview, queue) and the log files they link to."""
+"""Server-rendered monitor pages (overview, queue) and the log files they link to.
+
+Ops and admins also get the buttons of a control panel per tag (overview) and per queue (queue page); each
+button's request is rendered into the page (``ControlPanel.actions``) and sent by a few lines of script in
+``templates._BASE`` to the control API, after which the page reloads and shows the control now in force.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from autopilot_ops.airflow.naming import scheduler_dag_id
-from autopilot_ops.airflow.webapp.auth import READ, Identity, require
+from autopilot_ops.airflow.webapp.auth import ACT, READ, Identity, require
 from autopilot_ops.airflow.webapp.chart import line_chart
 from autopilot_ops.airflow.webapp.db import store_dependency
 from autopilot_ops.airflow.webapp.logs import LogPathError, open_log, relative_log_path, resolve_log_file
 from autopilot_ops.airflow.webapp.templates import render
+from autopilot_ops.store import controls as control_store
 from autopilot_ops.store import monitor
 from autopilot_ops.store.connection import Store
 
@@ -24,9 +32,99 @@ router = APIRouter()
 
 #: Columns of the overview's pilot counts, in lifecycle order.
 PILOT_STATES = ("submitted", "queued", "running", "held", "finished", "failed", "cancelled", "missed")
-Reader = Annotated[Identity, Depends(require(READ))]
+_require_reader = require(READ)
 StoreDep = Annotated[Store, Depends(store_dependency)]
 _CHUNK = 65536
+
+
+def airflow_login_url(request: Request) -> str:
+    """Airflow's login, which returns to this request's URL: ``/api/v2/auth/login`` redirects to the auth
+    manager's login page with ``next`` (``airflow/api_fastapi/core_api/routes/public/auth.py: login``).
+    Airflow mounts this app one level below its own root (``plugins/autopilot_plugin.py``)."""
+    airflow_root = request.scope.get("root_path", "").rstrip("/").rpartition("/")[0]
+    # rebuilt from the route, as the app's own links are: whether ``scope["path"]`` holds the mount point
+    # differs between servers
+    here = request.url_for(request.scope["route"].name, **request.path_params).path
+    if request.url.query:
+        here += f"?{request.url.query}"
+    return f"{airflow_root}/api/v2/auth/login?{urlencode({'next': here})}"
+
+
+async def page_reader(request: Request) -> Identity:
+    """The reader of a page; a browser without a session (asking for HTML, with no ``Authorization`` header)
+    is sent to Airflow's login instead of getting a 401."""
+    try:
+        return await _require_reader(request)
+    except HTTPException as exc:
+        browser = "text/html" in request.headers.get("accept", "") and "authorization" not in request.headers
+        if exc.status_code != status.HTTP_401_UNAUTHORIZED or not browser:
+            raise
+        raise HTTPException(status.HTTP_303_SEE_OTHER, "log in to Airflow first",
+                            headers={"Location": airflow_login_url(request)}) from None
+
+
+Reader = Annotated[Identity, Depends(page_reader)]
+
+
+@dataclass(frozen=True)
+class ControlAction:
+    """One button: ``body`` is the JSON sent with ``POST`` (the script adds the typed reason), ``None`` a ``DELETE``."""
+
+    label: str
+    body: dict[str, Any] | None
+
+    @property
+    def method(self) -> str:
+        return "DELETE" if self.body is None else "POST"
+
+
+@dataclass(frozen=True)
+class ControlPanel:
+    """The state of one queue's or tag's own control, and the buttons that change it.
+
+    An expired control counts as none: a pause or drain set on it starts a fresh control (every field
+    back to its default), so nothing of the old one comes back to life with it.
+    """
+
+    scope: str
+    target: str
+    control: Mapping[str, Any] | None
+
+    @property
+    def in_force(self) -> bool:
+        return self.control is not None and not self.control["expired"]
+
+    @property
+    def paused(self) -> bool:
+        return self.in_force and bool(self.control and self.control["paused"])
+
+    @property
+    def draining(self) -> bool:
+        return self.in_force and bool(self.control and self.control["drain"])
+
+    @property
+    def state(self) -> str:
+        flags = [name for name, on in (("paused", self.paused), ("draining", self.draining)) if on]
+        return ", ".join(flags) or "not paused"
+
+    @property
+    def actions(self) -> list[ControlAction]:
+        fresh = dict(control_store.DEFAULTS) if self.control is not None and not self.in_force else {}
+        actions = [
+            ControlAction("Resume", {"paused": False}) if self.paused
+            else ControlAction("Pause", {**fresh, "paused": True}),
+            ControlAction("Stop draining", {"drain": False}) if self.draining
+            else ControlAction("Drain", {**fresh, "drain": True}),
+        ]
+        if self.control is not None:
+            actions.append(ControlAction("Clear", None))
+        return actions
+
+
+def _mark_expired(controls: Sequence[dict[str, Any]]) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    for control in controls:
+        control["expired"] = control["expires_at"] is not None and control["expires_at"] <= now
 
 
 def _page(request: Request, template: str, identity: Identity, **context: Any) -> HTMLResponse:
@@ -34,7 +132,7 @@ def _page(request: Request, template: str, identity: Identity, **context: Any) -
         return request.url_for(name, **params).path
 
     body = render(request.app.state.templates, template, url=url, dag_id=scheduler_dag_id, identity=identity,
-                  **context)
+                  can_act=identity.role >= ACT, **context)
     return HTMLResponse(body)
 
 
@@ -47,10 +145,19 @@ def overview(
 ) -> HTMLResponse:
     with store.transaction() as cur:
         rows = monitor.queue_summaries(cur, tag=tag)
+        controls = control_store.list_controls(cur)
+    _mark_expired(controls)
     tags: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         tags.setdefault(row["scheduler_tag"], []).append(row)
-    return _page(request, "overview.html", identity, tags=tags, states=PILOT_STATES, only_tag=tag)
+    tag_controls = {c["target"]: c for c in controls if c["scope"] == "tag"}
+    # a queue without tags is scheduled under its site's name, which no tag control can name
+    panels = {
+        name: ControlPanel("tag", name, tag_controls.get(name))
+        for name, queues in tags.items()
+        if any(name in q["tags"] for q in queues)
+    }
+    return _page(request, "overview.html", identity, tags=tags, panels=panels, states=PILOT_STATES, only_tag=tag)
 
 
 @router.get("/queues/{queue}", name="queue_page", response_class=HTMLResponse)
@@ -65,9 +172,9 @@ def queue_page(identity: Reader, queue: str, request: Request, store: StoreDep) 
         series = monitor.cycle_series(cur, queue)
         events = monitor.recent_events(cur, queue)
         controls = monitor.queue_controls(cur, queue, list(info["tags"]))
-    now = dt.datetime.now(dt.timezone.utc)
-    for control in controls:
-        control["expired"] = control["expires_at"] is not None and control["expires_at"] <= now
+    _mark_expired(controls)
+    own = next((c for c in controls if c["scope"] == "queue" and c["target"] == queue), None)
+    stopping = [c for c in controls if not c["expired"] and (c["paused"] or c["drain"])]
     log_root: Path | None = request.app.state.settings.log_root
     for pilot in pilots:
         pilot["log_links"] = [
@@ -79,7 +186,8 @@ def queue_page(identity: Reader, queue: str, request: Request, store: StoreDep) 
         pilot["external_log"] = url if url.startswith(("https://", "http://")) else None
     return _page(
         request, "queue.html", identity, queue=info, cycles=cycles, pilots=pilots, events=events,
-        controls=controls, chart=line_chart(series, monitor.SERIES_KEYS),
+        controls=controls, panel=ControlPanel("queue", queue, own), stopping=stopping,
+        chart=line_chart(series, monitor.SERIES_KEYS),
     )
 
 

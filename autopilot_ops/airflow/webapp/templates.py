@@ -20,13 +20,70 @@ th { background: #f1f3f5; }
 .status-offline, .status-brokeroff { color: #c92a2a; }
 .status-test { color: #d9822b; }
 nav a { margin-right: 1em; }
-</style></head>
+.control { margin: 0.5em 0 1em; }
+.control-state { font-weight: bold; }
+.control-state[data-paused="true"], .control-state[data-draining="true"] { color: #c92a2a; }
+.control-actions button, .control-actions input { margin-left: 0.4em; }
+.control-error { color: #c92a2a; margin-left: 0.5em; }
+</style>
+{% if can_act %}<script>
+// A control button sends its request to the control API as JSON (the only kind of write the session cookie
+// may authorise, see auth.py), then reloads the page so that it shows the control now in force.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest(".control-actions button");
+  if (!button) return;
+  const panel = button.closest(".control-actions");
+  const error = panel.querySelector(".control-error");
+  const init = {method: button.dataset.method, credentials: "same-origin",
+                headers: {"Content-Type": "application/json", "Accept": "application/json"}};
+  if (button.dataset.body) {
+    const body = JSON.parse(button.dataset.body);
+    const reason = panel.querySelector(".control-reason").value.trim();
+    if (reason) body.reason = reason;
+    init.body = JSON.stringify(body);
+  }
+  const buttons = panel.querySelectorAll("button");
+  buttons.forEach((b) => { b.disabled = true; });
+  error.textContent = "";
+  try {
+    const reply = await fetch(panel.dataset.url, init);
+    if (reply.ok) { window.location.reload(); return; }
+    const detail = (await reply.json().catch(() => ({}))).detail;
+    error.textContent = `${button.textContent} refused (HTTP ${reply.status}): ${
+      typeof detail === "string" ? detail : JSON.stringify(detail ?? reply.statusText)}`;
+  } catch (exc) {
+    error.textContent = `${button.textContent} failed: ${exc}`;
+  }
+  buttons.forEach((b) => { b.disabled = false; });
+});
+</script>{% endif %}
+</head>
 <body><nav><a href="{{ url('overview') }}">AutoPilot overview</a><a href="/" target="_top">Airflow</a>
 <span class="muted">signed in as {{ identity.name }} ({{ identity.role.label }})</span></nav>
 {% block body %}{% endblock %}</body></html>
 """
 
+_CONTROLS = """{% macro control_panel(panel) -%}
+<div class="control" id="control-{{ panel.scope }}-{{ panel.target }}">{{ panel.scope }} {{ panel.target }}:
+<span class="control-state" data-paused="{{ panel.paused | lower }}" data-draining="{{ panel.draining | lower }}">
+{{- panel.state }}</span>
+{% if panel.control %}{% set c = panel.control %}<span class="muted">(control set by {{ c.set_by }} at
+{{ when(c.set_at) }}{% if c.reason %}: {{ c.reason }}{% endif %}
+{%- if c.expired %}; expired {{ when(c.expires_at) }}{% elif c.expires_at %}; until {{ when(c.expires_at) }}
+{%- endif %})</span>{% endif %}
+{% if can_act %}<span class="control-actions" data-url="{{ url('api_controls') }}/{{ panel.scope }}/
+{{- panel.target | urlencode }}"><input class="control-reason" maxlength="500" placeholder="reason (optional)"
+ aria-label="reason for the change of {{ panel.scope }} {{ panel.target }}">
+{% for action in panel.actions %}<button type="button" data-method="{{ action.method }}"
+{%- if action.body is not none %} data-body='{{ action.body | tojson }}'{% endif %}>{{ action.label }}</button>
+{% endfor %}<span class="control-error" role="alert"></span></span>
+{% else %}<span class="muted">(changing it needs the op or admin role)</span>{% endif %}
+</div>
+{%- endmacro %}
+"""
+
 _OVERVIEW = """{% extends "base.html" %}
+{% from "controls.html" import control_panel with context %}
 {% block body %}
 <h1>AutoPilot schedulers{% if only_tag %}: {{ only_tag }}{% endif %}</h1>
 {% if only_tag %}<p><a href="{{ url('overview') }}">all tags</a></p>{% endif %}
@@ -35,6 +92,8 @@ _OVERVIEW = """{% extends "base.html" %}
 {% for tag, queues in tags.items() %}
 <h2 id="tag-{{ tag }}"><a href="{{ url('overview') }}?tag={{ tag | urlencode }}">{{ tag }}</a>
 <span class="muted">(DAG {{ dag_id(tag) }}, {{ queues | length }} queues)</span></h2>
+{% if tag in panels %}{{ control_panel(panels[tag]) }}
+{% else %}<p class="muted">These queues have no tag: pause or drain them on their queue pages.</p>{% endif %}
 <table><tr><th>queue</th><th>status</th><th>back end</th>
 {% for state in states %}<th>{{ state }}</th>{% endfor %}
 <th>activated</th><th>last cycle</th><th>decided / submitted</th><th>reason</th></tr>
@@ -53,6 +112,7 @@ _OVERVIEW = """{% extends "base.html" %}
 """
 
 _QUEUE = """{% extends "base.html" %}
+{% from "controls.html" import control_panel with context %}
 {% block title %}AutoPilot: {{ queue.queue }}{% endblock %}
 {% block body %}
 <h1>{{ queue.queue }}</h1>
@@ -62,6 +122,11 @@ scheduler <a href="{{ url('overview') }}?tag={{ queue.scheduler_tag | urlencode 
 (DAG {{ dag_id(queue.scheduler_tag) }}) · cycle every {{ queue.cycle_period }} s</p>
 
 <h2>Controls</h2>
+{{ control_panel(panel) }}
+{% if stopping %}<p class="control-stopping">No pilot is submitted:
+{% for c in stopping %}{{ c.scope }} {{ c.target }} {% if c.paused %}paused{% endif %}
+{%- if c.paused and c.drain %} and {% endif %}{% if c.drain %}draining{% endif %}
+{%- if c.reason %} ({{ c.reason }}){% endif %}{{ "; " if not loop.last }}{% endfor %}.</p>{% endif %}
 {% if controls %}<table><tr><th>scope</th><th>target</th><th>paused</th><th>drain</th><th>fixed number</th>
 <th>max per cycle</th><th>expires</th><th>set by</th><th>reason</th></tr>
 {% for c in controls %}<tr{% if c.expired %} class="muted"{% endif %}><td>{{ c.scope }}</td><td>{{ c.target }}</td>
@@ -124,7 +189,9 @@ def when(value: dt.datetime | None) -> str:
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.DictLoader({"base.html": _BASE, "overview.html": _OVERVIEW, "queue.html": _QUEUE}),
+        loader=jinja2.DictLoader(
+            {"base.html": _BASE, "controls.html": _CONTROLS, "overview.html": _OVERVIEW, "queue.html": _QUEUE}
+        ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
