@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start AutoPilot on this machine with its embedded defaults, and run the demo",
         description="Start PostgreSQL, the PanDA dev server with demo jobs, and Airflow with the demo scheduler; "
         "show progress until the demo jobs are done. Services that already run are reused.",
+        epilog="Environment: AUTOPILOT_HOME (default ./.autopilot), AUTOPILOT_PANDA_PORT (25080), "
+        "AUTOPILOT_AIRFLOW_PORT (8080), AUTOPILOT_EMBEDDED_PG_PORT (55432), AUTOPILOT_DSN (an existing "
+        "PostgreSQL instead of the embedded one), AUTOPILOT_DEMO_JOBS (12).",
     )
     parser.add_argument(
         "--foreground", action="store_true", help="stay attached after the demo; Ctrl-C stops every service"

@@ -29,6 +29,7 @@ COMPONENTS = {
     "dag-processor": (),
     "triggerer": ("--skip-serve-logs",),
 }
+API_SERVER = "airflow-api-server"
 ADMIN_USER = "admin"
 DEMO_DAG_ID = scheduler_dag_id("demo")
 #: Unpaused with the demo scheduler: the snapshot refresh, and the sweep that moves pilots to their final state.

@@ -13,6 +13,7 @@ import psycopg2
 from autopilot_ops.airflow.snapshot import write_snapshot
 from autopilot_ops.quickstart.airflow import (
     ADMIN_USER,
+    API_SERVER,
     COMPONENTS,
     DEMO_DAG_ID,
     airflow_environment,
@@ -126,7 +127,10 @@ def started_services(settings: Settings) -> list[str]:
 def down(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Stop what ``up`` started: Airflow's and the dev server's process groups, any straggler of ours
     (pilots, task processes that left their group), then the embedded database. Safe to repeat."""
-    stopped = stop_services([*airflow_services(settings, {}), devserver_service(settings)])
+    airflow = airflow_services(settings, {})
+    # the API server last: a task the scheduler lets finish still reports through it
+    stopped = stop_services([s for s in airflow if s.name != API_SERVER])
+    stopped += stop_services([s for s in airflow if s.name == API_SERVER] + [devserver_service(settings)])
     say(f"stopped: {', '.join(stopped)}" if stopped else "no AutoPilot service was running")
     leftovers = processes_of(settings.home, settings.airflow_home)
     if leftovers:

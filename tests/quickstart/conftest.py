@@ -51,15 +51,13 @@ def make_quickstart(**overrides: str) -> Quickstart:
     root.chmod(0o755)
     home = root / "home"
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "AUTOPILOT_"))},
         "AUTOPILOT_HOME": str(home),
         "AUTOPILOT_PANDA_PORT": str(free_port()),
         "AUTOPILOT_AIRFLOW_PORT": str(free_port()),
         "AUTOPILOT_EMBEDDED_PG_PORT": str(free_port()),
         **overrides,
     }
-    for name in ("AUTOPILOT_DSN", "AIRFLOW_HOME", "AUTOPILOT_LOG_ROOT"):
-        env.pop(name, None)
     return Quickstart(home, env)
 
 

@@ -4,6 +4,7 @@ scheduler DAG submitted, a second ``up`` reuses the running services, ``down`` l
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ def demo() -> Iterator[tuple[Quickstart, str]]:
         yield quickstart, result.stdout
     finally:
         quickstart.run("down", timeout=120)
+        shutil.rmtree(quickstart.home.parent, ignore_errors=True)
 
 
 def store_rows(quickstart: Quickstart, sql: str) -> list[dict]:
