@@ -11,13 +11,12 @@ import shlex
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from autopilot_ops.airflow.naming import scheduler_dag_id
 from autopilot_ops.cli.scheduler import AirflowAPI
 from autopilot_ops.quickstart.processes import MARKER_VARIABLE, Service
+from autopilot_ops.quickstart.readiness import check_alive, wait_for_url
 from autopilot_ops.quickstart.settings import REPO_ROOT, QuickstartError, Settings, require_free_port
 
 #: The components ``airflow standalone`` starts (``airflow/cli/commands/standalone_command.py``), with their
@@ -151,28 +150,7 @@ def start_airflow(settings: Settings, env: dict[str, str]) -> list[Service]:
 
 def wait_for_api(settings: Settings, services: list[Service], timeout: float = 180.0) -> None:
     """Wait until the API server answers ``/api/v2/monitor/health``; fail with a log tail if a component dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        check_alive(services)
-        try:
-            with urllib.request.urlopen(f"{settings.airflow_url}/api/v2/monitor/health", timeout=3) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1)
-    raise QuickstartError(
-        f"Airflow's API server did not answer on {settings.airflow_url} within {timeout:.0f} s; "
-        f"see {services[0].log_file}"
-    )
-
-
-def check_alive(services: list[Service]) -> None:
-    for service in services:
-        if service.pid() is None:
-            raise QuickstartError(
-                f"{service.name} exited; the end of its log ({service.log_file}):\n{service.log_tail()}"
-            )
+    wait_for_url(f"{settings.airflow_url}/api/v2/monitor/health", services, timeout, interval=1.0)
 
 
 def unpause_when_parsed(settings: Settings, services: list[Service], password: str, timeout: float = 180.0) -> None:

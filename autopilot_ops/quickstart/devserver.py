@@ -6,9 +6,6 @@ from __future__ import annotations
 import itertools
 import shutil
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from importlib import resources
 from pathlib import Path
@@ -18,6 +15,7 @@ from autopilot_ops.panda.devserver.jobspec import build_job_spec
 from autopilot_ops.panda.devserver.jobstore import JobStore
 from autopilot_ops.panda.devserver.submitter import SubmitError, submit_specs
 from autopilot_ops.quickstart.processes import MARKER_VARIABLE, Service
+from autopilot_ops.quickstart.readiness import wait_for_url
 from autopilot_ops.quickstart.settings import QuickstartError, Settings, require_free_port
 from autopilot_ops.store.connection import Store
 
@@ -81,23 +79,7 @@ def start_devserver(settings: Settings) -> tuple[int, bool]:
 
 def wait_until_alive(settings: Settings, service: Service, timeout: float = 30.0) -> None:
     """Wait for ``GET /api/v1/system/is_alive``; fail with the log's tail if the server exits or stays silent."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.pid() is None:
-            raise QuickstartError(
-                f"the PanDA dev server exited at start; its log ({service.log_file}):\n{service.log_tail()}"
-            )
-        try:
-            with urllib.request.urlopen(f"{settings.panda_url}/api/v1/system/is_alive", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    raise QuickstartError(
-        f"the PanDA dev server did not answer on {settings.panda_url} within {timeout:.0f} s; "
-        f"its log ({service.log_file}):\n{service.log_tail()}"
-    )
+    wait_for_url(f"{settings.panda_url}/api/v1/system/is_alive", [service], timeout, interval=0.2)
 
 
 def demo_queues(store: Store) -> list[tuple[str, int]]:

@@ -18,7 +18,6 @@ from autopilot_ops.quickstart.airflow import (
     DEMO_DAG_ID,
     airflow_environment,
     airflow_services,
-    check_alive,
     ensure_admin_password,
     passwords_file,
     running_components,
@@ -37,6 +36,7 @@ from autopilot_ops.quickstart.database import (
 from autopilot_ops.quickstart.devserver import demo_queues, devserver_service, inject_demo_jobs, start_devserver
 from autopilot_ops.quickstart.processes import kill_processes, processes_of, stop_services
 from autopilot_ops.quickstart.progress import follow
+from autopilot_ops.quickstart.readiness import check_alive
 from autopilot_ops.quickstart.settings import QuickstartError, Settings
 from autopilot_ops.store.connection import Store, redact
 
