@@ -6,6 +6,8 @@ Airflow's metadata lives in a database ``airflow`` on the same server (LocalExec
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from importlib import resources
 from urllib.parse import quote
 
@@ -29,18 +31,33 @@ def uses_embedded_server() -> bool:
     return not os.environ.get("AUTOPILOT_DSN")
 
 
-def demo_queue_file() -> str:
-    return str(resources.files("autopilot_ops") / "data" / "demo-queues.yaml")
+def demo_queue_files() -> list[str]:
+    """The demo queues: three on the local back end, and one on Slurm when this machine's Slurm answers."""
+    data = resources.files("autopilot_ops") / "data"
+    files = [str(data / "demo-queues.yaml")]
+    if slurm_answers():
+        files.append(str(data / "demo-queues-slurm.yaml"))
+    return files
 
 
-def bring_up_database() -> tuple[str, LoadResult]:
+def slurm_answers() -> bool:
+    """Whether ``sbatch`` is installed and the controller answers ``sinfo``."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def bring_up_database() -> tuple[str, list[LoadResult]]:
     """Start the embedded server when no DSN is configured, apply the schema, and load the demo queues."""
     if uses_embedded_server():
         embedded_server().start()
     dsn = resolve_dsn()
     with Store(dsn) as store:
         apply_schema(store)
-        return dsn, load_queues(store, demo_queue_file(), who="autopilot up")
+        return dsn, [load_queues(store, path, who="autopilot up") for path in demo_queue_files()]
 
 
 def ensure_airflow_database(dsn: str) -> str:

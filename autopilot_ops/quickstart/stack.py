@@ -7,6 +7,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg2
 
@@ -57,7 +58,8 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> None:
         if uses_embedded_server():
             hint = f"\nif {embedded_server().data_dir} was made by an older AutoPilot, remove it after `autopilot down`"
         raise QuickstartError(f"database step (schema and demo queues): {str(exc).strip()}{hint}") from None
-    say(f"[1/4] database ready: {redact(dsn)}; demo queues: {loaded.plan.summary()}")
+    queues = "; ".join(f"{Path(result.source).name}: {result.plan.summary()}" for result in loaded)
+    say(f"[1/4] database ready: {redact(dsn)}; demo queues: {queues}")
     with Store(dsn) as store:
         write_snapshot(store, snapshot_path(settings))
         queues = demo_queues(store)

@@ -15,6 +15,7 @@ import pytest
 
 from autopilot_ops.panda.devserver.database import Database
 from autopilot_ops.panda.devserver.jobstore import JobStore
+from autopilot_ops.quickstart.database import slurm_answers
 from autopilot_ops.quickstart.processes import MARKER_VARIABLE
 
 from .conftest import Quickstart, make_quickstart
@@ -97,7 +98,10 @@ def test_up_runs_every_demo_job_through_pilots_the_scheduler_submitted(demo: tup
     assert pilots and {p["state"] for p in pilots} <= set(FINAL_PILOT_STATES), pilots
     cycles = store_rows(quickstart, "SELECT queue, cycle_id, submitted, reason FROM cycles")
     assert cycles and all(c["reason"] for c in cycles)
-    assert sorted({c["queue"] for c in cycles}) == ["DEMO_SITE_A", "DEMO_SITE_A_MCORE", "DEMO_SITE_B"]
+    expected = ["DEMO_SITE_A", "DEMO_SITE_A_MCORE", "DEMO_SITE_B", *(["DEMO_SLURM"] if slurm_answers() else [])]
+    assert sorted({c["queue"] for c in cycles}) == expected
+    if slurm_answers():  # the Slurm queue's pilots are array jobs: batch ids <job>_<task>
+        assert any(p["queue"] == "DEMO_SLURM" and "_" in p["batch_id"] for p in pilots), pilots
     # no double submission: each cycle's pilots are exactly those it counted, each batch id once
     per_cycle = {(c["queue"], c["cycle_id"]): c["submitted"] for c in cycles}
     for queue, cycle_id in per_cycle:

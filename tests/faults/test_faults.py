@@ -1,0 +1,334 @@
+"""Faults in the whole flow, without Airflow: the dev PanDA server killed and restarted mid-run, PostgreSQL
+restarted mid-cycle, and a pilot killed with SIGKILL. In each case no job stays ``running`` on the server and
+the scheduler's next cycle goes on normally."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from autopilot_ops.backends.base import PilotSpec, SubmittedPilot
+from autopilot_ops.backends.local import LocalBackend
+from autopilot_ops.panda.client import PandaClient
+from autopilot_ops.panda.devserver.database import Database
+from autopilot_ops.panda.devserver.jobstore import JobStore
+from autopilot_ops.panda.devserver.testing import DevServer
+from autopilot_ops.queues.loader import load_queues
+from autopilot_ops.scheduler import cycle as cycle_module
+from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
+from autopilot_ops.store.connection import Store
+from autopilot_ops.store.embedded import EmbeddedPostgres
+from autopilot_ops.store.schema import apply_schema
+from tests.conftest import throwaway_server
+
+AUTOPILOT = str(Path(sys.executable).with_name("autopilot"))
+QUEUE = "Q1"
+QUEUES = """
+backends:
+  - {{name: local, kind: local, parameters: {{state_dir: "{state}", kill_grace_s: 1}}}}
+defaults: {{backend: local, tags: [t1], queue_limit: 10, max_per_cycle: 2, cycle_period: 60}}
+queues:
+  - {{name: Q1, site: S1}}
+"""
+#: The payload: sleeps for its first argument, so faults land while it runs.
+SLEEP_SCRIPT = '#!/bin/sh\nsleep "${1:-3}"\necho slept\n'
+ACTIVE = {"sent", "starting", "running", "holding", "transferring"}
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DevServerProcess:
+    """``autopilot panda-devserver`` as a subprocess on a fixed port and SQLite file, so it can be killed
+    and restarted where it was."""
+
+    def __init__(self, root: Path, heartbeat_timeout: float) -> None:
+        self.root = root
+        self.db = root / "panda.db"
+        self.files = root / "files"
+        self.files.mkdir(parents=True)
+        (self.files / "sleep.sh").write_text(SLEEP_SCRIPT)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.heartbeat_timeout = heartbeat_timeout
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        argv = [AUTOPILOT, "panda-devserver", "--port", str(self.port), "--db", str(self.db)]
+        argv += ["--files", str(self.files), "--heartbeat-timeout", str(self.heartbeat_timeout), "--quiet"]
+        with open(self.root / "server.log", "a") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        wait_for(self._answers, f"dev server on {self.url}", timeout=20)
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"dev server exited: {(self.root / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/sleep.sh", timeout=2) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def submit(self, count: int, seconds: int) -> list[int]:
+        argv = [AUTOPILOT, "panda-devserver", "submit", "--server", self.url, "--queue", QUEUE]
+        argv += ["--count", str(count), "--transformation", f"{self.url}/sleep.sh", "--job-pars", str(seconds)]
+        done = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=30, check=True)
+        return [int(reply[0]) for reply in json.loads(done.stdout)]
+
+    def _read(self, read: Callable[[JobStore], Any]) -> Any:
+        database = Database(str(self.db))
+        try:
+            return read(JobStore(database))
+        finally:
+            database.close()
+
+    def statuses(self) -> dict[int, str]:
+        return {job["panda_id"]: job["status"] for job in self._read(lambda store: store.jobs(QUEUE))}
+
+    def job(self, panda_id: int) -> dict[str, Any]:
+        return self._read(lambda store: store.job(panda_id))
+
+
+@pytest.fixture
+def devserver_process(tmp_path: Path) -> Iterator[Callable[[float], DevServerProcess]]:
+    started: list[DevServerProcess] = []
+
+    def start(heartbeat_timeout: float) -> DevServerProcess:
+        server = DevServerProcess(tmp_path / "panda", heartbeat_timeout)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def load_test_queues(store: Store, tmp_path: Path) -> LocalBackend:
+    path = tmp_path / "queues.yaml"
+    path.write_text(QUEUES.format(state=tmp_path / "state"))
+    load_queues(store, str(path))
+    return LocalBackend("local", {"state_dir": str(tmp_path / "state")})
+
+
+def pilot_command(tmp_path: Path) -> tuple[str, ...]:
+    """A real pilot taking one job; few, quick retries so a dead server makes it keep its final update."""
+    return (
+        sys.executable, "-m", "autopilot_ops.pilot", "run", "--queue", "{queue}", "--server", "{panda_url}",
+        "--allow-url-prefix", "{panda_url}/", "--max-jobs", "1", "--time-floor", "0", "--heartbeat", "1",
+        "--retries", "2", "--backoff", "0.2", "--workdir", str(tmp_path / "work"),
+    )  # fmt: skip
+
+
+def make_cycle(store: Store, panda_url: str, tmp_path: Path, command: tuple[str, ...]) -> SchedulingCycle:
+    settings = CycleSettings(
+        tag="t1",
+        scheduler_id="t1@faults",
+        pilot_command=command,
+        log_root=tmp_path / "logs",
+        panda_url=panda_url,
+        environment={"AUTOPILOT_PILOT_HOME": str(tmp_path / "pilot-home")},
+        backend_kinds=("local",),
+    )
+    return SchedulingCycle(store, settings, PandaClient(panda_url).active_job_stats_by_site)
+
+
+def query(store: Store, sql: str) -> list[dict[str, Any]]:
+    with store.transaction() as cur:
+        cur.execute(sql)
+        return [dict(row) for row in cur.fetchall()]
+
+
+def pilots_done(store: Store, backend: LocalBackend) -> bool:
+    ids = [row["batch_id"] for row in query(store, "SELECT batch_id FROM pilots")]
+    return all(status.state.is_final for status in backend.status(ids).values())
+
+
+def pilot_pids(state_dir: Path) -> list[int]:
+    """PIDs of the local back end's pilots, from its ``pids`` records (``/proc/<pid>/stat`` lines)."""
+    return [int(line.split()[0]) for path in state_dir.glob("*/pids") for line in path.read_text().splitlines()]
+
+
+def test_devserver_killed_and_restarted_while_pilots_run(
+    store: Store, devserver_process: Callable[[float], DevServerProcess], tmp_path: Path
+) -> None:
+    panda = devserver_process(0)  # no lost-heartbeat watcher: the jobs must be ended by the pilots' reports
+    backend = load_test_queues(store, tmp_path)
+    first = panda.submit(2, 4)
+    cycle = make_cycle(store, panda.url, tmp_path, pilot_command(tmp_path))
+    assert cycle.run("run-1").submitted == 2
+    wait_for(lambda: all(s == "running" for s in panda.statuses().values()), "both jobs running")
+    panda.kill()
+    # The pilots finish their payloads, cannot deliver the final updates, keep them on disk and exit.
+    wait_for(lambda: pilots_done(store, backend), "pilots exit while the server is down")
+    outbox = tmp_path / "pilot-home" / "outbox"
+    assert len(list(outbox.iterdir())) == 2
+    assert {panda.statuses()[i] for i in first} == {"running"}  # what the server knew when it died
+
+    panda.start()  # same port, same SQLite file
+    [late] = panda.submit(1, 0)
+    report = cycle.run("run-2")
+    assert report.stats_error is None
+    assert report.submitted >= 1
+    sweep = report.sweeps["local"]
+    assert sorted(t.new for t in sweep.transitions) == ["failed", "failed"]  # exit 79: updates undelivered
+    # The new pilot resends the kept final updates first, then runs the new job.
+    wait_for(lambda: pilots_done(store, backend), "the run-2 pilot ends")
+    statuses = panda.statuses()
+    assert {statuses[i] for i in [*first, late]} == {"finished"}, statuses
+    assert not list(outbox.iterdir())
+    rows = query(store, "SELECT cycle_id, queue, submitted FROM cycles ORDER BY cycle_id")
+    assert [(r["cycle_id"], r["queue"]) for r in rows] == [("run-1", QUEUE), ("run-2", QUEUE)]
+    assert cycle.run("run-3").stats_error is None
+
+
+class RestartsDatabaseAfterSubmit(LocalBackend):
+    """The local back end, with PostgreSQL restarted right after its first submission: the scheduler's
+    connection dies between the submission key and the pilots' rows."""
+
+    server: EmbeddedPostgres
+    fired = False
+
+    def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
+        pilots = super().submit(n, spec)
+        if not self.fired:
+            self.fired = True
+            self.server.stop()
+            self.server.start()
+        return pilots
+
+
+@pytest.fixture
+def restartable_store() -> Iterator[tuple[Store, EmbeddedPostgres]]:
+    server = throwaway_server()
+    server.start()
+    try:
+        with Store(server.dsn, connect_timeout=5) as store:
+            apply_schema(store)
+            yield store, server
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def test_postgres_restarted_mid_cycle(
+    restartable_store: tuple[Store, EmbeddedPostgres], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, server = restartable_store
+    backend = load_test_queues(store, tmp_path)
+
+    def create_backend(kind: str, name: str, parameters: Any, submit_host: Any) -> LocalBackend:
+        assert kind == "local"
+        faulty = RestartsDatabaseAfterSubmit(name, parameters, submit_host)
+        faulty.server = server
+        return faulty
+
+    monkeypatch.setattr(cycle_module, "create_backend", create_backend)
+    with DevServer(tmp_path / "panda") as panda:
+        panda.submit_jobs(QUEUE, 5, f"{panda.url}/noop.sh", "")
+        cycle = make_cycle(store, panda.url, tmp_path, ("sh", "-c", "sleep 1"))
+        with pytest.raises(psycopg2.Error):
+            cycle.run("run-1")  # the key is written, the pilots run, their rows could not be
+        assert query(store, "SELECT cycle_id, state FROM submissions") == [{"cycle_id": "run-1", "state": "pending"}]
+        assert query(store, "SELECT count(*) AS n FROM pilots") == [{"n": 0}]
+
+        report = cycle.run("run-2")  # same objects: the store reconnects; run-1's pilots are reconciled
+        assert report.stats_error is None
+        states = {r["cycle_id"]: r["state"] for r in query(store, "SELECT cycle_id, state FROM submissions")}
+        assert states["run-1"] == "reconciled"
+        pilots = query(store, "SELECT batch_id, cycle_id FROM pilots")
+        batch_ids = [p["batch_id"] for p in pilots]
+        assert len(batch_ids) == len(set(batch_ids))
+        assert sorted(batch_ids) == sorted(p.batch_id for sub in ("run-1", "run-2") for p in found(backend, sub))
+        assert sum(p["cycle_id"] == "run-1" for p in pilots) == 2
+
+        cycle.run("run-2")  # a retry of the same cycle submits nothing new
+        assert len(query(store, "SELECT batch_id FROM pilots")) == len(batch_ids)
+
+        server.stop()  # restarted between two cycles: the store's connection is left broken
+        server.start()
+        # The Store finds a dead connection only by using it: the first cycle fails at its first write,
+        # before deciding anything, and the store reconnects for the next one.
+        with pytest.raises(psycopg2.OperationalError):
+            cycle.run("run-3")
+        report = cycle.run("run-4")
+        assert report.stats_error is None
+        rows = query(store, "SELECT cycle_id FROM cycles WHERE queue = 'Q1' ORDER BY cycle_id")
+        assert [r["cycle_id"] for r in rows] == ["run-2", "run-4"]
+        assert "run-3" not in {r["cycle_id"] for r in query(store, "SELECT cycle_id FROM submissions")}
+
+
+def found(backend: LocalBackend, cycle_id: str) -> list[Any]:
+    return backend.find_pilots(QUEUE, cycle_id) or []
+
+
+def test_pilot_killed_with_sigkill(
+    store: Store, devserver_process: Callable[[float], DevServerProcess], tmp_path: Path
+) -> None:
+    panda = devserver_process(4)
+    backend = load_test_queues(store, tmp_path)
+    [job_id] = panda.submit(1, 60)
+    cycle = make_cycle(store, panda.url, tmp_path, pilot_command(tmp_path))
+    assert cycle.run("run-1").submitted == 1
+    wait_for(lambda: panda.statuses()[job_id] == "running", "the job running")
+    [pid] = pilot_pids(tmp_path / "state")
+    try:
+        os.kill(pid, signal.SIGKILL)
+        # The lost-heartbeat watcher (jobdispatcher/Watcher.py in panda-server) fails the silent job.
+        job = wait_for(lambda: (j := panda.job(job_id))["status"] == "failed" and j, "the job failed", timeout=30)
+        assert job["dispatcher_error_code"] == 100
+        assert [h["status"] for h in job["history"]][-2:] == ["running", "failed"]
+        wait_for(lambda: pilots_done(store, backend), "the back end sees the pilot gone")
+        report = cycle.run("run-2")
+        assert report.stats_error is None
+        [change] = report.sweeps["local"].transitions
+        assert change.new == "failed"
+        [pilot] = query(store, "SELECT state, exit_code FROM pilots")
+        assert pilot["state"] == "failed" and pilot["exit_code"] != 0
+        rows = query(store, "SELECT cycle_id FROM cycles ORDER BY cycle_id")
+        assert [r["cycle_id"] for r in rows] == ["run-1", "run-2"]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # the orphaned payload, still in the pilot's process group
