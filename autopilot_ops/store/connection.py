@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -18,13 +19,17 @@ class StoreError(Exception):
 class Store:
     """One lazily opened connection; every write path runs inside ``transaction()``.
 
-    A broken connection (for example after a database restart) is replaced on the next transaction.
+    A connection idle for more than ``check_idle_after_s`` is checked (``SELECT 1``) before it is used again:
+    a database restart leaves it dead without psycopg2 noticing, and it is replaced instead of failing the next
+    transaction. A connection that breaks during a transaction is replaced on the next one.
     """
 
-    def __init__(self, dsn: str, *, connect_timeout: int = 10):
+    def __init__(self, dsn: str, *, connect_timeout: int = 10, check_idle_after_s: float = 1.0):
         self.dsn = dsn
         self._connect_timeout = connect_timeout
+        self._check_idle_after_s = check_idle_after_s
         self._conn: psycopg2.extensions.connection | None = None
+        self._last_used = 0.0
 
     @classmethod
     def from_connection_id(cls, conn_id: str) -> Store:
@@ -35,12 +40,25 @@ class Store:
         return cls(airflow_connection_dsn(conn.host, conn.port, conn.login, conn.password, conn.schema))
 
     def connection(self) -> psycopg2.extensions.connection:
+        idle = time.monotonic() - self._last_used
+        if self._conn is not None and not self._conn.closed and idle >= self._check_idle_after_s and not self._alive():
+            self._conn.close()
         if self._conn is None or self._conn.closed:
             try:
                 self._conn = psycopg2.connect(self.dsn, connect_timeout=self._connect_timeout)
             except psycopg2.OperationalError as exc:
                 raise StoreError(f"cannot connect to PostgreSQL at {redact(self.dsn)}: {exc}".strip()) from exc
         return self._conn
+
+    def _alive(self) -> bool:
+        """Whether the open connection still reaches the server."""
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            self._conn.rollback()
+        except psycopg2.Error:
+            return False
+        return True
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg2.extras.RealDictCursor]:
@@ -53,6 +71,8 @@ class Store:
         except BaseException:
             self._abort()
             raise
+        finally:
+            self._last_used = time.monotonic()
 
     def _abort(self) -> None:
         """Roll back the open transaction; drop the connection if it is broken."""

@@ -39,7 +39,7 @@ def test_failed_transaction_leaves_nothing_and_store_recovers(store: Store) -> N
         assert cur.fetchone()["n"] == 0
 
 
-def test_store_reconnects_after_the_connection_dies(store: Store) -> None:
+def _kill_backend_of(store: Store) -> int:
     with store.transaction() as cur:
         cur.execute("SELECT pg_backend_pid() AS pid")
         pid = cur.fetchone()["pid"]
@@ -48,8 +48,22 @@ def test_store_reconnects_after_the_connection_dies(store: Store) -> None:
     with killer.cursor() as cur:
         cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
     killer.close()
-    with pytest.raises(psycopg2.OperationalError), store.transaction() as cur:
-        cur.execute("SELECT 1")
-    with store.transaction() as cur:
-        cur.execute("SELECT pg_backend_pid() AS pid")
-        assert cur.fetchone()["pid"] != pid
+    return pid
+
+
+def test_store_reconnects_after_the_connection_dies(pg_dsn: str) -> None:
+    with Store(pg_dsn, check_idle_after_s=3600) as store:  # no idle check: the dead connection is found by use
+        pid = _kill_backend_of(store)
+        with pytest.raises(psycopg2.OperationalError), store.transaction() as cur:
+            cur.execute("SELECT 1")
+        with store.transaction() as cur:
+            cur.execute("SELECT pg_backend_pid() AS pid")
+            assert cur.fetchone()["pid"] != pid
+
+
+def test_idle_connection_is_checked_before_reuse(pg_dsn: str) -> None:
+    with Store(pg_dsn, check_idle_after_s=0) as store:
+        pid = _kill_backend_of(store)
+        with store.transaction() as cur:  # the dead connection is replaced before the transaction starts
+            cur.execute("SELECT pg_backend_pid() AS pid")
+            assert cur.fetchone()["pid"] != pid
