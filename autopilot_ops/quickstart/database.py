@@ -17,7 +17,7 @@ import psycopg2.extensions
 from autopilot_ops.config import EMBEDDED_PG_PORT, resolve_dsn, state_dir
 from autopilot_ops.queues.loader import LoadResult, load_queues
 from autopilot_ops.store.connection import Store, StoreError, redact
-from autopilot_ops.store.embedded import EmbeddedPostgres
+from autopilot_ops.store.embedded import EmbeddedPostgres, create_database_if_missing
 from autopilot_ops.store.schema import apply_schema
 
 AIRFLOW_DATABASE = "airflow"
@@ -64,21 +64,13 @@ def ensure_airflow_database(dsn: str) -> str:
     """Create the database ``airflow`` on ``dsn``'s server if missing; return its SQLAlchemy URL."""
     params = psycopg2.extensions.parse_dsn(dsn)
     try:
-        conn = psycopg2.connect(dsn, connect_timeout=10)
+        create_database_if_missing(dsn, AIRFLOW_DATABASE)
     except psycopg2.OperationalError as exc:
         raise StoreError(f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}".strip()) from exc
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (AIRFLOW_DATABASE,))
-            if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{AIRFLOW_DATABASE}"')
     except psycopg2.Error as exc:
         raise StoreError(
             f"cannot create the database {AIRFLOW_DATABASE!r} for Airflow on {redact(dsn)}: {exc}".strip()
         ) from exc
-    finally:
-        conn.close()
     return sqlalchemy_url(params, AIRFLOW_DATABASE)
 
 

@@ -129,20 +129,25 @@ class EmbeddedPostgres:
         self._create_database()
 
     def _create_database(self) -> None:
-        import psycopg2
-
-        conn = psycopg2.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", connect_timeout=10)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
-                if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{self.database}"')
-        finally:
-            conn.close()
+        create_database_if_missing(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", self.database)
 
     def stop(self) -> None:
         if (self.pgdata / "postmaster.pid").exists():
             self._run(
                 "pg_ctl stop", [str(find_bindir() / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"]
             )
+
+
+def create_database_if_missing(dsn: str, name: str) -> None:
+    """Create the database ``name`` on the server ``dsn`` reaches, unless it exists (psycopg2 errors propagate)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn, connect_timeout=10)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
