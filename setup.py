@@ -1,5 +1,7 @@
 """AutoPilot: a generic PanDA pilot and pilot scheduler built on Apache Airflow 3."""
 
+import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -12,7 +14,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["autopilot_ops", "autopilot_ops.*"]),
     include_package_data=True,
-    data_files=[("share/autopilot/sql", ["sql/tables.sql"])],
+    data_files=[
+        ("share/autopilot/sql", ["sql/tables.sql"]),
+        ("share/autopilot/sql/migrations", sorted(glob.glob("sql/migrations/*.sql"))),
+    ],
     package_data={"autopilot_ops": ["sql/*.sql", "data/*", "data/**/*", "pilot/*.sh"]},
     install_requires=[
         "apache-airflow>=3.3,<3.4",

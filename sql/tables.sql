@@ -1,6 +1,5 @@
--- AutoPilot schema. Idempotent: applying it twice changes nothing.
--- Applied by `autopilot db init`, which records the version in `schema_version`.
--- Version: 1
+-- AutoPilot schema, version 1 (the baseline). Later versions are the numbered files in sql/migrations/.
+-- Applied by `autopilot db init` / `db upgrade`, which record each version in `schema_version`.
 
 CREATE TABLE IF NOT EXISTS schema_version (
     version     integer PRIMARY KEY,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from autopilot_ops.cli.main import main
+from autopilot_ops.store.schema import latest_version
 
 
 @pytest.fixture
@@ -29,7 +30,8 @@ def test_db_init_then_status(cli) -> None:
     assert status == 1 and "not initialised" in out
     assert cli("db", "init")[0] == 0
     status, out, _ = cli("db", "status")
-    assert status == 0 and "schema version: 1" in out and "schedconfig" in out
+    latest = latest_version()
+    assert status == 0 and f"schema version: {latest} (newest {latest})" in out and "schedconfig" in out
 
 
 def test_queue_commands(cli, repo_root: Path) -> None:

@@ -6,21 +6,22 @@ import psycopg2
 import pytest
 
 from autopilot_ops.store.connection import Store
-from autopilot_ops.store.schema import TABLES, apply_schema, schema_status
+from autopilot_ops.store.schema import TABLES, apply_schema, latest_version, schema_status
 
 
 def test_schema_is_idempotent_and_versioned(pg_dsn: str) -> None:
     with Store(pg_dsn) as store:
         assert schema_status(store).version is None
-        assert apply_schema(store) == 1
-        assert apply_schema(store) == 1
+        latest = latest_version()
+        assert apply_schema(store) == latest
+        assert apply_schema(store) == latest
         status = schema_status(store)
-        assert status.version == 1
+        assert status.version == latest and status.pending == 0
         assert set(status.row_counts) == set(TABLES)
         assert all(count == 0 for count in status.row_counts.values())
         with store.transaction() as cur:
             cur.execute("SELECT count(*) AS n FROM schema_version")
-            assert cur.fetchone()["n"] == 1
+            assert cur.fetchone()["n"] == latest
 
 
 def test_schema_rejects_unknown_status_and_pilot_state(store: Store) -> None:
