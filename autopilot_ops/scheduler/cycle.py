@@ -13,14 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
 from autopilot_ops.backends.base import Backend, PilotSpec
-from autopilot_ops.backends.registry import UnknownBackendKind, create_backend
+from autopilot_ops.backends.registry import create_backend
 from autopilot_ops.policy import Decision, decide
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SubmitOutcome, SweepReport, utcnow
-from autopilot_ops.scheduler.observe import backends_of_tag, observe
+from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SubmitOutcome, SweepReport, describe_error, utcnow
+from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
+from autopilot_ops.scheduler.observe import Observation, backends_of_tag, observe, panda_data, queues_of_tag
 from autopilot_ops.store.backends import list_backends
-from autopilot_ops.store.connection import Store
+from autopilot_ops.store.connection import Store, StoreError
 from autopilot_ops.store.cycles import CycleRow, heartbeat_scheduler, record_cycles
+from autopilot_ops.store.submissions import queues_with_pending, settle_pending
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,8 @@ class CycleReport:
     sweeps: dict[str, SweepReport] = field(default_factory=dict)
     stats_error: str | None = None
     seconds: float = 0.0
+    #: Queues another scheduler was cycling (it holds their lock): left to it, no row written here.
+    busy: list[str] = field(default_factory=list)
 
     @property
     def submitted(self) -> int:
@@ -81,9 +87,11 @@ class CycleReport:
         out.extend(
             f"back end {name}: {len(s.transitions)} state changes, {len(s.cancelled)} cancelled"
             + (f", error: {s.backend_error}" if s.backend_error else "")
+            + (f", {s.skipped}" if s.skipped else "")
             for name, s in self.sweeps.items()
         )
         out.extend(r.summary() for r in self.results)
+        out.extend(f"{name}: skipped, another scheduler is cycling this queue" for name in self.busy)
         return out
 
 
@@ -96,8 +104,17 @@ class SchedulingCycle:
         self.stats_source = stats_source
         self._backends: dict[str, Backend] = {}
 
-    def _backend(self, name: str, rows: Mapping[str, Mapping[str, Any]]) -> Backend | str:
-        """The back end named ``name``, or why it cannot be used."""
+    def _backend(self, name: str | None, rows: Mapping[str, Mapping[str, Any]]) -> Backend:
+        """The back end named ``name``; raises ``ValueError`` naming why it cannot be used."""
+        backend = self._backend_or_reason(name, rows)
+        if not isinstance(backend, Backend):
+            raise ValueError(backend)
+        return backend
+
+    def _backend_or_reason(self, name: str | None, rows: Mapping[str, Mapping[str, Any]]) -> Backend | str:
+        """The back end named ``name``, or why it cannot be used (a bad configuration included)."""
+        if not name:
+            return "the queue names no back end"
         if name in self._backends:
             return self._backends[name]
         row = rows.get(name)
@@ -107,69 +124,119 @@ class SchedulingCycle:
             return f"back end {name!r} is disabled"
         try:
             backend = create_backend(row["kind"], name, row["parameters"], row["submit_host"])
-        except UnknownBackendKind as exc:
-            return str(exc)
+        except Exception as exc:  # unknown kind, or parameters the back end refuses
+            return f"back end {name!r}: {describe_error(exc)}"
         self._backends[name] = backend
         return backend
 
     def run(self, cycle_id: str, now: dt.datetime | None = None) -> CycleReport:
+        """Observe, decide and act for every queue of the tag this scheduler can lock; a queue's error ends
+        only that queue, with its own ``cycles`` row, written as soon as the queue is done."""
         started = time.perf_counter()
         now = now or utcnow()
         settings = self.settings
         who = f"scheduler:{settings.scheduler_id}"
         report = CycleReport(settings.tag, cycle_id)
-        stats, stats_age = None, None
+        stats = None
         try:
-            stats, stats_age = self.stats_source(), 0.0
+            stats = self.stats_source()
         except Exception as exc:  # a dead or broken PanDA server stops submission, with the reason logged
-            report.stats_error = f"{type(exc).__name__}: {exc}"
+            report.stats_error = describe_error(exc)
             log.warning("tag %s: PanDA statistics failed: %s", settings.tag, exc)
         with self.store.transaction() as cur:
             heartbeat_scheduler(cur, settings.scheduler_id, settings.tag, socket.gethostname(), getpass.getuser(), now)
             backend_rows = {row["name"]: row for row in list_backends(cur)}
             tag_backends = backends_of_tag(cur, settings.tag, settings.backend_kinds)
-        if settings.sweep:
-            for name in tag_backends:
-                backend = self._backend(name, backend_rows)
-                if isinstance(backend, Backend):
-                    report.sweeps[name] = PilotLifecycle(self.store, backend, who).sweep(now)
-        with self.store.transaction() as cur:
-            seen = observe(
-                cur,
-                settings.tag,
-                stats,
-                stats_age,
-                now,
-                window_s=settings.window_s,
-                global_cap=settings.global_cap,
-                backend_kinds=settings.backend_kinds,
-            )
-        rows = []
-        for queue in seen.queues:
-            name = queue["panda_queue"]
-            decision = decide(seen.snapshots[name])
-            outcome = self._act(queue, decision, backend_rows, cycle_id, who)
-            report.results.append(QueueResult(name, decision, outcome))
-            reason = list(decision.reason)
-            if outcome.skipped:
-                reason.append(f"not submitted: {outcome.skipped}")
-            rows.append(
-                CycleRow(
-                    cycle_id,
-                    name,
-                    settings.scheduler_id,
-                    now,
-                    seen.inputs[name],
-                    decision.n,
-                    reason,
-                    outcome.submitted,
-                    outcome.missed,
+            queues = queues_of_tag(cur, settings.tag, settings.backend_kinds)
+        names = [q["panda_queue"] for q in queues]
+        with locks_of(self.store).holding(QUEUE_LOCK_KEY, names) as mine:
+            report.busy = [name for name in names if name not in mine]
+            if settings.sweep:
+                for name in tag_backends:
+                    backend = self._backend_or_reason(name, backend_rows)
+                    if isinstance(backend, Backend):
+                        report.sweeps[name] = PilotLifecycle(self.store, backend, who).sweep(now)
+            ours = [q for q in queues if q["panda_queue"] in mine]
+            errors = self._reconcile(ours, backend_rows, who)
+            with self.store.transaction() as cur:
+                panda = panda_data(cur, [q["panda_queue"] for q in ours], stats, report.stats_error, now)
+                seen = observe(
+                    cur, ours, settings.tag, panda, now, window_s=settings.window_s, global_cap=settings.global_cap
                 )
-            )
-        with self.store.transaction() as cur:
-            record_cycles(cur, rows)
+            for queue in ours:
+                result, row = self._queue(queue, seen, errors.get(queue["panda_queue"]), backend_rows, cycle_id, now)
+                report.results.append(result)
+                with self.store.transaction() as cur:
+                    record_cycles(cur, [row])
         report.seconds = time.perf_counter() - started
         return report
+
+    def _reconcile(
+        self, queues: list[dict[str, Any]], backend_rows: Mapping[str, Mapping[str, Any]], who: str
+    ) -> dict[str, str]:
+        """Settle keys left pending by a crash, for every queue (paused, drained and offline ones too),
+        before anything is decided; the error of each queue where that failed."""
+        with self.store.transaction() as cur:
+            pending = set(queues_with_pending(cur, [q["panda_queue"] for q in queues]))
+        errors = {}
+        for queue in queues:
+            name = queue["panda_queue"]
+            if name not in pending:
+                continue
+            try:
+                backend = self._backend(queue["backend"], backend_rows)
+                PilotLifecycle(self.store, backend, who).reconcile(name)
+            except (StoreError, LockLost, psycopg2.Error):
+                raise
+            except Exception as exc:  # the queue is decided with nothing submitted, and says why
+                errors[name] = f"reconciling pending submissions failed: {describe_error(exc)}"
+        return errors
+
+    def _queue(
+        self,
+        queue: Mapping[str, Any],
+        seen: Observation,
+        error: str | None,
+        backend_rows: Mapping[str, Mapping[str, Any]],
+        cycle_id: str,
+        now: dt.datetime,
+    ) -> tuple[QueueResult, CycleRow]:
+        """Decide and act for one queue; any error of its own becomes its reason, and its key is settled."""
+        name = queue["panda_queue"]
+        who = f"scheduler:{self.settings.scheduler_id}"
+        decision, outcome = Decision(0, ("submit 0",)), SubmitOutcome()
+        if error is not None:
+            outcome = SubmitOutcome(skipped=error)
+        else:
+            try:
+                decision = decide(seen.snapshots[name])
+                outcome = self._act(queue, decision, backend_rows, cycle_id, who)
+            except (StoreError, LockLost, psycopg2.Error):
+                raise
+            except Exception as exc:  # one bad queue must not stop its tag
+                log.exception("queue %s: cycle %s failed", name, cycle_id)
+                detail = f"error: {describe_error(exc)}"
+                with self.store.transaction() as cur:
+                    settle_pending(cur, name, cycle_id, detail)
+                outcome = SubmitOutcome(missed=decision.n, skipped=detail)
+        reason = list(decision.reason)
+        stats_error = seen.inputs[name]["stats_error"]
+        if stats_error:
+            reason.insert(0, f"PanDA statistics failed: {stats_error}")
+        if outcome.skipped:
+            reason.append(f"not submitted: {outcome.skipped}")
+        row = CycleRow(
+            cycle_id,
+            name,
+            self.settings.scheduler_id,
+            now,
+            seen.inputs[name],
+            decision.n,
+            reason,
+            outcome.submitted,
+            outcome.missed,
+        )
+        return QueueResult(name, decision, outcome), row
 
     def _act(
         self,
@@ -181,9 +248,7 @@ class SchedulingCycle:
     ) -> SubmitOutcome:
         if decision.n <= 0:
             return SubmitOutcome()
-        if not queue["backend"]:
-            return SubmitOutcome(skipped="the queue names no back end")
-        backend = self._backend(queue["backend"], backend_rows)
+        backend = self._backend_or_reason(queue["backend"], backend_rows)
         if not isinstance(backend, Backend):
             return SubmitOutcome(missed=decision.n, skipped=backend)
         return PilotLifecycle(self.store, backend, who).submit(decision.n, self._spec(queue, cycle_id))

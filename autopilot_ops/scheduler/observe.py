@@ -10,7 +10,7 @@ from typing import Any
 from autopilot_ops.policy import JobCount, PilotCounts, QueueConfig, RecentActivity, Snapshot
 from autopilot_ops.scheduler.tags import SCHEDULER_TAG_SQL
 from autopilot_ops.store.controls import controls_in_scope
-from autopilot_ops.store.cycles import live_instances
+from autopilot_ops.store.cycles import last_good_stats, live_instances
 from autopilot_ops.store.pilots import QueueActivity, queue_activity
 from autopilot_ops.store.submissions import submission_outcomes
 
@@ -47,6 +47,26 @@ def _kinds(backend_kinds: Sequence[str] | None) -> list[str] | None:
 
 
 @dataclass(frozen=True)
+class PandaData:
+    """Activated jobs per queue, and when PanDA said so: this cycle's reply, or else the last good one (so
+    ``stale_polls`` sees the real age of the data), with why this cycle's call failed."""
+
+    activated: Mapping[str, int]
+    fetched_at: Mapping[str, dt.datetime]
+    error: str | None = None
+
+
+def panda_data(
+    cur: Any, names: Sequence[str], stats: Mapping[str, Mapping[str, int]] | None, error: str | None, now: dt.datetime
+) -> PandaData:
+    """This cycle's statistics for ``names``, or, when the call failed, the last good reply persisted."""
+    if stats is not None:
+        return PandaData({n: int(stats.get(n, {}).get("activated", 0)) for n in names}, dict.fromkeys(names, now))
+    last = last_good_stats(cur, names)
+    return PandaData({n: a for n, (a, _) in last.items()}, {n: at for n, (_, at) in last.items()}, error)
+
+
+@dataclass(frozen=True)
 class Observation:
     """Inputs of one cycle for every queue of a tag."""
 
@@ -57,16 +77,15 @@ class Observation:
 
 def observe(
     cur: Any,
+    queues: list[dict[str, Any]],
     tag: str,
-    stats: Mapping[str, Mapping[str, int]] | None,
-    stats_age: float | None,
+    panda: PandaData,
     now: dt.datetime,
     *,
     window_s: int = 3600,
     global_cap: int | None = None,
-    backend_kinds: Sequence[str] | None = None,
 ) -> Observation:
-    queues = queues_of_tag(cur, tag, backend_kinds)
+    """Snapshots of ``queues`` (rows of :func:`queues_of_tag`) for the policy, and the inputs to log."""
     names = [q["panda_queue"] for q in queues]
     since = now - dt.timedelta(seconds=window_s)
     activity = queue_activity(cur, names, since)
@@ -80,7 +99,9 @@ def observe(
         name = queue["panda_queue"]
         act = activity.get(name, QueueActivity())
         attempts, missed = outcomes.get(name, (0, 0))
-        activated = (stats or {}).get(name, {}).get("activated", 0)
+        activated = panda.activated.get(name)
+        fetched_at = panda.fetched_at.get(name)
+        age = None if fetched_at is None else max((now - fetched_at).total_seconds(), 0.0)
         controls = tuple(
             c
             for c in all_controls
@@ -88,18 +109,20 @@ def observe(
         )
         snapshots[name] = Snapshot(
             queue=_queue_config(queue),
-            activated=(JobCount(ANY_LABEL, ANY_RESOURCE_TYPE, int(activated)),) if stats is not None else (),
+            activated=(JobCount(ANY_LABEL, ANY_RESOURCE_TYPE, activated),) if activated is not None else (),
             pilots=PilotCounts(queued=act.queued, running=act.running, held=act.held),
             recent=RecentActivity(attempts=attempts, missed=missed, ended=act.ended, empty=act.empty),
             controls=controls,
             instances=instances,
-            panda_data_age=stats_age,
+            panda_data_age=age,
             poll_period=float(queue["cycle_period"]),
             global_cap=global_cap,
             now=now,
         )
         inputs[name] = {
-            "activated": activated if stats is not None else None,
+            "activated": activated,
+            "stats_at": fetched_at.isoformat() if fetched_at is not None else None,
+            "stats_error": panda.error,
             "queued": act.queued,
             "running": act.running,
             "held": act.held,
@@ -108,7 +131,7 @@ def observe(
             "ended": act.ended,
             "empty": act.empty,
             "instances": instances,
-            "panda_data_age": stats_age,
+            "panda_data_age": age,
             "controls": [c.label for c in controls],
         }
     return Observation(queues, snapshots, inputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import psycopg2
@@ -30,6 +31,8 @@ class Store:
         self._check_idle_after_s = check_idle_after_s
         self._conn: psycopg2.extensions.connection | None = None
         self._last_used = 0.0
+        #: The advisory locks on their own connection (``autopilot_ops.scheduler.locks``), made on first use.
+        self.advisory_locks: Any = None
 
     @classmethod
     def from_connection_id(cls, conn_id: str) -> Store:
@@ -44,11 +47,15 @@ class Store:
         if self._conn is not None and not self._conn.closed and idle >= self._check_idle_after_s and not self._alive():
             self._conn.close()
         if self._conn is None or self._conn.closed:
-            try:
-                self._conn = psycopg2.connect(self.dsn, connect_timeout=self._connect_timeout)
-            except psycopg2.OperationalError as exc:
-                raise StoreError(f"cannot connect to PostgreSQL at {redact(self.dsn)}: {exc}".strip()) from exc
+            self._conn = self.open_dedicated()
         return self._conn
+
+    def open_dedicated(self) -> psycopg2.extensions.connection:
+        """A new connection to the database, owned by the caller (the store's own, and the locks' one)."""
+        try:
+            return psycopg2.connect(self.dsn, connect_timeout=self._connect_timeout)
+        except psycopg2.OperationalError as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {redact(self.dsn)}: {exc}".strip()) from exc
 
     def _alive(self) -> bool:
         """Whether the open connection still reaches the server."""
@@ -88,6 +95,8 @@ class Store:
             self._conn = None
 
     def close(self) -> None:
+        if self.advisory_locks is not None:
+            self.advisory_locks.close()
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._conn = None

@@ -68,3 +68,16 @@ def live_instances(cur: Any, tag: str, since: dt.datetime) -> int:
         (tag, since),
     )
     return max(int(cur.fetchone()["n"]), 1)
+
+
+def last_good_stats(cur: Any, queues: Sequence[str]) -> dict[str, tuple[int, dt.datetime]]:
+    """Per queue, the activated count of the newest good PanDA statistics reply and when it came, from the
+    ``stats_at`` the cycles record in ``inputs`` (a cycle without a reply carries the last one forward)."""
+    cur.execute(
+        "SELECT DISTINCT ON (queue) queue, (inputs->>'activated')::integer AS activated, "
+        "(inputs->>'stats_at')::timestamptz AS stats_at FROM cycles "
+        "WHERE queue = ANY(%s) AND inputs->>'stats_at' IS NOT NULL AND inputs->>'activated' IS NOT NULL "
+        "ORDER BY queue, started_at DESC",
+        (list(queues),),
+    )
+    return {row["queue"]: (row["activated"], row["stats_at"]) for row in cur.fetchall()}

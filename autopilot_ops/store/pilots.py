@@ -12,6 +12,8 @@ import psycopg2.extras
 from autopilot_ops.backends.base import SubmittedPilot
 
 LIVE_STATES = ("submitted", "queued", "running", "held")
+FINAL_STATES = ("finished", "failed", "cancelled", "missed")
+_FINAL_SQL = "(" + ", ".join(f"'{state}'" for state in FINAL_STATES) + ")"
 #: pilot3's exit code for "no jobs from PanDA": such a pilot ended empty (pilot/util/auxiliary.py, NOJOBS).
 NO_JOBS_EXIT_CODE = 82
 
@@ -59,36 +61,43 @@ class Transition:
     ended_at: dt.datetime | None = None
 
 
-def apply_transitions(cur: Any, transitions: Sequence[Transition], who: str, now: dt.datetime) -> None:
-    """Write new states and their ``pilot_events`` rows in bulk."""
+def apply_transitions(cur: Any, transitions: Sequence[Transition], who: str, now: dt.datetime) -> list[Transition]:
+    """Write new states and their ``pilot_events`` rows in bulk, each only if the pilot is still in the state
+    the transition starts from (compare-and-set): a stale sweep cannot move a pilot that another sweep moved
+    meanwhile, and a final state stays final. Returns the transitions applied."""
     if not transitions:
-        return
-    psycopg2.extras.execute_values(
+        return []
+    updated = psycopg2.extras.execute_values(
         cur,
         "UPDATE pilots p SET state = v.new, state_reason = v.reason, state_changed_at = v.now, last_seen = v.now, "
         "exit_code = coalesce(v.exit_code, p.exit_code), "
         "started_at = coalesce(p.started_at, v.started_at, CASE WHEN v.new = 'running' THEN v.now END), "
-        "ended_at = CASE WHEN v.new IN ('finished', 'failed', 'cancelled', 'missed') "
-        "THEN coalesce(v.ended_at, v.now) ELSE p.ended_at END "
-        "FROM (VALUES %s) AS v (id, new, reason, exit_code, started_at, ended_at, now) WHERE p.id = v.id",
-        [(t.pilot_id, t.new, t.reason, t.exit_code, t.started_at, t.ended_at, now) for t in transitions],
-        template="(%s, %s, %s, %s::integer, %s::timestamptz, %s::timestamptz, %s::timestamptz)",
+        f"ended_at = CASE WHEN v.new IN {_FINAL_SQL} THEN coalesce(v.ended_at, v.now) ELSE p.ended_at END "
+        "FROM (VALUES %s) AS v (id, old, new, reason, exit_code, started_at, ended_at, now) "
+        f"WHERE p.id = v.id AND p.state = v.old AND p.state NOT IN {_FINAL_SQL} RETURNING p.id",
+        [(t.pilot_id, t.old, t.new, t.reason, t.exit_code, t.started_at, t.ended_at, now) for t in transitions],
+        template="(%s::bigint, %s, %s, %s, %s::integer, %s::timestamptz, %s::timestamptz, %s::timestamptz)",
+        fetch=True,
     )
-    psycopg2.extras.execute_values(
-        cur,
-        "INSERT INTO pilot_events (at, who, what, queue, pilot_id, details) VALUES %s",
-        [
-            (
-                now,
-                who,
-                "pilot-state",
-                t.queue,
-                t.pilot_id,
-                psycopg2.extras.Json({"from": t.old, "to": t.new, "reason": t.reason, "exit_code": t.exit_code}),
-            )
-            for t in transitions
-        ],
-    )
+    done = {row["id"] for row in updated}
+    applied = [t for t in transitions if t.pilot_id in done]
+    if applied:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO pilot_events (at, who, what, queue, pilot_id, details) VALUES %s",
+            [
+                (
+                    now,
+                    who,
+                    "pilot-state",
+                    t.queue,
+                    t.pilot_id,
+                    psycopg2.extras.Json({"from": t.old, "to": t.new, "reason": t.reason, "exit_code": t.exit_code}),
+                )
+                for t in applied
+            ],
+        )
+    return applied
 
 
 def mark_seen(cur: Any, pilot_ids: Sequence[int], now: dt.datetime) -> None:

@@ -47,3 +47,22 @@ def submission_outcomes(cur: Any, queues: list[str], since: dt.datetime) -> dict
         (queues, since),
     )
     return {row["queue"]: (int(row["attempts"]), int(row["missed"])) for row in cur.fetchall()}
+
+
+def queues_with_pending(cur: Any, queues: list[str]) -> list[str]:
+    """Those of ``queues`` with a submission left pending, for the observe step to reconcile first."""
+    cur.execute(
+        "SELECT DISTINCT queue FROM submissions WHERE queue = ANY(%s) AND state = %s ORDER BY queue",
+        (queues, PENDING),
+    )
+    return [row["queue"] for row in cur.fetchall()]
+
+
+def settle_pending(cur: Any, queue: str, cycle_id: str, detail: str) -> bool:
+    """Mark the key ``failed`` if it is still pending (an error stopped its cycle); whether it was."""
+    cur.execute(
+        "UPDATE submissions SET state = %s, detail = %s, completed_at = now() "
+        "WHERE queue = %s AND cycle_id = %s AND state = %s RETURNING queue",
+        (FAILED, detail, queue, cycle_id, PENDING),
+    )
+    return cur.fetchone() is not None

@@ -11,9 +11,11 @@ import pytest
 
 from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
 from autopilot_ops.backends.local import LocalBackend
-from autopilot_ops.scheduler.lifecycle import QUEUE_LOCK_KEY, PilotLifecycle, next_state, utcnow
+from autopilot_ops.scheduler.lifecycle import PilotLifecycle, next_state, utcnow
+from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, SWEEP_LOCK_KEY, LockLost, locks_of
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.controls import pending_kill_requests, request_kill
+from autopilot_ops.store.pilots import Transition, apply_transitions, queue_activity
 from autopilot_ops.store.submissions import begin_submission
 
 from .conftest import wait_for
@@ -118,27 +120,144 @@ def test_vanished_pilot_is_failed_and_a_running_one_is_kept(
     local_backend.cancel([real["batch_id"]])
 
 
-def test_status_unknown_past_timeout_cancels(store: Store, make_spec: Callable[..., PilotSpec]) -> None:
-    class Unreachable(LocalBackend):
-        def status(self, batch_ids):
-            raise BackendError("back end unreachable")
+class Unreachable(LocalBackend):
+    """A local back end whose daemon is down: status and cancel fail, as Slurm's do when slurmctld is."""
 
-        def cancel(self, batch_ids):
-            raise BackendError("back end unreachable")
+    def status(self, batch_ids):
+        raise BackendError("back end unreachable")
 
-    backend = Unreachable("local", {"state_dir": "/nonexistent"})
+    def cancel(self, batch_ids):
+        raise BackendError("back end unreachable")
+
+
+def test_a_failed_cancel_is_not_recorded_and_is_retried_next_sweep(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
     with store.transaction() as cur:
         cur.execute("INSERT INTO schedconfig (panda_queue, site, unknown_timeout) VALUES ('Q1', 'S', 60)")
-        cur.execute(
-            "INSERT INTO pilots (queue, backend, batch_id, state, last_seen) VALUES "
-            "('Q1', 'local', 'old', 'running', now() - interval '2 minutes'), "
-            "('Q1', 'local', 'fresh', 'running', now())"
-        )
-    report = PilotLifecycle(store, backend, "test").sweep()
-    assert report.backend_error == "cancel failed: back end unreachable"
-    states = {r["batch_id"]: (r["state"], r["state_reason"]) for r in pilots(store)}
-    assert states["fresh"] == ("running", None)
-    assert states["old"][0] == "cancelled" and states["old"][1].startswith("status unknown for")
+    PilotLifecycle(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
+    [pilot] = pilots(store)
+    later = utcnow() + dt.timedelta(minutes=2)  # status unknown for longer than the queue's 60 s
+    down = Unreachable("local", local_backend.parameters)
+    report = PilotLifecycle(store, down, "test").sweep(now=later)
+    assert report.backend_error == "cancel failed: BackendError: back end unreachable"
+    assert report.cancelled == [] and report.transitions == []
+    [row] = pilots(store)
+    assert row["state"] == "submitted", "still live at the back end: kept, and counted in max_pilots"
+    assert events(store, "cancel-failed")[0]["details"]["pilots"] == [pilot["id"]]
+    with store.transaction() as cur:
+        assert queue_activity(cur, ["Q1"], utcnow())["Q1"].queued == 1
+    # The back end answers again: the pilot is still tracked, and found running.
+    report = PilotLifecycle(store, local_backend, "test").sweep(now=later + dt.timedelta(minutes=1))
+    assert report.backend_error is None and pilots(store)[0]["state"] == "running"
+    local_backend.cancel([pilot["batch_id"]])
+
+
+def test_a_failed_kill_request_stays_pending(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    PilotLifecycle(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
+    [pilot] = pilots(store)
+    with store.transaction() as cur:
+        request_kill(cur, "Q1", "alice", reason="test")
+
+    class CancelFails(LocalBackend):
+        def cancel(self, batch_ids):
+            raise BackendError("scancel: slurmctld down")
+
+    PilotLifecycle(store, CancelFails("local", local_backend.parameters), "test").sweep()
+    assert pilots(store)[0]["state"] != "cancelled"
+    with store.transaction() as cur:
+        assert [k["pilot_id"] for k in pending_kill_requests(cur)] == [pilot["id"]]
+    PilotLifecycle(store, local_backend, "test").sweep()
+    assert pilots(store)[0]["state"] == "cancelled"
+    with store.transaction() as cur:
+        assert pending_kill_requests(cur) == []
+
+
+def test_a_stale_transition_cannot_undo_a_final_state(store: Store) -> None:
+    with store.transaction() as cur:
+        cur.execute("INSERT INTO pilots (queue, backend, batch_id, state) VALUES ('Q1', 'local', 'b1', 'running') "
+                    "RETURNING id")
+        pilot_id = cur.fetchone()["id"]
+        # Another sweep finished it after this one read it as running.
+        cur.execute("UPDATE pilots SET state = 'finished' WHERE id = %s", (pilot_id,))
+        stale = Transition(pilot_id, "Q1", "running", "held", "stale sweep")
+        assert apply_transitions(cur, [stale], "test", utcnow()) == []
+        back = Transition(pilot_id, "Q1", "finished", "running")
+        assert apply_transitions(cur, [back], "test", utcnow()) == []
+    assert pilots(store)[0]["state"] == "finished"
+    assert events(store, "pilot-state") == []
+
+
+def test_sweeps_of_one_back_end_exclude_each_other(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec], pg_dsn: str
+) -> None:
+    PilotLifecycle(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
+    other = psycopg2.connect(pg_dsn)
+    other.autocommit = True
+    try:
+        with other.cursor() as cur:
+            cur.execute(f"SELECT pg_advisory_lock({SWEEP_LOCK_KEY})", ("local",))
+        report = PilotLifecycle(store, local_backend, "test").sweep()
+        assert report.skipped == "another sweep of back end local is running" and report.seen == 0
+        with other.cursor() as cur:
+            cur.execute(f"SELECT pg_advisory_unlock({SWEEP_LOCK_KEY})", ("local",))
+    finally:
+        other.close()
+    assert PilotLifecycle(store, local_backend, "test").sweep().seen == 1
+    local_backend.cancel([r["batch_id"] for r in pilots(store)])
+
+
+def test_a_configuration_error_of_the_back_end_settles_the_key(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    outcome = PilotLifecycle(store, local_backend, "test").submit(2, make_spec(command=()))
+    assert (outcome.submitted, outcome.missed) == (0, 2)
+    assert outcome.skipped.startswith("submit failed: ValueError: pilot spec for queue 'Q1': field 'command'")
+    with store.transaction() as cur:
+        cur.execute("SELECT state, detail FROM submissions")
+        row = cur.fetchone()
+    assert row["state"] == "failed" and row["detail"].startswith("ValueError: ")
+
+
+def test_a_key_the_back_end_cannot_tell_about_stays_pending(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    class CannotList(LocalBackend):
+        def find_pilots(self, queue, cycle_id):
+            return None
+
+    with store.transaction() as cur:
+        begin_submission(cur, "Q1", "crashed", "local", 2)
+    life = PilotLifecycle(store, CannotList("local", local_backend.parameters), "test")
+    assert life.reconcile("Q1") == 0
+    with store.transaction() as cur:
+        cur.execute("SELECT state FROM submissions")
+        assert cur.fetchone()["state"] == "pending"
+
+
+def test_a_lost_queue_lock_stops_the_submission(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec], pg_dsn: str
+) -> None:
+    locks = locks_of(store)
+    assert locks.try_lock(QUEUE_LOCK_KEY, ["Q1"]) == {"Q1"}
+    admin = psycopg2.connect(pg_dsn)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:  # the lock's connection dies (a server restart, a DBA's terminate)
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid = hashtext('autopilot.queue')::oid AND objid = hashtext(current_schema() || ':Q1')::oid"
+            )
+            assert cur.rowcount == 1
+    finally:
+        admin.close()
+    with pytest.raises(LockLost):
+        PilotLifecycle(store, local_backend, "test").submit(2, make_spec())
+    assert pilots(store) == [] and local_backend.find_pilots("Q1", "c1") == []
+    # Nothing is held any more: the next submission takes a new lock on a new connection.
+    assert PilotLifecycle(store, local_backend, "test").submit(1, make_spec(cycle_id="c2")).submitted == 1
 
 
 def test_two_schedulers_never_submit_for_one_queue_at_once(
