@@ -40,12 +40,10 @@ from autopilot_ops.panda.devserver.jobspec import build_job_spec, dump_jobs_json
 
 AUTOPILOT = Path(sys.executable).with_name("autopilot")
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-#: Used by ``serve_canned`` when the reference recording is not at hand.
-CANNED_ACQUIRE = {
-    "success": True,
-    "message": "",
-    "data": {"StatusCode": 0, "jobs": [{"PandaID": 1, "logFile": "x.log.tgz", "logGUID": "g"}]},
-}
+#: A full ``acquire_jobs`` reply recorded from the real PanDA server 1.0.4, kept in the repository.
+RECORDED_ACQUIRE = (
+    Path(__file__).resolve().parents[1] / "tests" / "data" / "panda-server-1.0.4" / "acquire_jobs-reply.json"
+)
 
 
 def free_port() -> int:
@@ -158,8 +156,7 @@ def run_jobs(port: int, n_jobs: int, server: psutil.Process) -> Run:
 
 def serve_canned(port: int) -> None:
     """A server that answers every request at once with a recorded reply: the client's own ceiling."""
-    reference = Path("/work/shared/reference/panda-server-1.0.4/acquire_jobs-reply.json")
-    acquired = reference.read_bytes() if reference.exists() else json.dumps(CANNED_ACQUIRE).encode()
+    acquired = RECORDED_ACQUIRE.read_bytes()
     updated = b'{"success": true, "message": "", "data": {"StatusCode": 0, "command": "NULL"}}'
 
     class Canned(socketserver.StreamRequestHandler):

@@ -24,7 +24,7 @@ from autopilot_ops.panda.errors import (
     PandaReplyError,
 )
 
-REPLIES = json.loads(Path("/work/shared/reference/panda-server-1.0.4/replies.json").read_text())
+REPLIES = json.loads((Path(__file__).resolve().parents[1] / "data" / "panda-server-1.0.4" / "replies.json").read_text())
 
 
 def connection(monkeypatch, conn_id: str, **fields) -> None:

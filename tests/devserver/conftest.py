@@ -15,7 +15,7 @@ import pytest
 
 from autopilot_ops.panda.devserver.testing import DevServer
 
-REFERENCE = Path("/work/shared/reference/panda-server-1.0.4")
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "panda-server-1.0.4"
 
 
 @dataclass
