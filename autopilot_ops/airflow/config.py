@@ -17,6 +17,19 @@ def default_pilot_command() -> str:
     return f"{shlex.quote(sys.executable)} -m autopilot_ops.pilot run --queue {{queue}} --server {{panda_url}}"
 
 
+#: The deployment id when none is configured: one AutoPilot installation, counted as one instance.
+DEFAULT_DEPLOYMENT_ID = "default"
+
+
+def scheduler_id_for(tag: str, deployment_id: str) -> str:
+    """The id a tag's scheduler has in the ``schedulers`` table: ``<tag>@<deployment id>``. Every Celery or
+    Edge worker of one deployment gives the same id, so the policy's instance count (distinct ids of a tag)
+    counts deployments serving the tag, not the hosts its tasks happened to run on."""
+    if not deployment_id or any(c.isspace() or c == "@" for c in deployment_id):
+        raise ValueError(f"[autopilot] deployment_id: {deployment_id!r} must be a non-empty name without '@' or spaces")
+    return f"{tag}@{deployment_id}"
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     snapshot_path: Path
@@ -26,6 +39,7 @@ class SchedulerConfig:
     panda_conn_id: str
     pilot_command: tuple[str, ...]
     global_cap: int | None
+    deployment_id: str = DEFAULT_DEPLOYMENT_ID
 
     @classmethod
     def from_airflow_conf(cls) -> SchedulerConfig:
@@ -44,4 +58,7 @@ class SchedulerConfig:
             panda_conn_id=option("panda_conn_id", "panda_default"),
             pilot_command=tuple(shlex.split(option("pilot_command", default_pilot_command()))),
             global_cap=int(cap) if cap else None,
+            deployment_id=os.environ.get("AUTOPILOT_DEPLOYMENT_ID")
+            or option("deployment_id", DEFAULT_DEPLOYMENT_ID)
+            or DEFAULT_DEPLOYMENT_ID,
         )

@@ -3,18 +3,24 @@ back end and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from autopilot_ops.airflow.config import SchedulerConfig, scheduler_id_for
+from autopilot_ops.airflow.operators.scheduler import LocalPilotOperator
+from autopilot_ops.backends.base import PilotSpec
 from autopilot_ops.backends.local import LocalBackend
 from autopilot_ops.panda.client import PandaClient, RetryPolicy
 from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
 from autopilot_ops.store.connection import Store
+from autopilot_ops.store.submissions import begin_submission
 
 from .conftest import wait_for
 
@@ -151,3 +157,110 @@ def test_pilots_of_earlier_cycles_are_swept_and_counted(
     assert len(report.sweeps["local"].transitions) == 2
     row = cycle_rows(store)[("run-2", "Q1")]
     assert row["inputs"]["queued"] == 0 and row["inputs"]["ended"] == 2
+
+
+BROKEN_QUEUE = """
+backends:
+  - {{name: broken, kind: local, parameters: {{state_dir: "{state}", kill_grace_s: soon}}}}
+queues:
+  - {{name: A_BROKEN, site: S1, backend: broken, tags: [t1], queue_limit: 10, cycle_period: 60}}
+"""
+
+
+def test_one_bad_queue_does_not_stop_its_tag(store: Store, panda: DevServer, queues: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BROKEN_QUEUE.format(state=tmp_path / "state-broken"))
+    load_queues(store, str(broken))
+    panda.submit_jobs("A_BROKEN", 5, f"{panda.url}/noop.sh", "")
+    panda.submit_jobs("Q1", 5, f"{panda.url}/noop.sh", "")
+    report = make_cycle(store, panda, tmp_path, backend_kinds=("local",)).run("run-1")
+    by_queue = {r.queue: r for r in report.results}
+    assert by_queue["Q1"].outcome.submitted == 3, "the queues after the bad one go on"
+    rows = cycle_rows(store)
+    bad = rows[("run-1", "A_BROKEN")]
+    assert (bad["decided"], bad["submitted"], bad["failed"]) == (5, 0, 5)
+    assert "ValueError: could not convert string to float: 'soon'" in bad["reason"][-1]
+    assert rows[("run-1", "Q1")]["submitted"] == 3
+    with store.transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM submissions WHERE state = 'pending'")
+        assert cur.fetchone()["n"] == 0
+
+
+def crashed_submission(store: Store, tmp_path: Path, n: int) -> list:
+    """Pilots a cycle started for Q1 before it died: the key is pending, the pilots run, no row records them."""
+    spec = PilotSpec(queue="Q1", cycle_id="crashed", scheduler="t1@test", command=("sleep", "30"),
+                     log_root=tmp_path / "logs")
+    with store.transaction() as cur:
+        assert begin_submission(cur, "Q1", "crashed", "local", n) is None
+    return LocalBackend("local", {"state_dir": str(tmp_path / "state")}).submit(n, spec)
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_pending_keys_are_reconciled_before_deciding(
+    store: Store, panda: DevServer, queues: Path, tmp_path: Path, paused: bool
+) -> None:
+    made = crashed_submission(store, tmp_path, 2)
+    panda.submit_jobs("Q1", 4, f"{panda.url}/noop.sh", "")
+    if paused:
+        with store.transaction() as cur:
+            cur.execute("INSERT INTO controls (scope, target, paused, set_by) VALUES ('queue', 'Q1', true, 'op')")
+    report = make_cycle(store, panda, tmp_path, backend_kinds=("local",)).run("run-1")
+    [q1] = [r for r in report.results if r.queue == "Q1"]
+    row = cycle_rows(store)[("run-1", "Q1")]
+    assert row["inputs"]["queued"] == 2, "the crashed cycle's pilots are counted in this decision"
+    assert q1.decision.n == (0 if paused else 2), q1.decision.reason  # 4 activated - 2 queued
+    with store.transaction() as cur:
+        cur.execute("SELECT state FROM submissions WHERE cycle_id = 'crashed'")
+        assert cur.fetchone()["state"] == "reconciled"
+        cur.execute("SELECT batch_id FROM pilots")
+        ids = [r["batch_id"] for r in cur.fetchall()]
+    assert len(ids) == len(set(ids)) == 2 + q1.outcome.submitted
+    LocalBackend("local", {"state_dir": str(tmp_path / "state")}).cancel([p.batch_id for p in made])
+
+
+def test_stale_polls_fire_on_the_real_age_of_the_last_good_reply(
+    store: Store, panda: DevServer, queues: Path, tmp_path: Path
+) -> None:
+    panda.submit_jobs("Q1", 5, f"{panda.url}/noop.sh", "")
+    t0 = dt.datetime.now(dt.timezone.utc)
+    make_cycle(store, panda, tmp_path, backend_kinds=("local",)).run("run-1", now=t0)
+    settings = CycleSettings(
+        tag="t1", scheduler_id="t1@test", pilot_command=("true",), log_root=tmp_path / "logs", backend_kinds=("local",)
+    )
+    down = PandaClient("http://127.0.0.1:9", retry=RetryPolicy(attempts=1), timeout=2)
+    cycle = SchedulingCycle(store, settings, down.active_job_stats_by_site)
+    cycle.run("run-2", now=t0 + dt.timedelta(seconds=61))
+    row = cycle_rows(store)[("run-2", "Q1")]
+    assert row["inputs"]["panda_data_age"] == 61 and row["inputs"]["activated"] == 5
+    assert row["reason"][0].startswith("PanDA statistics failed: ")
+    cycle.run("run-3", now=t0 + dt.timedelta(seconds=200))
+    row = cycle_rows(store)[("run-3", "Q1")]
+    assert "PanDA data 200s old > 3 polls x 60s = 180s -> 0" in row["reason"]
+    assert row["decided"] == 0 and row["inputs"]["stats_at"] == t0.isoformat()
+
+
+def test_workers_of_one_deployment_count_as_one_instance(
+    store: Store, panda: DevServer, queues: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    panda.submit_jobs("Q1", 8, f"{panda.url}/noop.sh", "")
+    config = SchedulerConfig(tmp_path, tmp_path, None, None, "panda_default", ("sleep", "30"), None, "site-a")
+    operator = LocalPilotOperator(task_id="cycle_local", tag="t1", log_root=str(tmp_path / "logs"))
+    for worker, run in (("worker-1", "run-1"), ("worker-2", "run-2")):
+        monkeypatch.setattr(socket, "gethostname", lambda worker=worker: worker)  # a Celery worker per cycle
+        settings = operator.cycle_settings(config, panda.url)
+        SchedulingCycle(store, settings, PandaClient(panda.url).active_job_stats_by_site).run(run)
+    assert cycle_rows(store)[("run-2", "Q1")]["inputs"]["instances"] == 1
+    with store.transaction() as cur:
+        cur.execute("SELECT id, host FROM schedulers")
+        assert [dict(r) for r in cur.fetchall()] == [{"id": "t1@site-a", "host": "worker-2"}]
+        cur.execute("SELECT batch_id FROM pilots")
+        LocalBackend("local", {"state_dir": str(tmp_path / "state")}).cancel([r["batch_id"] for r in cur.fetchall()])
+
+
+def test_the_deployment_id_comes_from_the_environment_over_airflow_cfg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__AUTOPILOT__DEPLOYMENT_ID", "from-cfg")
+    assert SchedulerConfig.from_airflow_conf().deployment_id == "from-cfg"
+    monkeypatch.setenv("AUTOPILOT_DEPLOYMENT_ID", "from-env")
+    assert SchedulerConfig.from_airflow_conf().deployment_id == "from-env"
+    with pytest.raises(ValueError, match=r"\[autopilot\] deployment_id: 'a@b'"):
+        scheduler_id_for("t1", "a@b")

@@ -6,14 +6,13 @@ queues' back ends, writes a ``cycles`` row per queue, and logs a readable per-qu
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
 
-from autopilot_ops.airflow.config import SchedulerConfig
+from autopilot_ops.airflow.config import SchedulerConfig, scheduler_id_for
 from autopilot_ops.airflow.operators.store_args import open_store
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
 
@@ -56,20 +55,23 @@ class PilotSchedulerOperator(BaseOperator):
         self.global_cap = global_cap
         self.scheduler_id = scheduler_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from autopilot_ops.airflow.hooks.panda import PandaHook
-
-        defaults = SchedulerConfig.from_airflow_conf()
-        panda = PandaHook(panda_conn_id=self.panda_conn_id)
-        settings = CycleSettings(
+    def cycle_settings(self, defaults: SchedulerConfig, panda_url: str) -> CycleSettings:
+        """This task's cycle settings; the scheduler id is ``<tag>@<deployment id>`` on whichever worker."""
+        return CycleSettings(
             tag=self.tag,
-            scheduler_id=self.scheduler_id or f"{self.tag}@{socket.gethostname()}",
+            scheduler_id=self.scheduler_id or scheduler_id_for(self.tag, defaults.deployment_id),
             pilot_command=self.pilot_command or defaults.pilot_command,
             log_root=Path(self.log_root) if self.log_root else defaults.log_root,
-            panda_url=panda.panda_connection().url,
+            panda_url=panda_url,
             global_cap=self.global_cap if self.global_cap is not None else defaults.global_cap,
             backend_kinds=self.backend_kinds,
         )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autopilot_ops.airflow.hooks.panda import PandaHook
+
+        panda = PandaHook(panda_conn_id=self.panda_conn_id)
+        settings = self.cycle_settings(SchedulerConfig.from_airflow_conf(), panda.panda_connection().url)
         with open_store(self.task_id, self.postgres_conn_id, self.dsn) as store:
             report = SchedulingCycle(store, settings, panda.active_job_stats_by_site).run(context["run_id"])
         for line in report.lines():
