@@ -14,6 +14,7 @@ connection.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,10 @@ from autopilot_ops.panda.errors import (
     PandaReplyError,
 )
 
+#: The largest reply read: PanDA's statistics of every site are a few MB; more is not a PanDA server talking.
+MAX_REPLY_BYTES = 32 * 1024 * 1024
+_CHUNK = 64 * 1024
+
 
 @dataclass(frozen=True)
 class PandaConnection:
@@ -50,10 +55,14 @@ class PandaHook(HttpHook):
     conn_type = "panda"
     hook_name = "PanDA server"
 
-    def __init__(self, panda_conn_id: str = default_conn_name, timeout: float = 60.0) -> None:
+    def __init__(
+        self, panda_conn_id: str = default_conn_name, timeout: float = 60.0, max_reply_bytes: int = MAX_REPLY_BYTES
+    ) -> None:
         super().__init__(method="GET", http_conn_id=panda_conn_id)
         self.panda_conn_id = panda_conn_id
+        #: Seconds one call may take in all, connecting and reading included.
         self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         self._panda: PandaConnection | None = None
 
     def panda_connection(self) -> PandaConnection:
@@ -120,21 +129,39 @@ class PandaHook(HttpHook):
     # --- calls ---
 
     def _call(self, method: str, path: str, *, body: dict[str, Any] | None = None) -> protocol.Envelope:
+        """One call, in at most ``timeout`` seconds and ``max_reply_bytes`` of reply, whatever the server does
+        (a socket that accepts and never answers, a reply dripped byte by byte, a huge body)."""
         if self.panda_connection().protocol != "v1":
             raise PandaError(path, "not available with the legacy protocol (the connection's 'protocol' field)")
         self.method = method
+        deadline = time.monotonic() + self.timeout
+        options = {"check_response": False, "stream": True, "timeout": (min(10.0, self.timeout), self.timeout)}
         try:
-            reply = self.run(path, json=body, extra_options={"check_response": False, "timeout": self.timeout})
+            reply = self.run(path, json=body, extra_options=options)
+            with reply:
+                content = self._read_body(path, reply, deadline)
         except requests.RequestException as exc:
-            raise PandaCommunicationError(path, str(exc)) from exc
+            raise PandaCommunicationError(path, f"{type(exc).__name__}: {exc}") from exc
+        text = content.decode("utf-8", "replace")
         if reply.status_code >= 500:
-            raise PandaCommunicationError(path, f"HTTP {reply.status_code}: {reply.text.strip()[:300]}")
+            raise PandaCommunicationError(path, f"HTTP {reply.status_code}: {text.strip()[:300]}")
         if reply.status_code >= 400:
-            raise PandaHTTPError(path, reply.status_code, reply.text)
+            raise PandaHTTPError(path, reply.status_code, text)
         try:
-            return protocol.parse_envelope(reply.content)
+            return protocol.parse_envelope(content)
         except protocol.ProtocolError as exc:
             raise PandaReplyError(path, "envelope", str(exc)) from exc
+
+    def _read_body(self, path: str, reply: requests.Response, deadline: float) -> bytes:
+        body = bytearray()
+        for chunk in reply.iter_content(_CHUNK):
+            body += chunk
+            if len(body) > self.max_reply_bytes:
+                raise PandaReplyError(path, "body", f"is over {self.max_reply_bytes} bytes; not read further")
+            if time.monotonic() > deadline:
+                detail = f"reply not complete after {self.timeout:g}s ({len(body)} bytes read)"
+                raise PandaCommunicationError(path, detail)
+        return bytes(body)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's connection test: ``/api/v1/system/is_alive`` (``system_api.py``)."""
@@ -150,6 +177,7 @@ class PandaHook(HttpHook):
         """``{site: {state: count}}`` for every site in one call; empty when no job is active anywhere."""
         path = protocol.api_path("statistics", "active_job_stats_by_site")
         return job_stats_from(path, self._call("GET", path))
+
     def kill_jobs(self, ids: Sequence[int], code: int | None = None) -> list[bool]:
         """Ask PanDA to kill jobs; one bool per id (``job_api.py: kill``)."""
         path = protocol.api_path("job", "kill")
