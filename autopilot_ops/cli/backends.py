@@ -8,6 +8,8 @@ import json
 
 from autopilot_ops.backends.registry import available_kinds
 from autopilot_ops.cli.common import CommandError, add_dsn_argument, open_store, print_table
+from autopilot_ops.queues.errors import FieldError
+from autopilot_ops.queues.names import BACKEND_NAME_MAX, check_name
 from autopilot_ops.store.backends import BackendInUse, list_backends, remove_backend, upsert_backend
 from autopilot_ops.store.events import record_event
 
@@ -59,6 +61,10 @@ def parse_params(pairs: list[str]) -> dict[str, object]:
 
 
 def add_command(args: argparse.Namespace) -> int:
+    try:
+        check_name(args.name, BACKEND_NAME_MAX)
+    except FieldError as exc:
+        raise CommandError(f"NAME {args.name!r}: {exc}") from None
     if args.kind not in available_kinds():
         raise CommandError(
             f"--kind: no back end of kind {args.kind!r} is installed (known: {', '.join(available_kinds())})"

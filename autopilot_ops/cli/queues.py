@@ -9,6 +9,7 @@ from autopilot_ops.cli.common import CommandError, add_dsn_argument, open_store,
 from autopilot_ops.queues.errors import QueueFileError
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.queues.model import STATUSES
+from autopilot_ops.queues.plan import DEFAULT_MAX_PRUNE_SHARE
 from autopilot_ops.store.events import record_event
 from autopilot_ops.store.queues import get_queue, list_queues, set_queue_status
 
@@ -21,6 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load.add_argument("location", metavar="PATH|URL")
     load.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     load.add_argument("--prune", action="store_true", help="remove queues absent from the file")
+    load.add_argument(
+        "--max-prune-share",
+        type=share,
+        default=DEFAULT_MAX_PRUNE_SHARE,
+        metavar="FRACTION",
+        help=f"refuse a prune that removes more than this share of the queues (default {DEFAULT_MAX_PRUNE_SHARE})",
+    )
+    load.add_argument(
+        "--force", action="store_true", help="prune past --max-prune-share, or every queue (never on an empty file)"
+    )
     load.add_argument("--default-backend", help="back end for queues whose definition names none")
     add_dsn_argument(load)
     load.set_defaults(func=load_command)
@@ -44,11 +55,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.set_defaults(func=set_status_command)
 
 
+def share(value: str) -> float:
+    """``--max-prune-share``: a fraction between 0 and 1."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {value!r}") from None
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {value!r}")
+    return number
+
+
 def load_command(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         try:
             result = load_queues(
-                store, args.location, dry_run=args.dry_run, prune=args.prune, default_backend=args.default_backend
+                store,
+                args.location,
+                dry_run=args.dry_run,
+                prune=args.prune,
+                force=args.force,
+                max_prune_share=args.max_prune_share,
+                default_backend=args.default_backend,
             )
         except QueueFileError as exc:
             for problem in exc.problems:
@@ -59,6 +87,9 @@ def load_command(args: argparse.Namespace) -> int:
         for line in result.plan.lines():
             print(line)
         print(f"dry run: would be {result.plan.summary()}")
+        if result.refusal:
+            print(f"autopilot: error: {result.source}: refused: {result.refusal}", file=sys.stderr)
+            return 1
     else:
         print(f"{result.source}: {result.plan.summary()}")
     return 0

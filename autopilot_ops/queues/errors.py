@@ -30,3 +30,7 @@ class QueueFileError(Exception):
     def __init__(self, problems: Sequence[Problem]):
         self.problems = tuple(problems)
         super().__init__("\n".join(map(str, self.problems)))
+
+
+class FieldError(ValueError):
+    """A value that breaks its field's rule; the caller adds the file, queue and field."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from autopilot_ops.queues.cric import attribute_problems
 from autopilot_ops.queues.errors import Problem, QueueFileError
 from autopilot_ops.queues.model import (
     COLUMNS,
@@ -23,8 +24,10 @@ from autopilot_ops.queues.model import (
     FieldError,
     QueueDefinition,
     json_object,
+    limits_order_problem,
     text,
 )
+from autopilot_ops.queues.names import BACKEND_NAME_MAX, check_name
 
 #: CRIC attribute -> schedconfig column, for attributes that map one to one (first match wins).
 CRIC_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -101,8 +104,8 @@ def _replace_backend(queue: QueueDefinition, backend: str) -> QueueDefinition:
 def _build(
     values: dict[str, Any], source: str, queue: str, problems: list[Problem], required: frozenset[str] = REQUIRED
 ) -> QueueDefinition | None:
-    """Check every field of one queue, in the input's order; record problems; return the definition if all
-    are good."""
+    """Check every field of one queue, in the input's order, then its CRIC attributes and limits; record
+    problems; return the definition if all are good (the nickname defaults to the queue name)."""
     clean: dict[str, Any] = {}
     first_problem = len(problems)
     for name, value in values.items():
@@ -114,7 +117,15 @@ def _build(
             problems.append(Problem(source, queue, name, str(exc)))
     for name in sorted(required - clean.keys() - {p.field for p in problems[first_problem:]}):
         problems.append(Problem(source, queue, name, "is required"))
-    return None if len(problems) > first_problem else QueueDefinition(**clean)
+    attributes = values.get("attributes") or {}
+    problems.extend(Problem(source, queue, name, message) for name, message in attribute_problems(attributes))
+    order = limits_order_problem(clean)
+    if order:
+        problems.append(Problem(source, queue, "min_queued", order))
+    if len(problems) > first_problem:
+        return None
+    clean.setdefault("nickname", clean["panda_queue"])
+    return QueueDefinition(**clean)
 
 
 def _parse_cric(document: Mapping[str, Any], source: str, problems: list[Problem]) -> list[QueueDefinition]:
@@ -126,7 +137,7 @@ def _parse_cric(document: Mapping[str, Any], source: str, problems: list[Problem
         if "name" in attrs and attrs["name"] != name:
             problems.append(Problem(source, name, "name", f"{attrs['name']!r} differs from the queue's key"))
             continue
-        values: dict[str, Any] = {"panda_queue": name, "nickname": name}
+        values: dict[str, Any] = {"panda_queue": name}
         column_of = _cric_column_keys(attrs)
         for key, value in attrs.items():
             if key in column_of:
@@ -190,7 +201,6 @@ def _parse_short(document: Mapping[str, Any], source: str, problems: list[Proble
             continue
         values = {**defaults, **entry, "panda_queue": name}
         values.pop("name", None)
-        values.setdefault("nickname", name)
         queue = _build(values, source, label, problems)
         if queue is not None:
             queues.append(queue)
@@ -212,9 +222,14 @@ def _parse_backends(entries: Any, source: str, problems: list[Problem]) -> list[
             problems.append(Problem(source, None, f"{where}.{unknown[0]}", "is not a back-end field"))
             continue
         try:
+            name = check_name(entry.get("name"), BACKEND_NAME_MAX)
+        except FieldError as exc:
+            problems.append(Problem(source, None, f"{where}.name", str(exc)))
+            continue
+        try:
             backends.append(
                 BackendDefinition(
-                    name=text(entry.get("name")),
+                    name=name,
                     kind=text(entry.get("kind")),
                     submit_host=entry.get("submit_host"),
                     parameters=json_object(entry.get("parameters") or {}),

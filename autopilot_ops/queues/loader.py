@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from autopilot_ops.queues.errors import Problem, QueueFileError
 from autopilot_ops.queues.formats import QueueDocument, parse_document
-from autopilot_ops.queues.plan import LoadPlan, make_plan
+from autopilot_ops.queues.plan import DEFAULT_MAX_PRUNE_SHARE, LoadPlan, make_plan, prune_refusal
 from autopilot_ops.queues.source import decode_document, read_source
 from autopilot_ops.store.backends import backend_names, upsert_backend
 from autopilot_ops.store.connection import Store
@@ -23,6 +23,8 @@ class LoadResult:
     source: str
     plan: LoadPlan
     dry_run: bool
+    #: Why the load is refused (a dry run reports it instead of raising).
+    refusal: str | None = None
 
 
 def read_queue_file(location: str, default_backend: str | None = None) -> QueueDocument:
@@ -37,13 +39,18 @@ def load_queues(
     *,
     dry_run: bool = False,
     prune: bool = False,
+    force: bool = False,
+    max_prune_share: float = DEFAULT_MAX_PRUNE_SHARE,
     default_backend: str | None = None,
     who: str = "autopilot queues load",
 ) -> LoadResult:
     """Load ``location`` into ``schedconfig`` in one transaction; raise ``QueueFileError`` and write nothing
-    if any queue is bad. With ``dry_run`` the plan is computed against the database and rolled back."""
+    if any queue is bad, or if pruning would remove more than ``max_prune_share`` of the queues or all of them
+    (unless ``force``; an empty input is always refused). With ``dry_run`` the plan is computed against the
+    database and rolled back, and a refusal is returned in ``refusal`` instead of raised."""
     document = read_queue_file(location, default_backend)
     plan = LoadPlan()
+    refusal = None
     try:
         with store.transaction() as cur:
             # Serialise loads, so two concurrent loads cannot interleave their diffs.
@@ -59,9 +66,13 @@ def load_queues(
                     backend.owner,
                 )
             _check_backends(document, backend_names(cur), location)
-            plan = make_plan(read_queues(cur), document.queues, prune)
+            stored = read_queues(cur)
+            plan = make_plan(stored, document.queues, prune)
+            refusal = prune_refusal(plan, len(stored), len(document.queues), max_prune_share, force)
             if dry_run:
                 raise _DryRun
+            if refusal:
+                raise QueueFileError([Problem(location, None, None, refusal)])
             upsert_queues(cur, plan.writes, location)
             delete_queues(cur, plan.removed)
             record_event(
@@ -78,7 +89,7 @@ def load_queues(
             )
     except _DryRun:
         pass
-    return LoadResult(location, plan, dry_run)
+    return LoadResult(location, plan, dry_run, refusal)
 
 
 def _check_backends(document: QueueDocument, known: set[str], source: str) -> None:

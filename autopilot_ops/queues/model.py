@@ -8,11 +8,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from autopilot_ops.queues.errors import FieldError
+from autopilot_ops.queues.names import (
+    BACKEND_NAME_MAX,
+    CLOUD_NAME_MAX,
+    QUEUE_NAME_MAX,
+    SITE_NAME_MAX,
+    TAG_NAME_MAX,
+    check_name,
+    name_rule,
+)
+
 STATUSES = ("online", "offline", "test", "brokeroff")
-
-
-class FieldError(ValueError):
-    """A value that breaks its field's rule; the caller adds the file, queue and field."""
 
 
 def _integer(value: Any, minimum: int) -> int:
@@ -87,6 +94,11 @@ def text_list(value: Any) -> list[str]:
     return [text(item) for item in value]
 
 
+def tag_list(value: Any) -> list[str]:
+    """Tags become DAG ids and paths: each is held to the name rule."""
+    return [check_name(tag, TAG_NAME_MAX) for tag in text_list(value)]
+
+
 def label_list(value: Any) -> list[str]:
     labels = text_list(value)
     if not labels:
@@ -150,13 +162,13 @@ COLUMNS = tuple(f.name for f in fields(QueueDefinition))
 
 #: How each field's value is checked and normalised; ``None`` stays ``None`` for optional fields.
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "panda_queue": text,
-    "site": text,
-    "nickname": text,
-    "panda_site": text,
-    "cloud": text,
+    "panda_queue": name_rule(QUEUE_NAME_MAX),
+    "site": name_rule(SITE_NAME_MAX),
+    "nickname": name_rule(QUEUE_NAME_MAX),
+    "panda_site": name_rule(SITE_NAME_MAX),
+    "cloud": name_rule(CLOUD_NAME_MAX),
     "status": status,
-    "tags": text_list,
+    "tags": tag_list,
     "corecount": non_negative_int,
     "maxrss": non_negative_int,
     "maxtime": non_negative_int,
@@ -181,10 +193,19 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "queued_timeout": positive_int,
     "held_timeout": positive_int,
     "unknown_timeout": positive_int,
-    "backend": text,
+    "backend": name_rule(BACKEND_NAME_MAX),
     "backend_parameters": json_object,
     "attributes": json_object,
 }
 REQUIRED = frozenset({"panda_queue", "site"})
+
+
+def limits_order_problem(values: Mapping[str, Any]) -> str | None:
+    """Why ``min_queued`` and ``max_queued`` leave the policy no valid target, if they do."""
+    low, high = values.get("min_queued"), values.get("max_queued")
+    if low is not None and high is not None and low > high:
+        return f"min_queued {low} is above max_queued {high}"
+    return None
+
 #: CRIC always states a queue's status; a CRIC entry without one is truncated or not a queue.
 REQUIRED_IN_CRIC = REQUIRED | {"status"}

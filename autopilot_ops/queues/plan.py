@@ -62,3 +62,30 @@ def make_plan(stored: Mapping[str, Mapping[str, Any]], incoming: Iterable[QueueD
     if prune:
         plan.removed = sorted(set(stored) - names)
     return plan
+
+
+#: The largest share of the stored queues that ``--prune`` removes without ``--force``.
+DEFAULT_MAX_PRUNE_SHARE = 0.10
+
+
+def prune_refusal(plan: LoadPlan, stored: int, incoming: int, max_share: float, force: bool) -> str | None:
+    """Why a pruning plan must not be carried out, or ``None``. An empty input is refused even with ``force``:
+    a truncated download or an empty file never means "remove everything"."""
+    removed = len(plan.removed)
+    if not removed:
+        return None
+    if incoming == 0:
+        return (
+            f"the file holds no queues; --prune refuses to remove all {stored} stored queues "
+            "on an empty input (even with --force)"
+        )
+    if force:
+        return None
+    if removed == stored:
+        return f"--prune would remove all {stored} queues; pass --force to allow it"
+    if removed > max_share * stored:
+        return (
+            f"--prune would remove {removed} of {stored} queues ({removed / stored:.0%}), more than the limit "
+            f"{max_share:.0%} (--max-prune-share); pass --force to allow it"
+        )
+    return None

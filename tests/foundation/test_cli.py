@@ -64,6 +64,34 @@ def test_bad_queue_file_exits_non_zero_and_prints_first_bad_field(cli, tmp_path:
     assert json.loads(cli("queues", "list", "--json")[1]) == []
 
 
+def test_prune_refusal_exits_non_zero_and_dry_run_shows_it(cli, tmp_path: Path) -> None:
+    cli("db", "init")
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps({f"Q{i}": {"site": "S", "status": "online"} for i in range(4)}))
+    assert cli("queues", "load", str(full))[0] == 0
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    status, out, err = cli("queues", "load", str(empty), "--prune", "--dry-run")
+    assert status == 1 and "- Q0" in out and "refused: " in err and "holds no queues" in err
+    status, _, err = cli("queues", "load", str(empty), "--prune", "--force")
+    assert status == 1 and "holds no queues" in err
+    half = tmp_path / "half.json"
+    half.write_text(json.dumps({f"Q{i}": {"site": "S", "status": "online"} for i in range(2)}))
+    status, _, err = cli("queues", "load", str(half), "--prune")
+    assert status == 1 and "would remove 2 of 4 queues (50%)" in err
+    assert len(json.loads(cli("queues", "list", "--json")[1])) == 4
+    status, out, _ = cli("queues", "load", str(half), "--prune", "--max-prune-share", "0.5")
+    assert status == 0 and "2 removed" in out
+
+
+@pytest.mark.parametrize("name", ["bad name; drop table", "../x", "a" * 51, ".hidden"])
+def test_backend_names_are_held_to_the_rule(cli, name: str) -> None:
+    cli("db", "init")
+    status, _, err = cli("backends", "add", name, "--kind", "local")
+    assert status == 2 and f"NAME {name!r}: must be a PanDA name" in err
+    assert "letters, digits" in err
+
+
 def test_backend_commands(cli, repo_root: Path) -> None:
     cli("db", "init")
     status, out, _ = cli("backends", "add", "pool1", "--kind", "slurm", "--param", "partition=debug", "--param", "n=3")

@@ -126,7 +126,7 @@ def test_prune_removes_absent_queues_only_when_asked(db: Store, tmp_path: Path) 
     subset = write(tmp_path, "subset.json", {"A": cric_queue()})
     assert load_queues(db, subset).plan.removed == []
     assert set(snapshot(db)) == {"A", "B", "C"}
-    assert load_queues(db, subset, prune=True).plan.removed == ["B", "C"]
+    assert load_queues(db, subset, prune=True, force=True).plan.removed == ["B", "C"]
     assert set(snapshot(db)) == {"A"}
 
 
@@ -134,7 +134,7 @@ def test_dry_run_reports_the_plan_and_writes_nothing(db: Store, tmp_path: Path) 
     load_queues(db, write(tmp_path, "a.json", {"A": cric_queue(), "B": cric_queue()}))
     before = snapshot(db)
     new = write(tmp_path, "b.json", {"A": cric_queue(maxtime=10), "C": cric_queue()})
-    result = load_queues(db, new, dry_run=True, prune=True)
+    result = load_queues(db, new, dry_run=True, prune=True, force=True)
     assert [q.panda_queue for q in result.plan.added] == ["C"]
     assert [c.queue for _, c in result.plan.changed] == ["A"]
     assert result.plan.removed == ["B"]
@@ -166,6 +166,47 @@ BAD_INPUTS = [
     ("not an object", {"X": ["online"]}, "X", None, "must be an object of attributes"),
     ("name mismatch", {"X": cric_queue(name="Y")}, "X", "name", "differs from the queue's key"),
     ("autopilot typo", {"X": cric_queue(autopilot={"max_per_cylce": 3})}, "X", "autopilot.max_per_cylce", "not an"),
+    ("hostile queue name", {"bad name; drop table": cric_queue()}, "bad name; drop table", "panda_queue", "PanDA name"),
+    ("path in queue name", {"../../etc": cric_queue()}, "../../etc", "panda_queue", "PanDA name"),
+    ("long queue name", {"Q" * 51: cric_queue()}, "Q" * 51, "panda_queue", "at most 50 characters"),
+    ("hostile site", {"X": cric_queue(site="S/../../x")}, "X", "site", "PanDA name"),
+    ("hostile panda_site", {"X": cric_queue(panda_resource="a b")}, "X", "panda_site", "PanDA name"),
+    ("hostile cloud", {"X": cric_queue(cloud="DE\n")}, "X", "cloud", "PanDA name"),
+    ("long site", {"X": cric_queue(site="S" * 53)}, "X", "site", "at most 52 characters"),
+    (
+        "hostile tag",
+        {"X": cric_queue(autopilot={"backend": "slurm-a", "tags": ["ok", "x;rm -rf"]})},
+        "X",
+        "tags",
+        "PanDA name",
+    ),
+    ("hostile backend", {"X": cric_queue(autopilot={"backend": "a/b"})}, "X", "backend", "PanDA name"),
+    ("CE list as a string", {"X": cric_queue(queues="ce.example.org:9619")}, "X", "queues", "must be a list"),
+    ("CE entry not an object", {"X": cric_queue(queues=["ce.example.org"])}, "X", "queues[0]", "must be an object"),
+    (
+        "CE endpoint not a string",
+        {"X": cric_queue(queues=[{"ce_endpoint": 9619, "ce_flavour": "HTCONDOR-CE"}])},
+        "X",
+        "queues[0].ce_endpoint",
+        "must be a string",
+    ),
+    ("resource limits", {"X": cric_queue(resource_type_limits=100)}, "X", "resource_type_limits", "must be an object"),
+    (
+        "resource limit value",
+        {"X": cric_queue(resource_type_limits={"SCORE": "many"})},
+        "X",
+        "resource_type_limits.SCORE",
+        "must be an integer",
+    ),
+    ("pilot_manager", {"X": cric_queue(pilot_manager=["Harvester"])}, "X", "pilot_manager", "must be a string"),
+    ("type", {"X": cric_queue(type=3)}, "X", "pilot_type", "must be a non-empty string"),
+    (
+        "min above max",
+        {"X": cric_queue(autopilot={"backend": "slurm-a", "min_queued": 5, "max_queued": 2})},
+        "X",
+        "min_queued",
+        "min_queued 5 is above max_queued 2",
+    ),
 ]
 
 
@@ -181,6 +222,53 @@ def test_each_validation_error_names_file_queue_and_field(
     assert message in first.message
     assert str(first).startswith(f"{path}: queue {queue!r}")
     assert snapshot(db) == {}
+
+
+def test_short_format_names_are_held_to_the_rule(store: Store, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "q.yaml",
+        "backends: [{name: 'b 1', kind: local}]\nqueues:\n  - {name: 'bad name; drop table', site: S}\n",
+    )
+    with pytest.raises(QueueFileError) as caught:
+        load_queues(store, path)
+    wheres = [(p.queue, p.field) for p in caught.value.problems]
+    assert wheres == [(None, "backends[0].name"), ("bad name; drop table", "panda_queue")]
+    assert snapshot(store) == {}
+
+
+def many_queues(count: int, prefix: str = "Q") -> dict[str, Any]:
+    return {f"{prefix}{index:03d}": cric_queue() for index in range(count)}
+
+
+def test_prune_refuses_to_remove_more_than_the_share_unless_forced(db: Store, tmp_path: Path) -> None:
+    load_queues(db, write(tmp_path, "all.json", many_queues(20)))
+    two_fewer = write(tmp_path, "18.json", dict(list(many_queues(20).items())[:18]))
+    three_fewer = write(tmp_path, "17.json", dict(list(many_queues(20).items())[:17]))
+    with pytest.raises(QueueFileError, match=r"17.json: --prune would remove 3 of 20 queues \(15%\).*10%.*--force"):
+        load_queues(db, three_fewer, prune=True)
+    assert len(snapshot(db)) == 20
+    dry = load_queues(db, three_fewer, prune=True, dry_run=True)
+    assert dry.plan.removed == ["Q017", "Q018", "Q019"]
+    assert dry.refusal is not None and "would remove 3 of 20 queues" in dry.refusal
+    assert load_queues(db, three_fewer, prune=True, max_prune_share=0.2).plan.removed == ["Q017", "Q018", "Q019"]
+    load_queues(db, write(tmp_path, "all.json", many_queues(20)))
+    assert load_queues(db, two_fewer, prune=True).plan.removed == ["Q018", "Q019"]
+    assert load_queues(db, write(tmp_path, "10.json", many_queues(10)), prune=True, force=True).plan.removed
+    assert len(snapshot(db)) == 10
+
+
+def test_prune_never_removes_everything(db: Store, tmp_path: Path) -> None:
+    load_queues(db, write(tmp_path, "all.json", many_queues(3)))
+    empty = write(tmp_path, "empty.json", {})
+    for force in (False, True):
+        with pytest.raises(QueueFileError, match=r"empty.json: the file holds no queues; --prune refuses"):
+            load_queues(db, empty, prune=True, force=force)
+    other = write(tmp_path, "other.json", many_queues(2, prefix="R"))
+    with pytest.raises(QueueFileError, match=r"would remove all 3 queues"):
+        load_queues(db, other, prune=True)
+    assert len(snapshot(db)) == 3
+    assert load_queues(db, other, prune=True, force=True).plan.removed == ["Q000", "Q001", "Q002"]
 
 
 def test_duplicate_queue_in_cric_json_and_short_format(store: Store, tmp_path: Path) -> None:
