@@ -7,7 +7,12 @@ query strings, and ``{"success", "message", "data"}`` envelopes. Legacy follows 
 url-encoded ``StatusCode=...&...`` replies.
 
 Server errors (5xx, time-outs, refused connections) are retried with jittered exponential backoff; a 4xx
-reply is not retried.
+reply is not retried. ``acquire_jobs`` is not idempotent: the server hands out a job as it answers, so a reply
+lost after the request arrived orphans that job. It is retried only when the request cannot have reached the
+server (connection refused, name resolution, connect time-out), never after a read time-out, a reset after
+sending, or a 5xx; a read time-out is logged with the node, the time and the request so the orphan can be
+traced (PanDA's watcher reassigns a job left in ``sent``). pilot3 does the same: ``pilot/control/job.py:
+get_job_definition_from_server`` sends one ``https.request2`` per try of its job loop, with no transport retry.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from __future__ import annotations
 import logging
 import random
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from autopilot_ops.netutil import is_loopback
 from autopilot_ops.panda import protocol
@@ -106,6 +113,19 @@ class _Retryable(Exception):
     """One try failed in a way worth another try."""
 
 
+def never_sent(exc: BaseException) -> bool:
+    """Whether a failed try cannot have reached the server: the connection was never made (refused, name not
+    resolved, connect time-out). ``NameResolutionError`` is a ``NewConnectionError`` in urllib3 2."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or not exc.args:
+        return False
+    cause = exc.args[0]
+    return isinstance(cause, NewConnectionError) or (
+        isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError)
+    )
+
+
 class PandaClient:
     """A keep-alive session to one PanDA server."""
 
@@ -162,8 +182,10 @@ class PandaClient:
         form: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         retry: RetryPolicy | None = None,
+        idempotent: bool = True,
     ) -> requests.Response:
-        """One call with retries; returns a 2xx/3xx response, raises on 4xx or when retries run out."""
+        """One call with retries; returns a 2xx/3xx response, raises on 4xx or when retries run out. A call
+        that is not ``idempotent`` is tried again only when the failed try never reached the server."""
         policy = retry or self.retry
         headers = {"Accept": "application/json"} if form is None else {}
         last = ""
@@ -182,6 +204,9 @@ class PandaClient:
                     raise _Retryable(f"HTTP {reply.status_code}: {reply.text.strip()[:200]}")
             except (requests.ConnectionError, requests.Timeout, _Retryable) as exc:
                 last = str(exc)
+                if not idempotent and not never_sent(exc):
+                    self._log_maybe_orphaned(path, exc, json_body or form or params or {})
+                    raise PandaCommunicationError(path, f"not sent again (the server may have acted on it): {last}")
                 if attempt + 1 < policy.attempts:
                     pause = policy.delay(attempt)
                     log.warning(
@@ -195,6 +220,24 @@ class PandaClient:
                 raise PandaHTTPError(path, reply.status_code, reply.text)
             return reply
         raise PandaCommunicationError(path, f"no answer after {policy.attempts} tries; last: {last}")
+
+    @staticmethod
+    def _log_maybe_orphaned(path: str, exc: BaseException, request: Mapping[str, Any]) -> None:
+        """Leave a trace of a request whose reply was lost: the server may have handed out a job for it."""
+        if isinstance(exc, requests.ReadTimeout):
+            what = "read timeout"
+        elif isinstance(exc, _Retryable):
+            what = "server error"
+        else:
+            what = "connection lost after sending"
+        log.error(
+            "PanDA %s: %s at %s on node %s; request %s: a job handed out for it may be orphaned",
+            path,
+            what,
+            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            request.get("node", request.get("node_name", "-")),
+            dict(request),
+        )
 
     def _envelope(self, path: str, reply: requests.Response) -> protocol.Envelope:
         try:
@@ -246,7 +289,8 @@ class PandaClient:
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         path = protocol.api_path("pilot", "acquire_jobs")
-        envelope = self._envelope(path, self._send("POST", path, json_body=body, retry=retry))
+        reply = self._send("POST", path, json_body=body, retry=retry, idempotent=False)
+        envelope = self._envelope(path, reply)
         if not envelope.success:
             if envelope.message == protocol.MESSAGE_NO_JOBS:
                 return []
@@ -285,7 +329,8 @@ class PandaClient:
             "resourceType": resource_type,
         }
         path = protocol.legacy_path("getJob")
-        reply = self._send("POST", path, form={k: v for k, v in form.items() if v is not None}, retry=retry)
+        sent = {k: v for k, v in form.items() if v is not None}
+        reply = self._send("POST", path, form=sent, retry=retry, idempotent=False)
         fields = self._legacy_fields(path, reply)
         code = self._status_code(path, fields["StatusCode"])
         if code == protocol.SC_NO_JOBS:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
+import threading
 from urllib.parse import parse_qs
 
 import pytest
@@ -198,3 +200,65 @@ def test_server_side_timeout_is_a_communication_failure(scripted_server):
     scripted_server.reply(200, {"success": True, "message": "", "data": {"StatusCode": 50}})
     with pytest.raises(PandaRefused, match="StatusCode 50"):
         client(scripted_server).update_job(13, "finished")
+
+
+class SilentServer:
+    """Accepts connections and reads each request, then either never answers (``mode`` "silent") or closes
+    the connection without a reply ("reset"); counts the requests that arrived."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.requests = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            self.requests += 1
+            if self.mode == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+            else:
+                self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("mode", ["silent", "reset"])
+def test_acquire_is_not_resent_once_the_request_may_have_arrived(mode, caplog):
+    server = SilentServer(mode)
+    try:
+        with caplog.at_level("ERROR"), pytest.raises(PandaCommunicationError, match="acquire_jobs"):
+            PandaClient(server.url, retry=FAST, timeout=0.5).acquire_jobs("Q1", node="wn042.example")
+    finally:
+        server.close()
+    assert server.requests == 1  # a lost reply may have carried a job: asking again would orphan it
+    if mode == "silent":
+        logged = caplog.text
+        assert "wn042.example" in logged and "read timeout" in logged and "'site_name': 'Q1'" in logged
+
+
+def test_update_is_resent_after_a_read_timeout():
+    server = SilentServer("silent")
+    try:
+        with pytest.raises(PandaCommunicationError, match="no answer after 3 tries"):
+            PandaClient(server.url, retry=FAST, timeout=0.3).update_job(13, "running")
+    finally:
+        server.close()
+    assert server.requests == 3
+
+
+def test_unresolvable_name_is_retried_for_acquire():
+    with pytest.raises(PandaCommunicationError, match="no answer after 3 tries"):
+        PandaClient("http://no-such-host.invalid:25080", retry=FAST, timeout=2).acquire_jobs("Q1")
