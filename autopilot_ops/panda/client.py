@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -206,7 +206,8 @@ class PandaClient:
                 last = str(exc)
                 if not idempotent and not never_sent(exc):
                     self._log_maybe_orphaned(path, exc, json_body or form or params or {})
-                    raise PandaCommunicationError(path, f"not sent again (the server may have acted on it): {last}")
+                    detail = f"not sent again (the server may have acted on it): {last}"
+                    raise PandaCommunicationError(path, detail) from exc
                 if attempt + 1 < policy.attempts:
                     pause = policy.delay(attempt)
                     log.warning(
