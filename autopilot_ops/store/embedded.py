@@ -1,11 +1,16 @@
 """A throwaway PostgreSQL server from the machine's ``initdb``/``pg_ctl``, for the quick start and the tests.
 
-As root, the server runs as the ``postgres`` user (PostgreSQL refuses to run as root).
+A plain user runs the server as itself, with its cluster in ``data_dir``, wherever that is. As root, the server
+runs as the ``postgres`` user (PostgreSQL refuses to run as root); when ``postgres`` cannot enter ``data_dir``'s
+parent (a clone under ``/root``, an ``AUTOPILOT_HOME`` in ``mktemp -d``: 0700 directories), the cluster lives in
+``RELOCATED_ROOT/<name>-<hash of data_dir>`` instead, a place ``postgres`` owns. A cluster found in either place
+stays there.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -13,6 +18,9 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+#: Where root keeps the clusters of state dirs the ``postgres`` user cannot reach.
+RELOCATED_ROOT = Path("/var/lib/autopilot/postgres")
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -50,9 +58,16 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def _postgres_can_enter(directory: Path) -> bool:
+    """Whether the ``postgres`` user can pass through ``directory`` (modes, ACLs and all its parents)."""
+    probe = ["runuser", "-u", "postgres", "--", "test", "-x", str(directory)]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+
 @dataclass
 class EmbeddedPostgres:
-    """A server whose data, socket and log live under ``data_dir``."""
+    """A server for the state dir ``data_dir``; its data and log live in ``cluster_dir``. It listens on
+    127.0.0.1 only, with no Unix socket (a deep clone path would pass the socket path's length limit)."""
 
     data_dir: Path
     port: int
@@ -63,17 +78,37 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
     @property
+    def relocated_dir(self) -> Path:
+        """Root's place for this state dir's cluster when ``postgres`` cannot reach ``data_dir``."""
+        resolved = self.data_dir.resolve()
+        digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+        return RELOCATED_ROOT / f"{resolved.name}-{digest}"
+
+    @property
+    def cluster_dir(self) -> Path:
+        """``data_dir``, unless root's server user cannot reach it (then ``relocated_dir``)."""
+        if os.geteuid() != 0 or (self.data_dir / "pgdata" / "PG_VERSION").exists():
+            return self.data_dir
+        if (self.relocated_dir / "pgdata" / "PG_VERSION").exists():
+            return self.relocated_dir
+        parent = self.data_dir.resolve().parent
+        while not parent.exists():
+            parent = parent.parent
+        return self.data_dir if _postgres_can_enter(parent) else self.relocated_dir
+
+    @property
     def log_file(self) -> Path:
-        return self.data_dir / "server.log"
+        return self.cluster_dir / "server.log"
 
     @property
     def pgdata(self) -> Path:
-        return self.data_dir / "pgdata"
+        return self.cluster_dir / "pgdata"
 
     def _run(self, step: str, argv: list[str]) -> None:
         if os.geteuid() == 0:
             argv = ["runuser", "-u", "postgres", "--", *argv]
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        # cwd "/": the server user may not be allowed into the caller's working directory.
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/")
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip()[-2000:]
             log_tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
@@ -86,9 +121,11 @@ class EmbeddedPostgres:
         """Create the cluster if needed, start it, and create the database; safe to repeat."""
         bindir = find_bindir()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        cluster = self.cluster_dir
+        cluster.mkdir(mode=0o700, parents=True, exist_ok=True)
         if os.geteuid() == 0:
             postgres = pwd.getpwnam("postgres")
-            os.chown(self.data_dir, postgres.pw_uid, postgres.pw_gid)
+            os.chown(cluster, postgres.pw_uid, postgres.pw_gid)
         if not (self.pgdata / "PG_VERSION").exists():
             self._run(
                 "initdb",
@@ -109,7 +146,7 @@ class EmbeddedPostgres:
                     f"port {self.port} is taken by another program; set AUTOPILOT_EMBEDDED_PG_PORT to a free port, "
                     "or AUTOPILOT_DSN to an existing server"
                 )
-            options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+            options = f"-p {self.port} -c unix_socket_directories='' -c listen_addresses=127.0.0.1 -c fsync=off"
             self._run(
                 "pg_ctl start",
                 [
@@ -136,6 +173,12 @@ class EmbeddedPostgres:
             self._run(
                 "pg_ctl stop", [str(find_bindir() / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"]
             )
+
+    def remove(self) -> None:
+        """Stop the server and delete its cluster, wherever it lives, and ``data_dir``."""
+        self.stop()
+        shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def create_database_if_missing(dsn: str, name: str) -> None:
