@@ -20,6 +20,7 @@ GETMD5MISMATCH = 1145
 TRFDOWNLOADFAILURE = 1149
 MISSINGOUTPUTFILE = 1165
 GETADMISMATCH = 1171
+LFNTOOLONG = 1190
 MKDIR = 1199
 KILLSIGNAL = 1200
 SIGTERM = 1201
@@ -40,6 +41,7 @@ LOGFILECREATIONFAILURE = 1320
 MISSINGINPUTFILE = 1331
 TRANSFORMNOTFOUND = 1346
 NOSUCHPROCESS = 1353
+BADOUTPUTFILENAME = 1371
 NOJOBSINPANDA = 1385
 
 MESSAGES = {
@@ -52,6 +54,7 @@ MESSAGES = {
     TRFDOWNLOADFAILURE: "Transform could not be downloaded",
     MISSINGOUTPUTFILE: "Local output file is missing",
     GETADMISMATCH: "adler32 mismatch on input file",
+    LFNTOOLONG: "LFN too long (exceeding limit of 255 characters)",
     MKDIR: "Failed to create directory",
     KILLSIGNAL: "Job terminated by unknown kill signal",
     SIGTERM: "Job killed by signal: SIGTERM",
@@ -72,6 +75,7 @@ MESSAGES = {
     MISSINGINPUTFILE: "Input file is missing in storage element",
     TRANSFORMNOTFOUND: "Transform not found",
     NOSUCHPROCESS: "CPU consumption calculation failed: No such process",
+    BADOUTPUTFILENAME: "Output file name contains illegal characters",
     NOJOBSINPANDA: "No jobs in PanDA",
 }
 

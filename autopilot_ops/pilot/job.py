@@ -8,19 +8,26 @@ outputs and then the log file, and an unset value is the string ``"NULL"``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+from autopilot_ops.pilot import errorcodes, names
 
 NULL = "NULL"
 
 
 class JobDefinitionError(ValueError):
-    """The job dict is malformed; names the field, and the job when its PandaID could be read."""
+    """The job dict is malformed; names the field, and the job when its PandaID could be read; ``code`` is the
+    pilot3 error code to report."""
 
-    def __init__(self, field_name: str, problem: str, panda_id: int | None = None) -> None:
+    def __init__(
+        self, field_name: str, problem: str, panda_id: int | None = None, code: int = errorcodes.CONVERSIONFAILURE
+    ) -> None:
         self.field = field_name
         self.panda_id = panda_id
+        self.code = code
         job = f"job {panda_id}" if panda_id is not None else "job"
         super().__init__(f"malformed {job} definition: field '{field_name}' {problem}")
 
@@ -168,8 +175,38 @@ def _outputs(raw: Mapping[str, Any], panda_id: int) -> tuple[tuple[FileSpec, ...
     return tuple(outputs), log_file
 
 
+def _check(check: Callable[[str], None], value: str | None, key: str, panda_id: int) -> None:
+    if value is None:
+        return
+    try:
+        check(value)
+    except names.BadName as exc:
+        raise JobDefinitionError(key, str(exc), panda_id, exc.code) from None
+
+
+def _check_names(raw: Mapping[str, Any], job: Job) -> None:
+    """Refuse every name that becomes a path or a storage URL part unless it is a plain name (``names``)."""
+    pid = job.panda_id
+    for spec in job.input_files:
+        _check(names.check_lfn, spec.lfn, "inFiles", pid)
+        _check(names.check_scope, spec.scope, "scopeIn", pid)
+        _check(names.check_dataset, spec.dataset, "realDatasetsIn", pid)
+    output = partial(names.check_lfn, output=True)
+    for spec in job.output_files:
+        _check(output, spec.lfn, "outFiles", pid)
+        _check(names.check_scope, spec.scope, "scopeOut", pid)
+        _check(names.check_dataset, spec.dataset, "realDatasets", pid)
+    if job.log_file is not None:
+        _check(output, job.log_file.lfn, "logFile", pid)
+        _check(names.check_scope, job.log_file.scope, "scopeLog", pid)
+        _check(names.check_dataset, job.log_file.dataset, "realDatasets", pid)
+    for key in ("dispatchDblock", "destinationDblock"):
+        for value in (_text(raw, key, pid) or "").split(","):
+            _check(names.check_dataset, None if _unset(value.strip()) else value.strip(), key, pid)
+
+
 def parse_job(raw: Any) -> Job:
-    """Parse a PanDA job dict; raise :class:`JobDefinitionError` naming the bad field."""
+    """Parse a PanDA job dict; raise :class:`JobDefinitionError` naming the bad field (and value, for a name)."""
     if not isinstance(raw, Mapping):
         raise JobDefinitionError("<job>", f"must be a JSON object, got {type(raw).__name__}")
     panda_id = _integer(raw.get("PandaID"), "PandaID", None)
@@ -186,7 +223,7 @@ def parse_job(raw: Any) -> Job:
     core_count = integer("coreCount") or 1  # PanDA sends 1 for an unset core count (Protocol.py)
     if core_count < 1:
         raise JobDefinitionError("coreCount", f"must be at least 1, got {core_count}", panda_id)
-    return Job(
+    job = Job(
         panda_id=panda_id,
         transformation=transformation,
         job_pars=_text(raw, "jobPars", panda_id) or "",
@@ -207,6 +244,8 @@ def parse_job(raw: Any) -> Job:
         log_file=log_file,
         raw=dict(raw),
     )
+    _check_names(raw, job)
+    return job
 
 
 def panda_id_of(raw: Any) -> int | None:

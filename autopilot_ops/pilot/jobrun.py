@@ -116,16 +116,16 @@ class JobRun:
         panda_id = exc.panda_id or panda_id_of(raw)
         log.error("%s", exc)
         if panda_id is None:
-            return JobOutcome(None, "failed", errorcodes.CONVERSIONFAILURE, str(exc), True, milestones)
+            return JobOutcome(None, "failed", exc.code, str(exc), True, milestones)
         delivered = self.reporter.final(
             panda_id,
             "failed",
-            pilot_error_code=errorcodes.CONVERSIONFAILURE,
+            pilot_error_code=exc.code,
             pilot_error_diag=str(exc)[:500],
             node=self.config.node,
             site_name=self.config.queue,
         )
-        return JobOutcome(panda_id, "failed", errorcodes.CONVERSIONFAILURE, str(exc), delivered, milestones)
+        return JobOutcome(panda_id, "failed", exc.code, str(exc), delivered, milestones)
 
     def _attach_job_log(self, workdir: Path) -> logging.Handler:
         handler = logging.FileHandler(workdir / JOB_LOG_NAME)
