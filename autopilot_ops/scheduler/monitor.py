@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from autopilot_ops.backends.registry import UnknownBackendKind, create_backend
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SweepReport
+from autopilot_ops.backends.registry import create_backend
+from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SweepReport, describe_error
 from autopilot_ops.store.backends import list_backends
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.pilots import LIVE_STATES
@@ -35,8 +35,8 @@ def sweep_all(store: Store, who: str, now: dt.datetime | None = None) -> dict[st
             continue
         try:
             backend = create_backend(row["kind"], name, row["parameters"], row["submit_host"])
-        except UnknownBackendKind as exc:
-            reports[name] = str(exc)
+        except Exception as exc:  # an unknown kind or a bad configuration stops only this back end's sweep
+            reports[name] = describe_error(exc)
             continue
         reports[name] = PilotLifecycle(store, backend, who).sweep(now)
     return reports
@@ -52,5 +52,6 @@ def describe(reports: dict[str, SweepReport | str]) -> list[str]:
         changes = ", ".join(f"{t.old}->{t.new}" for t in report.transitions[:10])
         more = f" (+{len(report.transitions) - 10} more)" if len(report.transitions) > 10 else ""
         line = f"back end {name}: {report.seen} pilots seen, {len(report.transitions)} changes{': ' if changes else ''}"
-        lines.append(line + changes + more + (f"; error: {report.backend_error}" if report.backend_error else ""))
+        line += changes + more + (f"; error: {report.backend_error}" if report.backend_error else "")
+        lines.append(line + (f"; {report.skipped}" if report.skipped else ""))
     return lines
