@@ -5,6 +5,7 @@
 #   scripts/condor-local.sh start    build the chroot once, mount, start condor_master, issue the token
 #   scripts/condor-local.sh stop     stop what start started, then unmount exactly what it mounted
 #   scripts/condor-local.sh status   say whether the pool is up (exit 0) or not (exit 3)
+#   scripts/condor-local.sh stop-schedd | start-schedd   the schedd alone, for fault tests (jobs kept)
 #
 # Every step is idempotent; start on a running pool only refreshes the token and client env file.
 # Jobs run INSIDE the chroot as the job owner: their executable, its interpreter and their output and
@@ -317,13 +318,30 @@ cmd_status() {
     in_root condor_status -any -af MyType Name 2>/dev/null | sed 's/^/  /'
 }
 
+# The schedd alone, through its master (fault tests: the schedd down while the rest of the pool runs).
+# The job queue lives in the schedd's spool, so its jobs come back with it.
+cmd_stop_schedd() {
+    [ -n "$(master_pid)" ] || die "the pool is not running"
+    in_root condor_off -daemon schedd >/dev/null || die "condor_off -daemon schedd failed"
+    local i
+    for i in $(seq 100); do [ -z "$(in_root condor_status -schedd -af Name 2>/dev/null)" ] && break; sleep 0.1; done
+    log "schedd stopped"
+}
+
+cmd_start_schedd() {
+    [ -n "$(master_pid)" ] || die "the pool is not running"
+    in_root condor_on -daemon schedd >/dev/null || die "condor_on -daemon schedd failed"
+    wait_for_pool
+    log "schedd started"
+}
+
 [ "$(id -u)" = 0 ] || die "run as root (it builds a chroot and mounts file systems)"
 case ${1:-} in
-    start | stop | status)
+    start | stop | status | stop-schedd | start-schedd)
         install -d -m 0755 "$HOME_DIR"
         exec 9>"$HOME_DIR/lock"
         flock 9   # one start/stop at a time (parallel test workers may all call start)
-        "cmd_$1"
+        "cmd_${1//-/_}"
         ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|stop-schedd|start-schedd" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A single-node Slurm cluster for tests and benchmarks: scripts/slurm-local.sh start|stop|status
+# A single-node Slurm cluster for tests and benchmarks:
+# scripts/slurm-local.sh start|stop|status|stop-controller|start-controller
 #
 # For Debian 12 machines without systemd, run as root. Idempotent: `start` installs Debian's packages when
 # missing, (re)writes /etc/slurm/slurm.conf, starts munged (as the munge user: as root it refuses), slurmctld
@@ -223,9 +224,23 @@ status_all() {
     return "$rc"
 }
 
+# Stops slurmctld alone (fault tests: the controller down while slurmd and the jobs go on).
+stop_controller() {
+    stop_daemon "$RUN_DIR/slurmctld.pid" slurmctld
+}
+
+# Starts slurmctld again (it recovers its jobs from StateSaveLocation) and waits until the node answers.
+start_controller() {
+    [[ $(id -u) == 0 ]] || die "must run as root (it starts daemons)"
+    start_daemon slurmctld
+    wait_for_node
+}
+
 case ${1:-} in
     start) start_all ;;
     stop) stop_all ;;
     status) status_all ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    stop-controller) stop_controller ;;
+    start-controller) start_controller ;;
+    *) echo "usage: $0 start|stop|status|stop-controller|start-controller" >&2; exit 2 ;;
 esac

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import grp
+import logging
 import math
 import os
 import pwd
@@ -83,6 +84,8 @@ _PROJECTION = [
     "CompletionDate",
     "EnteredCurrentStatus",
 ]
+log = logging.getLogger(__name__)
+
 _BATCH_ID = re.compile(r"^(\d+)\.(\d+)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -103,8 +106,8 @@ class CondorBackend(Backend):
         with self._calling(f"submit of {n} pilots for queue {spec.queue!r}"):
             result = self._schedd().submit(htcondor2.Submit(description), count=n)
         cluster, first, count = result.cluster(), result.first_proc(), result.num_procs()
-        if count != n:
-            raise BackendError(f"HTCondor accepted {count} of {n} pilots in cluster {cluster}")
+        if count != n:  # the ones made are returned (and recorded), never lost; the rest count as missed
+            log.warning("back end %r: HTCondor accepted %d of %d pilots in cluster %d", self.name, count, n, cluster)
         return [
             SubmittedPilot(
                 batch_id=f"{cluster}.{proc}",
@@ -136,14 +139,19 @@ class CondorBackend(Backend):
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
         """The pilots tagged ``(queue, cycle_id)``, in the queue and in the history. The history (kept in
         the order jobs left the queue) is read back to the submission when some pilots are still queued,
-        else over the last ``history_s`` seconds."""
+        else over the last ``history_s`` seconds. ``None`` when the schedd cannot be asked (an empty answer
+        would settle the key as missed)."""
         constraint = self._tag_constraint(queue, cycle_id)
         projection = ["ClusterId", "ProcId", "Out", "Err", "Iwd", "QDate"]
-        ads = self._query(constraint, projection)
-        submitted = min((ad["QDate"] for ad in ads if "QDate" in ad), default=None)
-        since = f"EnteredCurrentStatus < {submitted or int(time.time()) - self._history_s()}"
-        with self._calling("history query"):
-            ads += self._schedd().history(constraint, projection, since=since)
+        try:
+            ads = self._query(constraint, projection)
+            submitted = min((ad["QDate"] for ad in ads if "QDate" in ad), default=None)
+            since = f"EnteredCurrentStatus < {submitted or int(time.time()) - self._history_s()}"
+            with self._calling("history query"):
+                ads += self._schedd().history(constraint, projection, since=since)
+        except BackendError as exc:  # schedd stopped or unreachable: the key stays pending, tried again later
+            log.warning("%s", exc)
+            return None
         pilots = {}
         for ad in ads:
             iwd = Path(ad.get("Iwd", "/"))

@@ -8,6 +8,7 @@ knows a job (``MinJobAge`` seconds after it ends) ``squeue -t all`` reports it; 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import shlex
 import subprocess
@@ -26,6 +27,8 @@ from autopilot_ops.backends.base import (
     SubmittedPilot,
     safe_name,
 )
+
+log = logging.getLogger(__name__)
 
 _BATCH_ID = re.compile(r"^(\d+)_(\d+)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -151,14 +154,20 @@ class SlurmBackend(Backend):
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
         """The pilots of one submission, by job name, while the controller knows them.
 
-        ``None`` when only the completion log still lists them (it does not record the log files); ``[]``
-        when neither knows the name.
+        ``None`` when only the completion log still lists them (it does not record the log files), or when
+        ``squeue`` fails (slurmctld stopped or unreachable: an empty answer would settle the key as missed);
+        ``[]`` when neither knows the name.
         """
         name = _job_name(queue, cycle_id)
         argv = ["squeue", "--array", "--noheader", "--states=all", f"--name={name}"]
-        done = self._run([*argv, "--Format=ArrayJobID:|,ArrayTaskID:|,StdOut:|,StdErr:|"])
+        try:
+            done = self._run([*argv, "--Format=ArrayJobID:|,ArrayTaskID:|,StdOut:|,StdErr:|"])
+        except BackendError as exc:  # slurmctld unreachable: the key stays pending, tried again later
+            log.warning("%s", exc)
+            return None
         if done.returncode != 0:
-            raise self._command_error(argv, done)
+            log.warning("%s", self._command_error(argv, done))
+            return None
         pilots = []
         for line in done.stdout.splitlines():
             job, task, stdout, stderr = [*line.split("|"), "", "", ""][:4]
