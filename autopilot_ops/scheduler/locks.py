@@ -43,7 +43,7 @@ class AdvisoryLocks:
         return self._conn.cursor()
 
     def _describe(self) -> str:
-        return ", ".join(sorted(f"{kind} {name}" for kind, name in self._held)) or "no lock"
+        return "the locks of " + ", ".join(sorted({name for _, name in self._held}))
 
     def try_lock(self, key_sql: str, names: Iterable[str]) -> set[str]:
         """Take the lock of each of ``names`` that is free (one query); return the names locked."""
@@ -51,19 +51,30 @@ class AdvisoryLocks:
         if not wanted:
             return set()
         try:
-            with self._cursor() as cur:
-                cur.execute(
-                    f"SELECT n.name, pg_try_advisory_lock({key_sql.replace('%s', 'n.name')}) AS got "
-                    "FROM unnest(%s::text[]) AS n (name)",
-                    (wanted,),
-                )
-                got = {name for name, ok in cur.fetchall() if ok}
+            got = self._try(key_sql, wanted)
         except psycopg2.Error as exc:
+            lost = bool(self._held)
             self._drop()
-            raise LockLost(f"taking advisory locks failed: {exc}".strip()) from exc
+            if lost:
+                raise LockLost(f"taking advisory locks failed: {exc}".strip()) from exc
+            # Nothing was held: the idle connection died (a server restart between cycles); take a new one.
+            try:
+                got = self._try(key_sql, wanted)
+            except psycopg2.Error as again:
+                self._drop()
+                raise LockLost(f"taking advisory locks failed: {again}".strip()) from again
         for name in got:
             self._held[(key_sql, name)] = self._held.get((key_sql, name), 0) + 1
         return got
+
+    def _try(self, key_sql: str, names: list[str]) -> set[str]:
+        with self._cursor() as cur:
+            cur.execute(
+                f"SELECT n.name, pg_try_advisory_lock({key_sql.replace('%s', 'n.name')}) AS got "
+                "FROM unnest(%s::text[]) AS n (name)",
+                (names,),
+            )
+            return {name for name, ok in cur.fetchall() if ok}
 
     def release(self, key_sql: str, names: Iterable[str]) -> None:
         """Release one hold of each of ``names``; a broken connection has released them already."""
