@@ -20,6 +20,7 @@ from autopilot_ops.panda.errors import PandaError
 from autopilot_ops.pilot import errorcodes
 from autopilot_ops.pilot.config import PilotConfig, default_home
 from autopilot_ops.pilot.job import JobDefinitionError, describe, parse_job
+from autopilot_ops.pilot.slot import slot_end
 
 DEFAULT_SERVER = f"http://127.0.0.1:{protocol.DEFAULT_PORT}"
 
@@ -139,6 +140,20 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     limits.add_argument("--vo", default="generic", help="VO plugin (entry point in autopilot.vo)")
     limits.add_argument("--vo-option", action="append", default=[], type=_key_value, metavar="KEY=VALUE")
+    final = run.add_argument_group("final update")
+    final.add_argument(
+        "--final-patience",
+        type=float,
+        default=1800.0,
+        help="seconds to keep retrying a final update while the server is down (default 1800)",
+    )
+    final.add_argument(
+        "--slot-end",
+        type=float,
+        default=None,
+        help="epoch time the batch slot ends; retries stop before it "
+        "(default: $AUTOPILOT_SLOT_END, else Slurm's $SLURM_JOB_END_TIME)",
+    )
     storage = run.add_argument_group("files")
     storage.add_argument("--workdir", type=Path, default=Path.cwd(), help="where job work dirs are made")
     storage.add_argument("--keep-workdir", action="store_true", help="keep each job's work dir")
@@ -192,6 +207,12 @@ def config_from_args(args: argparse.Namespace) -> PilotConfig:
         raise _error("--max-jobs must be at least 1")
     if args.retries < 1:
         raise _error("--retries must be at least 1")
+    if args.final_patience < 0:
+        raise _error(f"--final-patience must be 0 or more seconds, got {args.final_patience}")
+    try:
+        end = args.slot_end if args.slot_end is not None else slot_end(os.environ)
+    except ValueError as exc:
+        raise _error(str(exc)) from None
     return PilotConfig(
         queue=args.queue,
         server_url=args.server,
@@ -224,6 +245,8 @@ def config_from_args(args: argparse.Namespace) -> PilotConfig:
         monitor_url=args.monitor_url,
         monitor_token=_read_secret(args.monitor_token_file, "monitor token"),
         interactive=args.interactive,
+        final_patience=args.final_patience,
+        slot_end=end,
     )
 
 

@@ -65,6 +65,10 @@ class PilotConfig:
     monitor_token: str | None = None
     pilot_id: str = field(default_factory=default_pilot_id)
     interactive: bool = False
+    #: how long a final update is retried across a server outage before it is kept for later
+    final_patience: float = 1800.0
+    #: when the batch slot ends (epoch seconds; ``pilot/slot.py``): final-update retries stop before it
+    slot_end: float | None = None
 
     @property
     def storage_url(self) -> str:
@@ -74,3 +78,8 @@ class PilotConfig:
     @property
     def outbox(self) -> Path:
         return self.home / "outbox"
+
+    @property
+    def fallback_outbox(self) -> Path:
+        """Where final updates are kept when the home cannot be written (grid pool accounts)."""
+        return self.workdir / ".autopilot-outbox"

@@ -54,7 +54,13 @@ class Pilot:
         self.client = client
         self.job_dicts = list(job_dicts) if job_dicts is not None else None
         self.outbox = Outbox(config.outbox)
-        self.reporter = Reporter(client, self.outbox)
+        self.reporter = Reporter(
+            client,
+            self.outbox,
+            fallback=Outbox(config.fallback_outbox),
+            patience=config.final_patience,
+            slot_end=config.slot_end,
+        )
         self.events = EventReporter(config.pilot_id, config.queue, config.monitor_url, config.monitor_token)
         self.status = StatusLine(sys.stderr) if config.interactive else None
         self.wake = threading.Event()
@@ -162,8 +168,9 @@ class Pilot:
         )
 
     def _resend_kept(self) -> None:
-        """Send the final updates that earlier pilots on this node could not deliver."""
-        if self.client is None or not self.outbox.pending():
+        """Send the final updates that earlier pilots on this node could not deliver (home and work dir)."""
+        boxes = [box for box in (self.outbox, self.reporter.fallback) if box is not None and box.pending()]
+        if self.client is None or not boxes:
             return
         clients = {(self.client.url, self.client.protocol): self.client}
 
@@ -173,16 +180,18 @@ class Pilot:
                 clients[key] = make_client(self.config, *key)
             return clients[key]
 
-        summary = self.outbox.resend(client_for)
+        for box in boxes:
+            summary = box.resend(client_for)
+            log.info(
+                "kept final updates in %s: %d delivered, %d rejected, %d still pending",
+                box.directory,
+                summary.sent,
+                summary.rejected,
+                summary.pending,
+            )
         for client in clients.values():
             if client is not self.client:
                 client.close()
-        log.info(
-            "kept final updates: %d delivered, %d rejected, %d still pending",
-            summary.sent,
-            summary.rejected,
-            summary.pending,
-        )
 
     @staticmethod
     def _log_overhead(outcome: JobOutcome) -> None:

@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import threading
+import time
 from contextlib import contextmanager
 
 import psutil
@@ -147,7 +148,7 @@ def test_server_down_during_heartbeats(panda, pilot, make_script, wait_for):
 def test_server_down_at_final_update(panda, pilot, make_script, wait_for, delivery):
     script, _pid_file, go = waiting_payload(make_script, pilot.root.parent, then="echo result > out.dat")
     job_id = panda.submit_jobs(QUEUE, 1, str(script), "", out_files=["out.dat"])[0]
-    process = pilot.start(panda.url)
+    process = pilot.start(panda.url, "--final-patience", "0")
     wait_for(lambda: panda.job(job_id)["status"] == "running", what="the job running on the server")
     port = stop_server(panda)
     go.touch()
@@ -184,3 +185,40 @@ def test_signal_cuts_short_the_retries_of_a_dead_server(pilot, wait_for):
     wait_for(lambda: any("try 2/50" in line for line in lines), what="the first retry")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM  # not 50 tries of up to 30 s each
+
+
+def test_final_update_waits_out_a_server_outage(panda, pilot, make_script, wait_for):
+    """The server is down when the payload ends: the pilot keeps trying (with patience), takes no new job
+    meanwhile, and the final update arrives once the server is back, with no one's help."""
+    script, _pid_file, go = waiting_payload(make_script, pilot.root.parent)
+    job_id = panda.submit_jobs(QUEUE, 1, str(script), "")[0]
+    process = pilot.start(panda.url, "--final-patience", "300")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    wait_for(lambda: panda.job(job_id)["status"] == "running", what="the job running on the server")
+    port = stop_server(panda)
+    go.touch()
+    wait_for(lambda: any("trying again" in line for line in lines), timeout=60, what="a final-update retry")
+    with restarted(panda, port) as server:
+        assert process.wait(timeout=120) == 0, "".join(lines)
+        reader.join(timeout=10)
+        job = server.store.job(job_id)
+        assert job["status"] == "finished"
+        assert history(job)[-2:] == ["holding", "finished"]
+    log_text = "".join(lines)
+    assert "cannot get a job" not in log_text and log_text.count("job_done") <= 1
+    assert not list((pilot.home / "outbox").glob("*.json"))
+
+
+def test_final_update_gives_up_before_the_slot_ends(panda, pilot, make_script, wait_for):
+    script, _pid_file, go = waiting_payload(make_script, pilot.root.parent)
+    job_id = panda.submit_jobs(QUEUE, 1, str(script), "")[0]
+    slot_end = time.time() + 61  # the margin leaves no time for retries
+    process = pilot.start(panda.url, "--final-patience", "3600", "--slot-end", str(slot_end))
+    wait_for(lambda: panda.job(job_id)["status"] == "running", what="the job running on the server")
+    stop_server(panda)
+    go.touch()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == errorcodes.EXIT_COMMUNICATIONFAILURE, stderr
+    assert (pilot.home / "outbox" / f"{job_id}.json").exists()
