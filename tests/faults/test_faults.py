@@ -159,7 +159,7 @@ def pilot_command(tmp_path: Path) -> tuple[str, ...]:
     return (
         sys.executable, "-m", "autopilot_ops.pilot", "run", "--queue", "{queue}", "--server", "{panda_url}",
         "--allow-url-prefix", "{panda_url}/", "--max-jobs", "1", "--time-floor", "0", "--heartbeat", "1",
-        "--retries", "2", "--backoff", "0.2", "--workdir", str(tmp_path / "work"),
+        "--retries", "2", "--backoff", "0.2", "--final-patience", "0", "--workdir", str(tmp_path / "work"),
     )  # fmt: skip
 
 
