@@ -131,7 +131,8 @@ class SchedulingCycle:
 
     def run(self, cycle_id: str, now: dt.datetime | None = None) -> CycleReport:
         """Observe, decide and act for every queue of the tag this scheduler can lock; a queue's error ends
-        only that queue, with its own ``cycles`` row, written as soon as the queue is done."""
+        only that queue, with its own ``cycles`` row. Rows are written as queues finish: at once after a queue
+        that called its back end or failed, and those of quiet queues in bulk before the next back-end call."""
         started = time.perf_counter()
         now = now or utcnow()
         settings = self.settings
@@ -163,11 +164,21 @@ class SchedulingCycle:
                 seen = observe(
                     cur, ours, settings.tag, panda, now, window_s=settings.window_s, global_cap=settings.global_cap
                 )
-            for queue in ours:
-                result, row = self._queue(queue, seen, errors.get(queue["panda_queue"]), backend_rows, cycle_id, now)
-                report.results.append(result)
+            done: list[CycleRow] = []  # rows of queues that called no back end, written in bulk
+
+            def flush() -> None:
                 with self.store.transaction() as cur:
-                    record_cycles(cur, [row])
+                    record_cycles(cur, done)
+                done.clear()
+
+            for queue in ours:
+                error = errors.get(queue["panda_queue"])
+                result, row = self._queue(queue, seen, error, backend_rows, cycle_id, now, before_act=flush)
+                report.results.append(result)
+                done.append(row)
+                if result.decision.n > 0 or error is not None:
+                    flush()
+            flush()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -200,8 +211,10 @@ class SchedulingCycle:
         backend_rows: Mapping[str, Mapping[str, Any]],
         cycle_id: str,
         now: dt.datetime,
+        before_act: Callable[[], None],
     ) -> tuple[QueueResult, CycleRow]:
-        """Decide and act for one queue; any error of its own becomes its reason, and its key is settled."""
+        """Decide and act for one queue; any error of its own becomes its reason, and its key is settled.
+        ``before_act`` runs before the back end is called (the rows of the queues done so far are written)."""
         name = queue["panda_queue"]
         who = f"scheduler:{self.settings.scheduler_id}"
         decision, outcome = Decision(0, ("submit 0",)), SubmitOutcome()
@@ -210,6 +223,8 @@ class SchedulingCycle:
         else:
             try:
                 decision = decide(seen.snapshots[name])
+                if decision.n > 0:
+                    before_act()
                 outcome = self._act(queue, decision, backend_rows, cycle_id, who)
             except (StoreError, LockLost, psycopg2.Error):
                 raise

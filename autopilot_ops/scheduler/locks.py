@@ -77,7 +77,8 @@ class AdvisoryLocks:
             return {name for name, ok in cur.fetchall() if ok}
 
     def release(self, key_sql: str, names: Iterable[str]) -> None:
-        """Release one hold of each of ``names``; a broken connection has released them already."""
+        """Release one hold of each of ``names`` (one query); a broken connection has released them already."""
+        freed = []
         for name in names:
             count = self._held.get((key_sql, name), 0)
             if not count:
@@ -86,13 +87,17 @@ class AdvisoryLocks:
                 del self._held[(key_sql, name)]
             else:
                 self._held[(key_sql, name)] = count - 1
-            if self._conn is None or self._conn.closed:
-                continue
-            try:
-                with self._conn.cursor() as cur:
-                    cur.execute(f"SELECT pg_advisory_unlock({key_sql})", (name,))
-            except psycopg2.Error:
-                self._drop()
+            freed.append(name)
+        if not freed or self._conn is None or self._conn.closed:
+            return
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT pg_advisory_unlock({key_sql.replace('%s', 'n.name')}) FROM unnest(%s::text[]) AS n (name)",
+                    (freed,),
+                )
+        except psycopg2.Error:
+            self._drop()
 
     def check(self) -> None:
         """Raise :class:`LockLost` unless the connection holding the locks still reaches the server."""
