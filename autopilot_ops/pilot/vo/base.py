@@ -5,14 +5,13 @@ live, and how payload exit codes map to pilot error codes. Plugins are found thr
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from autopilot_ops.pilot import errorcodes
+from autopilot_ops.pilot import errorcodes, jobpars
 from autopilot_ops.pilot.job import Job
 
 ENTRY_POINT_GROUP = "autopilot.vo"
@@ -65,7 +64,7 @@ class VOPlugin:
 
     def payload_command(self, job: Job, transformation: Path) -> list[str]:
         """``<trf> <jobPars>``, the parameters split as a POSIX shell would, without running a shell."""
-        return [str(transformation), *shlex.split(job.job_pars)]
+        return [str(transformation), *jobpars.split(job.job_pars)]
 
     def map_exit_code(self, job: Job, exit_code: int) -> tuple[int, str]:
         """``(pilot_error_code, diag)`` for a payload that exited with ``exit_code`` (``(0, "")`` when fine)."""
