@@ -332,6 +332,12 @@ cmd_start_schedd() {
     [ -n "$(master_pid)" ] || die "the pool is not running"
     in_root condor_on -daemon schedd >/dev/null || die "condor_on -daemon schedd failed"
     wait_for_pool
+    local deadline=$((SECONDS + TIMEOUT))
+    # In the collector is not yet taking commands: wait until it answers a queue query.
+    until in_root condor_q -allusers -totals >/dev/null 2>&1; do
+        [ $SECONDS -ge $deadline ] && { show_logs; die "the schedd does not answer condor_q after ${TIMEOUT} s"; }
+        sleep 0.2
+    done
     log "schedd started"
 }
 

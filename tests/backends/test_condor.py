@@ -234,6 +234,7 @@ def test_dead_collector_is_a_backend_error(tmp_path: Path) -> None:
     backend = CondorBackend("dead", {"pool": "127.0.0.1:1"})
     with pytest.raises(BackendError, match=r"'dead'.*127\.0\.0\.1:1"):
         backend.status(["1.0"])
+    assert backend.find_pilots("Q1", "c1") is None  # cannot tell: the key stays pending, not missed
 
 
 # -- against the real pool ----------------------------------------------------------------------

@@ -253,6 +253,7 @@ def test_dead_controller_gives_a_clear_error(dead_cluster_conf: Path, log_root: 
         dead.submit(1, spec(log_root, "true"))
     with pytest.raises(BackendError, match=r"`scancel 1_0` exited \d+: .*Unable to contact slurm controller"):
         dead.cancel(["1_0"])
+    assert dead.find_pilots("Q1", "cycle-1") is None  # cannot tell: the key stays pending, not missed
 
 
 def test_submit_host_runs_commands_through_ssh(log_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
