@@ -25,7 +25,7 @@ from autopilot_ops.pilot import errorcodes, staging, transformation
 from autopilot_ops.pilot.config import PilotConfig
 from autopilot_ops.pilot.errorcodes import JobFailure
 from autopilot_ops.pilot.job import Job, JobDefinitionError, panda_id_of, parse_job
-from autopilot_ops.pilot.payload import Payload, PayloadResult
+from autopilot_ops.pilot.payload import Payload, PayloadResult, payload_environment
 from autopilot_ops.pilot.reporting import KILL_COMMANDS, Reporter
 from autopilot_ops.pilot.staging import StagedFile
 from autopilot_ops.pilot.status import StatusLine
@@ -205,7 +205,7 @@ class JobRun:
         self, job: Job, workdir: Path, trf: Path, fields: dict[str, Any], milestones: dict[str, float]
     ) -> tuple[PayloadResult | None, tuple[int, str] | None]:
         """Run and supervise the payload; returns its result and the pilot's kill reason, if it killed it."""
-        env = self.vo.environment(job, workdir, os.environ)
+        env = self.vo.environment(job, workdir, payload_environment(os.environ))
         command = self.vo.payload_command(job, trf)
         echo = (sys.stdout.buffer, sys.stderr.buffer) if self.config.interactive else None
         payload = Payload(command, workdir, env, workdir / STDOUT_NAME, workdir / STDERR_NAME, echo)

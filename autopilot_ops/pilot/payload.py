@@ -8,6 +8,7 @@ rusage ``ru_maxrss`` of a child forked from the pilot counts the pilot's own pag
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import signal
 import subprocess
@@ -19,6 +20,35 @@ from pathlib import Path
 from typing import BinaryIO
 
 import psutil
+
+#: The pilot's variables a payload gets (``fnmatch`` patterns); everything else, the PanDA token file
+#: (``PANDA_AUTH_TOKEN_FILE``), the proxy and the monitor token included, stays with the pilot. A VO plugin
+#: adds what its payloads need in ``VOPlugin.environment``.
+PAYLOAD_ENVIRONMENT = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "HOSTNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TERM",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    "X509_CERT_DIR",
+)
+
+
+def payload_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``base`` that :data:`PAYLOAD_ENVIRONMENT` lets through."""
+    return {
+        name: value
+        for name, value in base.items()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in PAYLOAD_ENVIRONMENT)
+    }
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ class VOPlugin:
         return Path(found)
 
     def environment(self, job: Job, workdir: Path, base: Mapping[str, str]) -> dict[str, str]:
-        """The payload's environment: the pilot's, plus the job's identity."""
+        """The payload's environment: ``base`` (the pilot's, allow-listed by ``payload.PAYLOAD_ENVIRONMENT``), plus
+        the job's identity."""
         env = dict(base)
         env.update(
             PANDAID=str(job.panda_id),
