@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = ("v1", "legacy")
 
+#: The most of a reply body the client reads (a job dict is a few kB, statistics of 2,000 sites some 100 kB);
+#: a longer body is a broken reply, not read further. The same cap as the Airflow hook's.
+MAX_REPLY_BYTES = 32 * 1024 * 1024
+_CHUNK = 64 * 1024
+
 #: ``update_job`` parameter names (v1) -> legacy ``updateJob`` names (``server/panda.py: updateJob``).
 LEGACY_UPDATE_NAMES = {
     "job_id": "jobId",
@@ -107,6 +112,18 @@ class UpdateReply:
 
     command: str | None
     data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply's status and its body, read up to ``MAX_REPLY_BYTES``."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
 
 
 class _Retryable(Exception):
@@ -183,7 +200,7 @@ class PandaClient:
         params: Mapping[str, Any] | None = None,
         retry: RetryPolicy | None = None,
         idempotent: bool = True,
-    ) -> requests.Response:
+    ) -> Reply:
         """One call with retries; returns a 2xx/3xx response, raises on 4xx or when retries run out. A call
         that is not ``idempotent`` is tried again only when the failed try never reached the server."""
         policy = retry or self.retry
@@ -191,7 +208,7 @@ class PandaClient:
         last = ""
         for attempt in range(policy.attempts):
             try:
-                reply = self.session.request(
+                response = self.session.request(
                     method,
                     self.url + path,
                     json=json_body,
@@ -199,7 +216,10 @@ class PandaClient:
                     params=params,
                     headers=headers,
                     timeout=self.timeout,
+                    stream=True,
                 )
+                with response:
+                    reply = Reply(response.status_code, self._read_body(path, response))
                 if reply.status_code >= 500:
                     raise _Retryable(f"HTTP {reply.status_code}: {reply.text.strip()[:200]}")
             except (requests.ConnectionError, requests.Timeout, _Retryable) as exc:
@@ -223,6 +243,15 @@ class PandaClient:
         raise PandaCommunicationError(path, f"no answer after {policy.attempts} tries; last: {last}")
 
     @staticmethod
+    def _read_body(path: str, response: requests.Response) -> bytes:
+        body = bytearray()
+        for chunk in response.iter_content(_CHUNK):
+            body += chunk
+            if len(body) > MAX_REPLY_BYTES:
+                raise PandaReplyError(path, "body", f"is over {MAX_REPLY_BYTES} bytes; not read further")
+        return bytes(body)
+
+    @staticmethod
     def _log_maybe_orphaned(path: str, exc: BaseException, request: Mapping[str, Any]) -> None:
         """Leave a trace of a request whose reply was lost: the server may have handed out a job for it."""
         if isinstance(exc, requests.ReadTimeout):
@@ -240,13 +269,13 @@ class PandaClient:
             dict(request),
         )
 
-    def _envelope(self, path: str, reply: requests.Response) -> protocol.Envelope:
+    def _envelope(self, path: str, reply: Reply) -> protocol.Envelope:
         try:
             return protocol.parse_envelope(reply.content)
         except protocol.ProtocolError as exc:
             raise PandaReplyError(path, "envelope", str(exc)) from exc
 
-    def _legacy_fields(self, path: str, reply: requests.Response) -> dict[str, str]:
+    def _legacy_fields(self, path: str, reply: Reply) -> dict[str, str]:
         try:
             return protocol.parse_legacy_reply(reply.content)
         except protocol.ProtocolError as exc:
