@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_ops.backends.base import (
+    KEPT_DIR_VARIABLE,
     PILOT_ID_VARIABLE,
     Backend,
     BackendError,
@@ -108,9 +109,13 @@ class SlurmBackend(Backend):
             f"--cpus-per-task={spec.corecount}",
             *_resource_options(spec, options),
         ]
-        done = self._run(argv, stdin=_batch_script(spec))
+        started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)  # Slurm keeps whole seconds
+        try:
+            done = self._run(argv, stdin=_batch_script(spec))
+        except BackendError as exc:  # sbatch timed out: the controller may have made the array all the same
+            return self._made_anyway(spec, n, started, exc)
         if done.returncode != 0:
-            raise self._command_error(argv, done)
+            return self._made_anyway(spec, n, started, self._command_error(argv, done))
         job_id = done.stdout.strip().split(";")[0]
         if not job_id.isdigit():
             raise BackendError(f"{shlex.join(argv[:3])} printed {done.stdout.strip()!r}, not a job id")
@@ -118,6 +123,16 @@ class SlurmBackend(Backend):
             SubmittedPilot(f"{job_id}_{i}", log_dir / f"{job_id}_{i}.out", log_dir / f"{job_id}_{i}.err")
             for i in range(n)
         ]
+
+    def _made_anyway(self, spec: PilotSpec, n: int, started: dt.datetime, error: BackendError) -> list[SubmittedPilot]:
+        """After a failed ``sbatch``, the pilots the controller made all the same (a reply lost on the way,
+        a timeout, a dropped ssh connection): tasks of this submission's job name submitted since it
+        started; else the failure is raised."""
+        found = self._named(_job_name(spec.queue, spec.cycle_id), since=started)
+        if found:
+            log.warning("slurm back end %r: sbatch failed, but it made %s", self.name, found[0].batch_id.split("_")[0])
+            return found[:n]
+        raise error
 
     def status(self, batch_ids: Sequence[str]) -> dict[str, PilotStatus]:
         """One ``squeue`` call for all ids; ids it no longer knows are looked up in the completion log."""
@@ -159,22 +174,11 @@ class SlurmBackend(Backend):
         ``[]`` when neither knows the name.
         """
         name = _job_name(queue, cycle_id)
-        argv = ["squeue", "--array", "--noheader", "--states=all", f"--name={name}"]
-        try:
-            done = self._run([*argv, "--Format=ArrayJobID:|,ArrayTaskID:|,StdOut:|,StdErr:|"])
-        except BackendError as exc:  # slurmctld unreachable: the key stays pending, tried again later
-            log.warning("%s", exc)
+        pilots = self._named(name)
+        if pilots is None:
             return None
-        if done.returncode != 0:
-            log.warning("%s", self._command_error(argv, done))
-            return None
-        pilots = []
-        for line in done.stdout.splitlines():
-            job, task, stdout, stderr = [*line.split("|"), "", "", ""][:4]
-            if task.isdigit():
-                pilots.append(SubmittedPilot(f"{job}_{task}", _resolve(stdout, job, task), _resolve(stderr, job, task)))
         if pilots:
-            return sorted(pilots, key=lambda p: tuple(map(int, p.batch_id.split("_"))))
+            return pilots
         path = self._completion_log_path()
         if path is None:
             return None
@@ -183,6 +187,26 @@ class SlurmBackend(Backend):
         if done.returncode not in (0, 1) and "No such file" not in done.stderr:
             raise self._command_error(argv, done)
         return None if done.returncode == 0 else []
+
+    def _named(self, name: str, since: dt.datetime | None = None) -> list[SubmittedPilot] | None:
+        """The array tasks the controller knows by job name (submitted at ``since`` or later, when given);
+        ``None`` when ``squeue`` fails (slurmctld stopped or unreachable)."""
+        argv = ["squeue", "--array", "--noheader", "--states=all", f"--name={name}"]
+        try:
+            done = self._run([*argv, "--Format=ArrayJobID:|,ArrayTaskID:|,StdOut:|,StdErr:|,SubmitTime:|"])
+        except BackendError as exc:
+            log.warning("%s", exc)
+            return None
+        if done.returncode != 0:
+            log.warning("%s", self._command_error(argv, done))
+            return None
+        pilots = []
+        for line in done.stdout.splitlines():
+            job, task, stdout, stderr, submitted = [*line.split("|"), "", "", "", ""][:5]
+            submitted_at = _time(submitted)
+            if task.isdigit() and (since is None or (submitted_at is not None and submitted_at >= since)):
+                pilots.append(SubmittedPilot(f"{job}_{task}", _resolve(stdout, job, task), _resolve(stderr, job, task)))
+        return sorted(pilots, key=lambda p: tuple(map(int, p.batch_id.split("_"))))
 
     def log_paths(self, batch_id: str) -> tuple[Path, Path] | None:
         """The pilot's ``.out`` and ``.err``, found under the ``log_root`` parameter (newest day first)."""
@@ -319,6 +343,7 @@ def _batch_script(spec: PilotSpec) -> str:
     if not spec.command:
         raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'command' is empty")
     lines.append(f'export {PILOT_ID_VARIABLE}="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"')
+    lines.append(f"export {KEPT_DIR_VARIABLE}={shlex.quote(str(spec.log_dir().absolute() / 'kept'))}")
     lines.append(f"exec {shlex.join(spec.command)}")
     return "\n".join(lines) + "\n"
 

@@ -282,3 +282,35 @@ def test_each_array_task_gets_its_batch_id_in_the_environment(backend: SlurmBack
     final_statuses(backend, [p.batch_id for p in pilots])
     wait_for(lambda: all(p.stdout.exists() and p.stdout.read_text() for p in pilots), "the pilots' output")
     assert [p.stdout.read_text().strip() for p in pilots] == [p.batch_id for p in pilots]
+
+
+def test_a_submission_whose_reply_was_lost_returns_the_pilots_slurm_made(
+    log_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in `ssh` that runs the remote command and then loses the connection (exit 255, no output)
+    # the first time: sbatch made the array, but its reply never came back.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dropped = tmp_path / "dropped"
+    fake_ssh = bin_dir / "ssh"
+    fake_ssh.write_text(
+        '#!/bin/sh\nwhile [ "$1" != -- ]; do shift; done\n'
+        f'if [ ! -e {dropped} ]; then touch {dropped}; sh -c "$2" >/dev/null 2>&1; '
+        'echo "Connection to login.example closed by remote host." >&2; exit 255; fi\n'
+        'exec sh -c "$2"\n'
+    )
+    fake_ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    remote = SlurmBackend("remote", {"sbatch_args": ["--hold"]}, submit_host="login.example")
+    pilots = remote.submit(2, spec(log_root, "true", queue=f"LOST_{time.time_ns()}"))
+    try:
+        assert dropped.exists()
+        assert [p.batch_id.split("_")[1] for p in pilots] == ["0", "1"]
+        assert {s.state for s in remote.status([p.batch_id for p in pilots]).values()} == {PilotState.HELD}
+    finally:
+        remote.cancel([p.batch_id for p in pilots])
+
+
+def test_a_refused_submission_still_raises(backend: SlurmBackend, log_root: Path) -> None:
+    with pytest.raises(BackendError, match=r"slurm back end 'slurm-test': `sbatch .*invalid partition"):
+        backend.submit(1, spec(log_root, "true", queue=f"REFUSED_{time.time_ns()}", parameters={"partition": "x"}))
