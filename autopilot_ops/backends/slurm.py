@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_ops.backends.base import (
-    KEPT_DIR_VARIABLE,
     PILOT_ID_VARIABLE,
     Backend,
     BackendError,
@@ -343,7 +342,6 @@ def _batch_script(spec: PilotSpec) -> str:
     if not spec.command:
         raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'command' is empty")
     lines.append(f'export {PILOT_ID_VARIABLE}="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"')
-    lines.append(f"export {KEPT_DIR_VARIABLE}={shlex.quote(str(spec.log_dir().absolute() / 'kept'))}")
     lines.append(f"exec {shlex.join(spec.command)}")
     return "\n".join(lines) + "\n"
 
