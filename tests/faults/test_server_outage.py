@@ -35,8 +35,8 @@ def with_patience(command: tuple[str, ...], seconds: str) -> tuple[str, ...]:
 
 def test_server_stopped_for_60s_mid_job(
     store: Store,
-    devserver_process: Callable[[float], DevServerProcess],
-    tmp_path: Path,  # noqa: F811
+    devserver_process: Callable[[float], DevServerProcess],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     panda = devserver_process(0)  # no lost-heartbeat watcher: only the pilots' own reports end the jobs
     backend = load_test_queues(store, tmp_path)
