@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,12 +35,11 @@ from autopilot_ops.airflow.hooks.panda import PandaHook
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.queues.loader import load_queues
-from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.schema import apply_schema
 from tests.conftest import throwaway_server
 from tests.faults.test_faults import DevServerProcess, pilot_command, wait_for
-from tests.faults.test_scheduler_faults import QUEUES, SCHEDULER_PROCESS, Silent
+from tests.faults.test_scheduler_faults import QUEUES, SCHEDULER_PROCESS, Silent, cycle_with
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 OUTAGE_S = float(os.environ.get("BENCH_OUTAGE_S", "10"))
@@ -56,18 +54,6 @@ def load(store: Store, tmp: Path, max_pilots: int = 100) -> None:
     path = tmp / "queues.yaml"
     path.write_text(QUEUES.format(state=tmp / "state", max_pilots=max_pilots))
     load_queues(store, str(path))
-
-
-def cycle_for(store: Store, tmp: Path, panda_url: str, stats: Callable) -> SchedulingCycle:
-    settings = CycleSettings(
-        tag="t1",
-        scheduler_id="t1@bench",
-        pilot_command=("sleep", "30"),
-        log_root=tmp / "logs",
-        panda_url=panda_url,
-        backend_kinds=("local",),
-    )
-    return SchedulingCycle(store, settings, stats)
 
 
 def normal(report) -> bool:
@@ -132,14 +118,14 @@ def panda_timeout() -> dict:
             panda.submit_jobs("Q2", 5, f"{panda.url}/noop.sh", "")
             silent = Silent()
             os.environ["AIRFLOW_CONN_PANDA_BENCH"] = json.dumps({"conn_type": "panda", "host": silent.url})
-            hung = cycle_for(store, tmp, panda.url, PandaHook("panda_bench", timeout=3).active_job_stats_by_site)
+            hung = cycle_with(store, tmp, panda.url, PandaHook("panda_bench", timeout=3).active_job_stats_by_site)
             start = time.monotonic()
             report = hung.run(f"hung-{run}")
             under.append(time.monotonic() - start)
             silent.close()
             assert report.stats_error is not None and report.submitted == 0
             os.environ["AIRFLOW_CONN_PANDA_BENCH"] = json.dumps({"conn_type": "panda", "host": panda.url})
-            good = cycle_for(store, tmp, panda.url, PandaHook("panda_bench", timeout=3).active_job_stats_by_site)
+            good = cycle_with(store, tmp, panda.url, PandaHook("panda_bench", timeout=3).active_job_stats_by_site)
             start = time.monotonic()
             assert normal(good.run(f"good-{run}"))
             after.append(time.monotonic() - start)
@@ -159,7 +145,7 @@ def postgres_restart() -> dict:
             with DevServer(tmp / "panda") as panda:
                 panda.submit_jobs("Q1", 100, f"{panda.url}/noop.sh", "")
                 panda.submit_jobs("Q2", 100, f"{panda.url}/noop.sh", "")
-                cycle = cycle_for(store, tmp, panda.url, PandaClient(panda.url).active_job_stats_by_site)
+                cycle = cycle_with(store, tmp, panda.url, PandaClient(panda.url).active_job_stats_by_site)
                 assert normal(cycle.run("before"))
                 for run in range(REPEATS):
                     server.stop()
@@ -193,7 +179,7 @@ def one_sigkill(store: Store, tmp: Path, panda: DevServer) -> float:
     wait_for(lambda: Path(f"{fifo}.submitted").exists(), "the back end called")
     proc.kill()
     proc.wait()
-    cycle = cycle_for(store, tmp, panda.url, PandaClient(panda.url).active_job_stats_by_site)
+    cycle = cycle_with(store, tmp, panda.url, PandaClient(panda.url).active_job_stats_by_site)
     start = time.monotonic()
     report = cycle.run("after")
     elapsed = time.monotonic() - start
