@@ -74,7 +74,9 @@ def one_outage(tmp: Path) -> float | None:
     go = tmp / "go"
     [job_id] = panda.submit(1, go)
     argv = [a.replace("{queue}", "Q1").replace("{panda_url}", panda.url) for a in pilot_command(tmp)]
-    argv = [a for a in argv if a not in ("--retries", "2", "--backoff", "0.2")]  # the pilot's own defaults
+    for option in ("--retries", "--backoff", "--final-patience"):  # the pilot's own defaults for these
+        at = argv.index(option)
+        del argv[at : at + 2]
     env = {**os.environ, "AUTOPILOT_PILOT_HOME": str(tmp / "pilot-home")}
     pilot = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -12,6 +12,7 @@ import logging
 import re
 import shlex
 import subprocess
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -108,13 +109,15 @@ class SlurmBackend(Backend):
             f"--cpus-per-task={spec.corecount}",
             *_resource_options(spec, options),
         ]
-        started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)  # Slurm keeps whole seconds
+        # A token of this sbatch call alone: after a lost reply, its array is told from others of the same name.
+        token = f"autopilot:{uuid.uuid4().hex}"
+        argv.append(f"--comment={token}")
         try:
             done = self._run(argv, stdin=_batch_script(spec))
         except BackendError as exc:  # sbatch timed out: the controller may have made the array all the same
-            return self._made_anyway(spec, n, started, exc)
+            return self._made_anyway(spec, n, token, exc)
         if done.returncode != 0:
-            return self._made_anyway(spec, n, started, self._command_error(argv, done))
+            return self._made_anyway(spec, n, token, self._command_error(argv, done))
         job_id = done.stdout.strip().split(";")[0]
         if not job_id.isdigit():
             raise BackendError(f"{shlex.join(argv[:3])} printed {done.stdout.strip()!r}, not a job id")
@@ -123,11 +126,11 @@ class SlurmBackend(Backend):
             for i in range(n)
         ]
 
-    def _made_anyway(self, spec: PilotSpec, n: int, started: dt.datetime, error: BackendError) -> list[SubmittedPilot]:
+    def _made_anyway(self, spec: PilotSpec, n: int, token: str, error: BackendError) -> list[SubmittedPilot]:
         """After a failed ``sbatch``, the pilots the controller made all the same (a reply lost on the way,
-        a timeout, a dropped ssh connection): tasks of this submission's job name submitted since it
-        started; else the failure is raised."""
-        found = self._named(_job_name(spec.queue, spec.cycle_id), since=started)
+        a timeout, a dropped ssh connection): tasks of this submission's job name carrying its call's
+        comment token; else the failure is raised."""
+        found = self._named(_job_name(spec.queue, spec.cycle_id), comment=token)
         if found:
             log.warning("slurm back end %r: sbatch failed, but it made %s", self.name, found[0].batch_id.split("_")[0])
             return found[:n]
@@ -187,12 +190,12 @@ class SlurmBackend(Backend):
             raise self._command_error(argv, done)
         return None if done.returncode == 0 else []
 
-    def _named(self, name: str, since: dt.datetime | None = None) -> list[SubmittedPilot] | None:
-        """The array tasks the controller knows by job name (submitted at ``since`` or later, when given);
+    def _named(self, name: str, comment: str | None = None) -> list[SubmittedPilot] | None:
+        """The array tasks the controller knows by job name (and with this ``comment``, when given);
         ``None`` when ``squeue`` fails (slurmctld stopped or unreachable)."""
         argv = ["squeue", "--array", "--noheader", "--states=all", f"--name={name}"]
         try:
-            done = self._run([*argv, "--Format=ArrayJobID:|,ArrayTaskID:|,StdOut:|,StdErr:|,SubmitTime:|"])
+            done = self._run([*argv, "--Format=ArrayJobID:|,ArrayTaskID:|,StdOut:|,StdErr:|,Comment:|"])
         except BackendError as exc:
             log.warning("%s", exc)
             return None
@@ -201,9 +204,8 @@ class SlurmBackend(Backend):
             return None
         pilots = []
         for line in done.stdout.splitlines():
-            job, task, stdout, stderr, submitted = [*line.split("|"), "", "", "", ""][:5]
-            submitted_at = _time(submitted)
-            if task.isdigit() and (since is None or (submitted_at is not None and submitted_at >= since)):
+            job, task, stdout, stderr, their_comment = [*line.split("|"), "", "", "", ""][:5]
+            if task.isdigit() and (comment is None or their_comment.strip() == comment):
                 pilots.append(SubmittedPilot(f"{job}_{task}", _resolve(stdout, job, task), _resolve(stderr, job, task)))
         return sorted(pilots, key=lambda p: tuple(map(int, p.batch_id.split("_"))))
 
