@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real single-node HTCondor pool for tests: Debian 13's minicondor in a debootstrap chroot, reachable
-# from the host's htcondor2 bindings over 127.0.0.1. Recipe: /work/shared/reference/htcondor-local.md.
+# from the host's htcondor2 bindings over 127.0.0.1. Recipe: the HTCondor section of the README.
 #
 #   scripts/condor-local.sh start    build the chroot once, mount, start condor_master, issue the token
 #   scripts/condor-local.sh stop     stop what start started, then unmount exactly what it mounted
