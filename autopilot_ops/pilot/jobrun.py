@@ -24,6 +24,7 @@ from autopilot_ops.panda import protocol
 from autopilot_ops.pilot import errorcodes, staging, transformation
 from autopilot_ops.pilot.config import PilotConfig
 from autopilot_ops.pilot.errorcodes import JobFailure
+from autopilot_ops.pilot.heartbeat import PhaseHeartbeat
 from autopilot_ops.pilot.job import Job, JobDefinitionError, panda_id_of, parse_job
 from autopilot_ops.pilot.payload import Payload, PayloadResult, payload_environment
 from autopilot_ops.pilot.reporting import KILL_COMMANDS, Reporter
@@ -138,6 +139,17 @@ class JobRun:
         if self.status is not None:
             self.status.set(job.panda_id, phase)
 
+    def _heartbeat(self, job: Job, state: str) -> PhaseHeartbeat:
+        """Heartbeats in ``state`` while a transfer or log packing keeps the pilot from supervising."""
+        return PhaseHeartbeat(
+            self.reporter,
+            job.panda_id,
+            state,
+            self.config.heartbeat_interval,
+            node=self.config.node,
+            site_name=self.config.queue,
+        )
+
     def _check_stop(self) -> None:
         signum = self.stop_signal()
         if signum is not None:
@@ -174,12 +186,17 @@ class JobRun:
             self._check_space(job, workdir)
             self._phase(job, "stage-in")
             template = self.config.input_url or self.config.storage_url
-            staging.stage_in(job, workdir, template, self.config.mover, self.config.mover_options)
-            self._check_stop()
-            self._phase(job, "transformation")
-            trf = transformation.prepare(
-                job.transformation, workdir, self.vo, self.config.allow_url_prefixes, self.config.trf_sha256
-            )
+            with self._heartbeat(job, "starting") as beat:
+                staging.stage_in(job, workdir, template, self.config.mover, self.config.mover_options)
+                self._check_stop()
+                self._phase(job, "transformation")
+                trf = transformation.prepare(
+                    job.transformation, workdir, self.vo, self.config.allow_url_prefixes, self.config.trf_sha256
+                )
+            if beat.kill_command is not None:
+                raise JobFailure(
+                    errorcodes.PANDAKILL, f"job killed by the server during stage-in ({beat.kill_command})"
+                )
             self._check_stop()
             result, kill = self._execute(job, workdir, trf, fields, milestones)
         except _Stopped as stop:
@@ -322,15 +339,20 @@ class JobRun:
         template = self.config.output_url or self.config.storage_url
         if code == 0:
             try:
-                for spec in job.output_files:
-                    staged.append(
-                        staging.stage_out_file(
-                            spec, workdir / spec.lfn, template, self.config.mover, self.config.mover_options
+                with self._heartbeat(job, "running") as beat:
+                    for spec in job.output_files:
+                        staged.append(
+                            staging.stage_out_file(
+                                spec, workdir / spec.lfn, template, self.config.mover, self.config.mover_options
+                            )
                         )
-                    )
             except JobFailure as exc:
                 log.error("job %d: %s", job.panda_id, exc.diag)
                 code, diag, staged = exc.code, exc.diag, []
+            else:
+                if beat.kill_command is not None:
+                    code = errorcodes.PANDAKILL
+                    diag = f"job killed by the server during stage-out ({beat.kill_command})"
         return self._finish_with_log(
             job, workdir, "finished" if code == 0 else "failed", code, diag, fields, milestones, staged
         )
@@ -351,12 +373,13 @@ class JobRun:
         if job.log_file is not None:
             template = self.config.output_url or self.config.storage_url
             try:
-                tarball = staging.make_log_tarball(job, workdir, exclude=())
-                staged.append(
-                    staging.stage_out_file(
-                        job.log_file, tarball, template, self.config.mover, self.config.mover_options
+                with self._heartbeat(job, "running" if "payload_started" in milestones else "starting"):
+                    tarball = staging.make_log_tarball(job, workdir, exclude=())
+                    staged.append(
+                        staging.stage_out_file(
+                            job.log_file, tarball, template, self.config.mover, self.config.mover_options
+                        )
                     )
-                )
             except JobFailure as exc:
                 log.error("job %d: log: %s", job.panda_id, exc.diag)
                 if state == "finished":
