@@ -3,6 +3,12 @@
 The process is reaped with ``os.wait4`` so that its CPU time comes from the kernel's rusage (which covers
 the descendants it waited for). Its maximum RSS is the largest sample of the whole live process tree: the
 rusage ``ru_maxrss`` of a child forked from the pilot counts the pilot's own pages up to ``exec``.
+
+The payload dies with the pilot. A guard (``/bin/sh``, in a session of its own so that a signal to the
+pilot's group spares it) waits on a pipe whose only writer is the pilot. When the pilot ends the payload it
+writes ``done``; when the pilot dies, even by SIGKILL, the pipe closes unwritten and the guard kills the
+payload's process group. (``PR_SET_PDEATHSIG`` would reach only the payload's first process, and the
+``preexec_fn`` it needs is unsafe in a pilot with threads.)
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ PAYLOAD_ENVIRONMENT = (
     "LD_LIBRARY_PATH",
     "X509_CERT_DIR",
 )
+
+
+#: The guard: ``$1`` is the payload's process group.
+_GUARD_SCRIPT = 'read -r verdict; [ "$verdict" = done ] || kill -s KILL -- "-$1" 2>/dev/null'
 
 
 def payload_environment(base: Mapping[str, str]) -> dict[str, str]:
@@ -93,6 +103,8 @@ class Payload:
         self._start = 0.0
         self._sampled_rss_kb = 0
         self._copiers: list[threading.Thread] = []
+        self._guard: subprocess.Popen[bytes] | None = None
+        self._guard_pipe: int | None = None
 
     @property
     def pid(self) -> int:
@@ -113,6 +125,7 @@ class Payload:
                 stderr=subprocess.PIPE if pipe else err,
                 start_new_session=True,
             )
+        self._start_guard()
         if self.echo is not None:
             streams = (
                 (self._process.stdout, self.stdout_path, self.echo[0]),
@@ -124,12 +137,43 @@ class Payload:
                 self._copiers.append(copier)
         threading.Thread(target=self._reap, args=(on_exit,), daemon=True, name="payload-reaper").start()
 
+    def _start_guard(self) -> None:
+        """Start the guard that kills the payload's group should the pilot die first."""
+        read_end, write_end = os.pipe()  # not inheritable: only the guard gets the read end, as its stdin
+        try:
+            self._guard = subprocess.Popen(
+                ["/bin/sh", "-c", _GUARD_SCRIPT, "autopilot-payload-guard", str(self.pid)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            os.close(write_end)
+            self._signal_group(signal.SIGKILL)  # a payload no guard watches must not run
+            self._process.wait()
+            raise
+        finally:
+            os.close(read_end)
+        self._guard_pipe = write_end
+
+    def _release_guard(self) -> None:
+        """Tell the guard the payload's group is gone, so that it kills nothing."""
+        if self._guard_pipe is None or self._guard is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._guard_pipe, b"done\n")
+        os.close(self._guard_pipe)
+        self._guard_pipe = None
+        self._guard.wait()
+
     def _reap(self, on_exit: threading.Event | None) -> None:
         assert self._process is not None
         _, status, usage = os.wait4(self._process.pid, 0)
         end = time.time()
         self._process.returncode = os.waitstatus_to_exitcode(status)
         self._signal_group(signal.SIGKILL)  # no orphan of the payload outlives it
+        self._release_guard()
         for copier in self._copiers:
             copier.join()
         self.result = PayloadResult(

@@ -317,7 +317,7 @@ def test_pilot_killed_with_sigkill(
     assert cycle.run("run-1").submitted == 1
     wait_for(lambda: panda.statuses()[job_id] == "running", "the job running")
     [pid] = pilot_pids(tmp_path / "state")
-    payload = psutil.Process(pid).children(recursive=True)  # in a process group of its own: orphaned below
+    payload = psutil.Process(pid).children(recursive=True)  # its guard kills it with the pilot; else below
     assert payload
     try:
         os.kill(pid, signal.SIGKILL)
