@@ -121,7 +121,14 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     limits = run.add_argument_group("payload")
     limits.add_argument("--heartbeat", type=float, default=1800.0, help="seconds between heartbeats")
     limits.add_argument("--kill-grace", type=float, default=10.0, help="seconds from SIGTERM to SIGKILL")
-    limits.add_argument("--memory-poll", type=float, default=5.0, help="seconds between memory checks")
+    limits.add_argument("--memory-poll", type=float, default=5.0, help="seconds between memory and disk checks")
+    limits.add_argument(
+        "--min-free-space",
+        type=int,
+        default=1024,
+        metavar="MB",
+        help="stop the payload when its work dir's disk has less free space (default: 1024, as pilot3)",
+    )
     limits.add_argument("--memory-factor", type=float, default=1.0, help="memory limit = minRamCount * this")
     limits.add_argument(
         "--allow-url-prefix",
@@ -230,6 +237,7 @@ def config_from_args(args: argparse.Namespace) -> PilotConfig:
         heartbeat_interval=args.heartbeat,
         kill_grace=args.kill_grace,
         memory_poll=args.memory_poll,
+        min_free_space_mb=args.min_free_space,
         memory_factor=args.memory_factor,
         workdir=args.workdir.resolve(),
         keep_workdir=args.keep_workdir,

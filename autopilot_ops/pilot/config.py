@@ -44,6 +44,9 @@ class PilotConfig:
     heartbeat_interval: float = 1800.0
     kill_grace: float = 10.0
     memory_poll: float = 5.0
+    #: the payload is stopped (``NOLOCALSPACE``) when the work dir's disk has less free space than this (MB);
+    #: pilot3's ``free_space_limit_running`` is 1 GB
+    min_free_space_mb: int = 1024
     #: multiplies ``minRamCount`` to give the memory limit
     memory_factor: float = 1.0
     workdir: Path = field(default_factory=Path.cwd)

@@ -155,6 +155,20 @@ class JobRun:
         if signum is not None:
             raise _Stopped(signum)
 
+    def _disk_full(self, workdir: Path) -> tuple[int, str] | None:
+        """``NOLOCALSPACE`` and a diag when the work dir's disk has less free space than the limit."""
+        try:
+            free_mb = shutil.disk_usage(workdir).free // 2**20
+        except OSError:
+            return None
+        if free_mb >= self.config.min_free_space_mb:
+            return None
+        return (
+            errorcodes.NOLOCALSPACE,
+            f"too little space left on the work dir's disk: {free_mb} MB free in {workdir},"
+            f" limit {self.config.min_free_space_mb} MB",
+        )
+
     @staticmethod
     def _check_space(job: Job, workdir: Path) -> None:
         """Fail the job early when the work dir has less room than the job's ``maxDiskCount`` (MB)."""
@@ -215,7 +229,7 @@ class JobRun:
         if result is None:
             code, diag = kill or (errorcodes.PAYLOADEXECUTIONFAILURE, "payload could not be started")
             return self._finish_with_log(job, workdir, "failed", code, diag, fields, milestones)
-        code, diag = kill or self._judge(job, result)
+        code, diag = kill or self._judge(job, workdir, result)
         return self._stage_out(job, workdir, code, diag, fields, milestones)
 
     def _execute(
@@ -304,6 +318,9 @@ class JobRun:
                         f"payload used {rss_kb // 1024} MB of memory, limit {int(memory_limit_kb // 1024)} MB",
                     )
                     break
+                kill = self._disk_full(payload.workdir)
+                if kill is not None:
+                    break
                 next_memory = now + config.memory_poll
             if now >= next_heartbeat:
                 command = self.reporter.update(
@@ -324,8 +341,10 @@ class JobRun:
         payload.finished.wait()
         return kill
 
-    def _judge(self, job: Job, result: PayloadResult) -> tuple[int, str]:
-        """Error code and diag of a payload that ended on its own."""
+    def _judge(self, job: Job, workdir: Path, result: PayloadResult) -> tuple[int, str]:
+        """Error code and diag of a payload that ended on its own; a failure on a full disk is ``NOLOCALSPACE``."""
+        if result.shell_code != 0 and (full := self._disk_full(workdir)) is not None:
+            return full[0], f"payload failed with exit code {result.shell_code}; {full[1]}"
         if result.signal is not None:
             name = signal.Signals(result.signal).name
             return errorcodes.KILLSIGNAL, f"payload was killed by {name}, not by the pilot"
@@ -370,6 +389,8 @@ class JobRun:
     ) -> JobOutcome:
         """Tar and stage out the log (whatever the job's state), then send the final update."""
         staged = list(staged or [])
+        if code == errorcodes.NOLOCALSPACE:
+            self._free_space(job, workdir)
         if job.log_file is not None:
             template = self.config.output_url or self.config.storage_url
             try:
@@ -387,6 +408,17 @@ class JobRun:
         if staged:
             fields["job_output_report"] = staging.output_report(staged)
         return self._finish(job, state, code, diag, fields, milestones)
+
+    @staticmethod
+    def _free_space(job: Job, workdir: Path) -> None:
+        """Remove the job's inputs and outputs from a full work dir (the log leaves them out), so that the log
+        tarball can still be made; as pilot3 does when it stops a payload for its disk use."""
+        for spec in (*job.input_files, *job.output_files):
+            path = workdir / spec.lfn
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("job %d: cannot remove %s to free space: %s", job.panda_id, path, exc)
 
     def _finish(
         self, job: Job, state: str, code: int, diag: str, fields: dict[str, Any], milestones: dict[str, float]
