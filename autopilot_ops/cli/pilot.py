@@ -18,7 +18,7 @@ from autopilot_ops.panda import protocol
 from autopilot_ops.panda.client import PandaAuth, RetryPolicy
 from autopilot_ops.panda.errors import PandaError
 from autopilot_ops.pilot import errorcodes
-from autopilot_ops.pilot.config import PilotConfig, default_home
+from autopilot_ops.pilot.config import PilotConfig, default_home, default_kept_dir
 from autopilot_ops.pilot.job import JobDefinitionError, describe, parse_job
 from autopilot_ops.pilot.slot import slot_end
 
@@ -155,6 +155,13 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         help="seconds to keep retrying a final update while the server is down (default 1800)",
     )
     final.add_argument(
+        "--kept-dir",
+        type=Path,
+        default=None,
+        help="hand a final update that could not be delivered to this directory, which the scheduler sends"
+        " on (default: $AUTOPILOT_KEPT_DIR, set by the back ends)",
+    )
+    final.add_argument(
         "--slot-end",
         type=float,
         default=None,
@@ -255,6 +262,7 @@ def config_from_args(args: argparse.Namespace) -> PilotConfig:
         interactive=args.interactive,
         final_patience=args.final_patience,
         slot_end=end,
+        kept_dir=args.kept_dir or default_kept_dir(),
     )
 
 

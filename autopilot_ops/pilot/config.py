@@ -16,6 +16,16 @@ def default_home() -> Path:
     return Path(os.environ.get("AUTOPILOT_PILOT_HOME", Path.home() / ".autopilot" / "pilot"))
 
 
+#: Where the back ends tell a pilot to hand over the final updates it could not deliver.
+KEPT_DIR_VARIABLE = "AUTOPILOT_KEPT_DIR"
+
+
+def default_kept_dir() -> Path | None:
+    """``AUTOPILOT_KEPT_DIR``, if set: the scheduler delivers what its pilots leave there."""
+    value = os.environ.get(KEPT_DIR_VARIABLE)
+    return Path(value) if value else None
+
+
 def default_pilot_id() -> str:
     """``AUTOPILOT_PILOT_ID`` as set by the scheduler's back end, else ``<host>:<pid>``."""
     return os.environ.get("AUTOPILOT_PILOT_ID") or f"{socket.gethostname()}:{os.getpid()}"
@@ -72,6 +82,8 @@ class PilotConfig:
     final_patience: float = 1800.0
     #: when the batch slot ends (epoch seconds; ``pilot/slot.py``): final-update retries stop before it
     slot_end: float | None = None
+    #: a final update given up on moves here from the home's outbox, for the scheduler to deliver
+    kept_dir: Path | None = None
 
     @property
     def storage_url(self) -> str:

@@ -60,6 +60,7 @@ class Pilot:
             fallback=Outbox(config.fallback_outbox),
             patience=config.final_patience,
             slot_end=config.slot_end,
+            handover=Outbox(config.kept_dir) if config.kept_dir is not None else None,
         )
         self.events = EventReporter(config.pilot_id, config.queue, config.monitor_url, config.monitor_token)
         self.status = StatusLine(sys.stderr) if config.interactive else None

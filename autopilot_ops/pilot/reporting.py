@@ -4,8 +4,10 @@ Without a client (``--dry-run``) updates are only logged.
 
 A final update is kept on disk (the home's outbox, else the work dir's when the home cannot be written; with
 no writable disk it is sent all the same), then sent until the server answers, with backoff, for ``patience``
-seconds but never past the batch slot's end; meanwhile the pilot takes no new job. A local disk error never
-stops the final update.
+seconds but never past the batch slot's end; meanwhile the pilot takes no new job. One given up on moves to
+the ``handover`` directory when there is one (``AUTOPILOT_KEPT_DIR``, which the back end brings back to the
+scheduler, who delivers it: ``scheduler/kept_updates.py``); else it stays for the node's next pilot. A local
+disk error never stops the final update.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ class Reporter:
         fallback: Outbox | None = None,
         patience: float = 0.0,
         slot_end: float | None = None,
+        handover: Outbox | None = None,
     ) -> None:
         self.client = client
         self.outbox = outbox
         self.fallback = fallback
+        self.handover = handover
         self.patience = patience
         self.slot_end = slot_end
         #: set when a final update could not be delivered (kept on disk for a later pilot)
@@ -87,6 +91,7 @@ class Reporter:
                 pause = 0 if isinstance(exc, PandaHTTPError) else min(wait, MAX_FINAL_WAIT, deadline - time.monotonic())
                 if pause <= 0 or self.client.sleep(pause):  # out of patience, or a signal cut the wait short
                     self.undelivered += 1
+                    kept = self._hand_over(update, kept)
                     where = kept.directory if kept else f"nowhere (no writable disk); the update: {update.to_json()}"
                     log.error(
                         "final update of job %d (%s) not delivered, kept in %s: %s", job_id, job_status, where, exc
@@ -116,6 +121,18 @@ class Reporter:
             except OSError as exc:
                 log.warning("cannot keep the final update of job %d in %s: %s", update.job_id, box.directory, exc)
         return None
+
+    def _hand_over(self, update: FinalUpdate, kept: Outbox | None) -> Outbox | None:
+        """Move a given-up update to the hand-over directory; where it stays when that cannot be written."""
+        if self.handover is None:
+            return kept
+        try:
+            self.handover.keep(update)
+        except OSError as exc:
+            log.warning("cannot hand the final update of job %d to %s: %s", update.job_id, self.handover.directory, exc)
+            return kept
+        self._settle(kept, "done", update.job_id)
+        return self.handover
 
     @staticmethod
     def _settle(kept: Outbox | None, action: str, *args: Any) -> None:

@@ -17,7 +17,10 @@ import psycopg2
 
 from autopilot_ops.backends.base import Backend, PilotSpec
 from autopilot_ops.backends.registry import create_backend
+from autopilot_ops.panda.client import PandaClient
+from autopilot_ops.pilot.config import KEPT_DIR_VARIABLE
 from autopilot_ops.policy import Decision, decide
+from autopilot_ops.scheduler.kept_updates import DeliveryReport, deliver_kept_updates, kept_dir_of
 from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SubmitOutcome, SweepReport, describe_error, utcnow
 from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
 from autopilot_ops.scheduler.observe import Observation, backends_of_tag, observe, panda_data, queues_of_tag
@@ -74,6 +77,8 @@ class CycleReport:
     seconds: float = 0.0
     #: Queues another scheduler was cycling (it holds their lock): left to it, no row written here.
     busy: list[str] = field(default_factory=list)
+    #: final updates pilots handed over, sent on to PanDA this cycle
+    kept: DeliveryReport | None = None
 
     @property
     def submitted(self) -> int:
@@ -90,18 +95,27 @@ class CycleReport:
             + (f", {s.skipped}" if s.skipped else "")
             for name, s in self.sweeps.items()
         )
+        if self.kept is not None and (self.kept.delivered or self.kept.rejected or self.kept.stopped):
+            out.append(
+                f"kept final updates: {self.kept.delivered} delivered, {self.kept.rejected} rejected"
+                + (f" ({self.kept.stopped})" if self.kept.stopped else "")
+            )
         out.extend(r.summary() for r in self.results)
         out.extend(f"{name}: skipped, another scheduler is cycling this queue" for name in self.busy)
         return out
 
 
 class SchedulingCycle:
-    """Runs cycles for one tag against one store, one PanDA statistics source and the registered back ends."""
+    """Runs cycles for one tag against one store, one PanDA statistics source and the registered back ends.
+    With ``panda``, a client of the same server, it also delivers the final updates its pilots handed over."""
 
-    def __init__(self, store: Store, settings: CycleSettings, stats_source: StatsSource):
+    def __init__(
+        self, store: Store, settings: CycleSettings, stats_source: StatsSource, panda: PandaClient | None = None
+    ):
         self.store = store
         self.settings = settings
         self.stats_source = stats_source
+        self.panda = panda
         self._backends: dict[str, Backend] = {}
 
     def _backend(self, name: str | None, rows: Mapping[str, Mapping[str, Any]]) -> Backend:
@@ -158,6 +172,8 @@ class SchedulingCycle:
                     if isinstance(backend, Backend):
                         report.sweeps[name] = PilotLifecycle(self.store, backend, who).sweep(now)
             ours = [q for q in queues if q["panda_queue"] in mine]
+            if self.panda is not None and report.stats_error is None:
+                report.kept = self._deliver_kept([q["panda_queue"] for q in ours], who)
             errors = self._reconcile(ours, backend_rows, who)
             with self.store.transaction() as cur:
                 panda = panda_data(cur, [q["panda_queue"] for q in ours], stats, report.stats_error, now)
@@ -181,6 +197,15 @@ class SchedulingCycle:
             flush()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _deliver_kept(self, queues: Sequence[str], who: str) -> DeliveryReport:
+        """Send on the final updates pilots of ``queues`` handed over; a failure here stops no submission."""
+        assert self.panda is not None
+        try:
+            return deliver_kept_updates(kept_dir_of(self.settings.log_root), self.panda, queues, self.store, who)
+        except (OSError, StoreError, psycopg2.Error) as exc:
+            log.warning("tag %s: kept final updates not delivered: %s", self.settings.tag, exc)
+            return DeliveryReport(stopped=describe_error(exc))
 
     def _reconcile(
         self, queues: list[dict[str, Any]], backend_rows: Mapping[str, Mapping[str, Any]], who: str
@@ -277,7 +302,7 @@ class SchedulingCycle:
             scheduler=settings.scheduler_id,
             command=[part.format(**fields) for part in settings.pilot_command],
             log_root=settings.log_root,
-            environment=dict(settings.environment),
+            environment={KEPT_DIR_VARIABLE: str(kept_dir_of(settings.log_root)), **settings.environment},
             corecount=queue["corecount"] or 1,
             memory_mb=queue["maxrss"] or None,
             walltime_s=queue["maxtime"] or None,

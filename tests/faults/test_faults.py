@@ -173,7 +173,8 @@ def make_cycle(store: Store, panda_url: str, tmp_path: Path, command: tuple[str,
         environment={"AUTOPILOT_PILOT_HOME": str(tmp_path / "pilot-home")},
         backend_kinds=("local",),
     )
-    return SchedulingCycle(store, settings, PandaClient(panda_url).active_job_stats_by_site)
+    client = PandaClient(panda_url)
+    return SchedulingCycle(store, settings, client.active_job_stats_by_site, client)
 
 
 def query(store: Store, sql: str) -> list[dict[str, Any]]:
@@ -207,24 +208,24 @@ def test_devserver_killed_and_restarted_while_pilots_run(
     wait_for(lambda: all(s == "running" for s in panda.statuses().values()), "both jobs running")
     panda.kill()
     go.touch()
-    # The pilots finish their payloads, cannot deliver the final updates, keep them on disk and exit.
+    # The pilots finish their payloads, cannot deliver the final updates, hand them over and exit.
     wait_for(lambda: pilots_done(store, backend), "pilots exit while the server is down")
-    outbox = tmp_path / "pilot-home" / "outbox"
-    assert len(list(outbox.iterdir())) == 2
+    kept = tmp_path / "logs" / "kept"
+    assert len(list(kept.glob("*.json"))) == 2
     assert {panda.statuses()[i] for i in first} == {"running"}  # what the server knew when it died
 
     panda.start()  # same port, same SQLite file
     [late] = panda.submit(1, go)
     report = cycle.run("run-2")
     assert report.stats_error is None
+    assert report.kept is not None and report.kept.delivered == 2  # the cycle sends the handed-over updates
     assert report.submitted >= 1
     sweep = report.sweeps["local"]
     assert sorted(t.new for t in sweep.transitions) == ["failed", "failed"]  # exit 79: updates undelivered
-    # The new pilot resends the kept final updates first, then runs the new job.
     wait_for(lambda: pilots_done(store, backend), "the run-2 pilot ends")
     statuses = panda.statuses()
     assert {statuses[i] for i in [*first, late]} == {"finished"}, statuses
-    assert not list(outbox.iterdir())
+    assert not list(kept.glob("*.json"))
     rows = query(store, "SELECT cycle_id, queue, submitted FROM cycles ORDER BY cycle_id")
     assert [(r["cycle_id"], r["queue"]) for r in rows] == [("run-1", QUEUE), ("run-2", QUEUE)]
     assert cycle.run("run-3").stats_error is None

@@ -73,7 +73,8 @@ class PilotSchedulerOperator(BaseOperator):
         panda = PandaHook(panda_conn_id=self.panda_conn_id)
         settings = self.cycle_settings(SchedulerConfig.from_airflow_conf(), panda.panda_connection().url)
         with open_store(self.task_id, self.postgres_conn_id, self.dsn) as store:
-            report = SchedulingCycle(store, settings, panda.active_job_stats_by_site).run(context["run_id"])
+            cycle = SchedulingCycle(store, settings, panda.active_job_stats_by_site, panda.get_client())
+            report = cycle.run(context["run_id"])
         for line in report.lines():
             self.log.info("%s", line)
         return {
