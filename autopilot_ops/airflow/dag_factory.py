@@ -13,7 +13,7 @@ from airflow.sdk import DAG, get_parsing_context
 
 from autopilot_ops.airflow.config import SchedulerConfig
 from autopilot_ops.airflow.naming import DAG_PREFIX, SCHEDULER_DAG_TAGS, scheduler_dag_id
-from autopilot_ops.airflow.snapshot import TagInfo, read_snapshot
+from autopilot_ops.airflow.schedconfig_snapshot import TagInfo, read_snapshot
 
 SYNC_DAG_ID = "autopilot-sync"
 MONITOR_DAG_ID = "autopilot-monitor"
@@ -104,7 +104,7 @@ def sync_dag(config: SchedulerConfig) -> DAG:
 
 def monitor_dag(config: SchedulerConfig) -> DAG:
     """Update pilot states from every back end and carry out kill requests."""
-    from autopilot_ops.airflow.operators.monitor import PilotMonitorOperator
+    from autopilot_ops.airflow.operators.pilot_monitor import PilotMonitorOperator
 
     with _service_dag(MONITOR_DAG_ID, "Update pilot states from the back ends", dt.timedelta(minutes=2)) as dag:
         PilotMonitorOperator(task_id="sweep_pilots", **_store_args(config))

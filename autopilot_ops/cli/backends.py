@@ -7,7 +7,8 @@ import getpass
 import json
 
 from autopilot_ops.backends.registry import available_kinds
-from autopilot_ops.cli.common import CommandError, add_dsn_argument, open_store, print_table
+from autopilot_ops.cli.common import add_dsn_argument, open_store, print_table
+from autopilot_ops.errors import CommandError
 from autopilot_ops.queues.errors import FieldError
 from autopilot_ops.queues.names import BACKEND_NAME_MAX, check_name
 from autopilot_ops.store.backends import BackendInUse, list_backends, remove_backend, upsert_backend

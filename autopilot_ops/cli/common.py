@@ -8,13 +8,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from autopilot_ops.config import resolve_dsn
+from autopilot_ops.errors import CommandError
 
 if TYPE_CHECKING:
     from autopilot_ops.store.connection import Store
-
-
-class CommandError(Exception):
-    """A command failed for a reason the user can act on; printed without a traceback."""
 
 
 def add_dsn_argument(parser: argparse.ArgumentParser) -> None:

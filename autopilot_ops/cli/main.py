@@ -7,20 +7,21 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from autopilot_ops.cli.common import CommandError
+from autopilot_ops.errors import CommandError
 
-#: Modules under ``autopilot_ops.cli`` that each add commands with ``register(subparsers)``.
-COMMAND_MODULES = ("db", "queues", "backends", "up", "devserver", "pilot", "scheduler")
+#: Modules that each add commands with ``register(subparsers)``: those of ``autopilot_ops.cli``, and the
+#: pilot's own (``autopilot_ops.pilot.commands``, which batch jobs also run alone).
+COMMAND_MODULES = ("cli.db", "cli.queues", "cli.backends", "cli.up", "cli.devserver", "pilot.commands", "cli.scheduler")
 #: The module that adds each top-level command, so that a run imports only what it uses.
 MODULE_OF_COMMAND = {
-    "db": "db",
-    "queues": "queues",
-    "backends": "backends",
-    "up": "up",
-    "down": "up",
-    "panda-devserver": "devserver",
-    "pilot": "pilot",
-    "scheduler": "scheduler",
+    "db": "cli.db",
+    "queues": "cli.queues",
+    "backends": "cli.backends",
+    "up": "cli.up",
+    "down": "cli.up",
+    "panda-devserver": "cli.devserver",
+    "pilot": "pilot.commands",
+    "scheduler": "cli.scheduler",
 }
 
 
@@ -30,7 +31,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     modules = [MODULE_OF_COMMAND[command]] if command in MODULE_OF_COMMAND else COMMAND_MODULES
     for name in modules:
-        importlib.import_module(f"autopilot_ops.cli.{name}").register(subparsers)
+        importlib.import_module(f"autopilot_ops.{name}").register(subparsers)
     return parser
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from autopilot_ops.cli.common import CommandError, add_dsn_argument, open_store, print_json, print_table
+from autopilot_ops.cli.common import add_dsn_argument, open_store, print_json, print_table
+from autopilot_ops.errors import CommandError
 from autopilot_ops.queues.errors import QueueFileError
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.queues.model import STATUSES

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from autopilot_ops.cli.common import CommandError
+from autopilot_ops.errors import CommandError
 from autopilot_ops.quickstart.settings import QuickstartError, Settings
 from autopilot_ops.quickstart.stack import down, started_services, stay_in_foreground, up
 from autopilot_ops.store.connection import StoreError

@@ -5,21 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from autopilot_ops.cli import pilot as pilot_cli
+from autopilot_ops.errors import CommandError
+from autopilot_ops.pilot import commands
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="autopilot-pilot", description="The generic PanDA pilot.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    pilot_cli.register(commands)
+    subcommands = parser.add_subparsers(dest="command", required=True)
+    commands.register(subcommands)
     args = parser.parse_args(["pilot", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.func(args) or 0)
-    except Exception as exc:
-        from autopilot_ops.cli.common import CommandError  # late: it lives beside the database helpers
-
-        if not isinstance(exc, CommandError):
-            raise
+    except CommandError as exc:
         print(f"autopilot-pilot: error: {exc}", file=sys.stderr)
         return 2
 

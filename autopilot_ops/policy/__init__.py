@@ -1,7 +1,6 @@
 """Pilot-count policy: pure functions that return the number of pilots and the reason."""
 
-from autopilot_ops.policy.rules import Decision, decide
-from autopilot_ops.policy.snapshot import (
+from autopilot_ops.policy.inputs import (
     Control,
     JobCount,
     PilotCounts,
@@ -9,6 +8,7 @@ from autopilot_ops.policy.snapshot import (
     RecentActivity,
     Snapshot,
 )
+from autopilot_ops.policy.rules import Decision, decide
 
 __all__ = [
     "Control",

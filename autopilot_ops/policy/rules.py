@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from autopilot_ops.policy.snapshot import Control, Snapshot
+from autopilot_ops.policy.inputs import Control, Snapshot
 
 # floor(ratio * running) must not lose a pilot to binary fractions: 0.29 * 100 == 28.999999999999996.
 _RATIO_EPSILON = 1e-9

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from autopilot_ops.airflow.naming import scheduler_dag_id
-from autopilot_ops.cli.scheduler import AirflowAPI
+from autopilot_ops.airflow.rest_api import AirflowAPI
 from autopilot_ops.quickstart.processes import MARKER_VARIABLE, Service
 from autopilot_ops.quickstart.readiness import check_alive, wait_for_url
 from autopilot_ops.quickstart.settings import REPO_ROOT, QuickstartError, Settings, require_free_port

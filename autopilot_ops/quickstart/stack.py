@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg2
 
-from autopilot_ops.airflow.snapshot import write_snapshot
+from autopilot_ops.airflow.schedconfig_snapshot import write_snapshot
 from autopilot_ops.quickstart.airflow import (
     ADMIN_USER,
     API_SERVER,

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg2
 
 from autopilot_ops.backends.base import Backend, PilotSpec
-from autopilot_ops.backends.registry import create_backend
+from autopilot_ops.backends.registry import BackendFactory, UnusableBackend, backend_from_row, usable_backend
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.pilot.config import KEPT_DIR_VARIABLE
 from autopilot_ops.policy import Decision, decide
@@ -106,42 +106,39 @@ class CycleReport:
 
 
 class SchedulingCycle:
-    """Runs cycles for one tag against one store, one PanDA statistics source and the registered back ends.
-    With ``panda``, a client of the same server, it also delivers the final updates its pilots handed over."""
+    """Runs cycles for one tag against one store, one PanDA statistics source and the registered back ends
+    (built by ``backend_factory``). With ``panda``, a client of the same server, it also delivers the final
+    updates its pilots handed over."""
 
     def __init__(
-        self, store: Store, settings: CycleSettings, stats_source: StatsSource, panda: PandaClient | None = None
+        self,
+        store: Store,
+        settings: CycleSettings,
+        stats_source: StatsSource,
+        panda: PandaClient | None = None,
+        backend_factory: BackendFactory = backend_from_row,
     ):
         self.store = store
         self.settings = settings
         self.stats_source = stats_source
         self.panda = panda
+        self.backend_factory = backend_factory
         self._backends: dict[str, Backend] = {}
 
     def _backend(self, name: str | None, rows: Mapping[str, Mapping[str, Any]]) -> Backend:
-        """The back end named ``name``; raises ``ValueError`` naming why it cannot be used."""
-        backend = self._backend_or_reason(name, rows)
-        if not isinstance(backend, Backend):
-            raise ValueError(backend)
+        """The back end named ``name``; raises ``UnusableBackend`` naming why it cannot be used."""
+        if name in self._backends:
+            return self._backends[name]
+        backend = usable_backend(name, rows.get(name or ""), self.backend_factory)
+        self._backends[backend.name] = backend
         return backend
 
     def _backend_or_reason(self, name: str | None, rows: Mapping[str, Mapping[str, Any]]) -> Backend | str:
         """The back end named ``name``, or why it cannot be used (a bad configuration included)."""
-        if not name:
-            return "the queue names no back end"
-        if name in self._backends:
-            return self._backends[name]
-        row = rows.get(name)
-        if row is None:
-            return f"back end {name!r} is not registered"
-        if not row["enabled"]:
-            return f"back end {name!r} is disabled"
         try:
-            backend = create_backend(row["kind"], name, row["parameters"], row["submit_host"])
-        except Exception as exc:  # unknown kind, or parameters the back end refuses
-            return f"back end {name!r}: {describe_error(exc)}"
-        self._backends[name] = backend
-        return backend
+            return self._backend(name, rows)
+        except UnusableBackend as exc:
+            return str(exc)
 
     def run(self, cycle_id: str, now: dt.datetime | None = None) -> CycleReport:
         """Observe, decide and act for every queue of the tag this scheduler can lock; a queue's error ends

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopilot_ops.policy import JobCount, PilotCounts, QueueConfig, RecentActivity, Snapshot
-from autopilot_ops.scheduler.tags import SCHEDULER_TAG_SQL
 from autopilot_ops.store.controls import controls_in_scope
 from autopilot_ops.store.cycles import last_good_stats, live_instances
 from autopilot_ops.store.pilots import QueueActivity, queue_activity
+from autopilot_ops.store.queues import SCHEDULER_TAG_SQL
 from autopilot_ops.store.submissions import submission_outcomes
 
 #: PanDA's ``active_job_stats_by_site`` has no prodSourceLabel breakdown; its counts serve every label.

@@ -9,6 +9,9 @@ import psycopg2.extras
 
 from autopilot_ops.queues.model import COLUMNS, STATUSES, QueueDefinition
 
+#: Which scheduler serves a queue: its first tag, or its site when it has no tag (SQL over ``schedconfig``).
+SCHEDULER_TAG_SQL = "coalesce(tags[1], site)"
+
 _JSON_COLUMNS = ("backend_parameters", "attributes")
 _SELECT = f"SELECT {', '.join(COLUMNS)}, source, updated_at FROM schedconfig"
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from autopilot_ops.airflow.snapshot import write_snapshot
+from autopilot_ops.airflow.schedconfig_snapshot import write_snapshot
 from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.store.connection import Store

@@ -13,7 +13,7 @@ import pytest
 
 from autopilot_ops.airflow.config import SchedulerConfig
 from autopilot_ops.airflow.dag_factory import CLEANUP_DAG_ID, MONITOR_DAG_ID, SYNC_DAG_ID, build_dags
-from autopilot_ops.airflow.snapshot import SnapshotError, read_snapshot, write_snapshot
+from autopilot_ops.airflow.schedconfig_snapshot import SnapshotError, read_snapshot, write_snapshot
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.store.connection import Store
 

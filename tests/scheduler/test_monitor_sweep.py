@@ -7,7 +7,7 @@ from collections.abc import Callable
 from autopilot_ops.backends.base import PilotSpec
 from autopilot_ops.backends.local import LocalBackend
 from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SweepReport
-from autopilot_ops.scheduler.monitor import sweep_all
+from autopilot_ops.scheduler.sweeps import sweep_all
 from autopilot_ops.store.backends import upsert_backend
 from autopilot_ops.store.connection import Store
 
@@ -20,7 +20,7 @@ def test_a_badly_configured_back_end_is_reported_and_the_others_swept(
         upsert_backend(cur, "broken", "local", parameters={"kill_grace_s": "soon"})
         cur.execute("INSERT INTO pilots (queue, backend, batch_id) VALUES ('Q1', 'broken', 'b1')")
     reports = sweep_all(store, "monitor:test")
-    assert reports["broken"] == "ValueError: could not convert string to float: 'soon'"
+    assert reports["broken"] == "back end 'broken': ValueError: could not convert string to float: 'soon'"
     assert isinstance(reports["local"], SweepReport) and reports["local"].seen == 1
     with store.transaction() as cur:
         cur.execute("SELECT batch_id FROM pilots WHERE backend = 'local'")

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseHook
 
-from autopilot_ops.airflow.hooks.extras import connection_field
+from autopilot_ops.airflow.hooks.connection_fields import connection_field
 from autopilot_ops.backends import registry
 from autopilot_ops.backends.base import Backend
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 
-from autopilot_ops.airflow.hooks.extras import connection_field
+from autopilot_ops.airflow.hooks.connection_fields import connection_field
 from autopilot_ops.netutil import is_loopback
 from autopilot_ops.panda import protocol
 from autopilot_ops.panda.client import PROTOCOLS, PandaAuth, PandaClient, job_stats_from

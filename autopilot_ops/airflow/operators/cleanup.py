@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from autopilot_ops.airflow.operators.store_args import open_store
+from autopilot_ops.airflow.hooks.store import open_store
 from autopilot_ops.cleanup.logs import LogPolicy, clean_logs
 from autopilot_ops.cleanup.rows import RowRetention, sweep_rows
 
@@ -96,7 +96,7 @@ class AutopilotCleanupOperator(BaseOperator):
                 self.log.warning("... and %d more errors", logs.error_count - len(logs.errors))
             result["logs"] = logs.to_dict()
         if self.postgres_conn_id or self.dsn:
-            with open_store(self.task_id, self.postgres_conn_id, self.dsn) as store:
+            with open_store(self.postgres_conn_id, self.dsn, owner=f"task {self.task_id}") as store:
                 rows = sweep_rows(store, retention)
             for line in rows.summary_lines():
                 self.log.info("%s", line)

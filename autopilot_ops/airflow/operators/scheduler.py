@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator, Context
 
 from autopilot_ops.airflow.config import SchedulerConfig, scheduler_id_for
-from autopilot_ops.airflow.operators.store_args import open_store
+from autopilot_ops.airflow.hooks.backend_factory import connection_backend
+from autopilot_ops.airflow.hooks.store import open_store
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
 
 
@@ -72,8 +73,10 @@ class PilotSchedulerOperator(BaseOperator):
 
         panda = PandaHook(panda_conn_id=self.panda_conn_id)
         settings = self.cycle_settings(SchedulerConfig.from_airflow_conf(), panda.panda_connection().url)
-        with open_store(self.task_id, self.postgres_conn_id, self.dsn) as store:
-            cycle = SchedulingCycle(store, settings, panda.active_job_stats_by_site, panda.get_client())
+        with open_store(self.postgres_conn_id, self.dsn, owner=f"task {self.task_id}") as store:
+            cycle = SchedulingCycle(
+                store, settings, panda.active_job_stats_by_site, panda.get_client(), backend_factory=connection_backend
+            )
             report = cycle.run(context["run_id"])
         for line in report.lines():
             self.log.info("%s", line)

@@ -8,8 +8,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from autopilot_ops.airflow.operators.store_args import open_store
-from autopilot_ops.airflow.snapshot import write_snapshot
+from autopilot_ops.airflow.hooks.store import open_store
+from autopilot_ops.airflow.schedconfig_snapshot import write_snapshot
 
 
 class SnapshotSyncOperator(BaseOperator):
@@ -26,7 +26,7 @@ class SnapshotSyncOperator(BaseOperator):
         self.dsn = dsn
 
     def execute(self, context: Context) -> dict[str, Any]:
-        with open_store(self.task_id, self.postgres_conn_id, self.dsn) as store:
+        with open_store(self.postgres_conn_id, self.dsn, owner=f"task {self.task_id}") as store:
             document = write_snapshot(store, Path(self.snapshot_path))
         tags = document["tags"]
         self.log.info(

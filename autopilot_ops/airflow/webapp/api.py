@@ -12,8 +12,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, St
 from autopilot_ops.airflow.webapp.auth import ACT, READ, REPORT, Identity, require
 from autopilot_ops.airflow.webapp.db import store_dependency
 from autopilot_ops.store import controls as control_store
-from autopilot_ops.store import monitor
+from autopilot_ops.store import monitor_queries
 from autopilot_ops.store.connection import Store
+from autopilot_ops.store.events import record_pilot_event
 from autopilot_ops.store.pilots import LIVE_STATES
 
 router = APIRouter(prefix="/api", tags=["AutoPilot"])
@@ -69,7 +70,7 @@ def list_queues(
 ) -> list[dict[str, Any]]:
     """Every queue (or a scheduler tag's) with its pilots by state and last cycle (decision, reason trace)."""
     with store.transaction() as cur:
-        return monitor.queue_summaries(cur, tag=tag)
+        return monitor_queries.queue_summaries(cur, tag=tag)
 
 
 @router.get("/controls", name="api_controls")
@@ -162,11 +163,11 @@ def pilot_event(
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"event details exceed {MAX_EVENT_DETAILS} bytes")
     with store.transaction() as cur:
-        pilot = monitor.find_pilot(cur, event.queue, db_id, batch_id)
+        pilot = monitor_queries.find_pilot(cur, event.queue, db_id, batch_id)
         if pilot is not None and pilot["queue"] != event.queue:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 f"pilot {pilot['id']} belongs to queue {pilot['queue']!r}, not {event.queue!r}")
         if pilot is None and db_id is not None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pilot with id {db_id}")
-        monitor.record_pilot_event(cur, identity.name, event.queue, event.event, pilot, details)
+        record_pilot_event(cur, identity.name, event.queue, event.event, pilot, details)
     return {"recorded": True, "pilot_id": pilot["id"] if pilot else None}

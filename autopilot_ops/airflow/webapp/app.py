@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
+from autopilot_ops.airflow.hooks.store import open_store
 from autopilot_ops.airflow.webapp import api, pages
 from autopilot_ops.airflow.webapp.auth import Authenticator, authenticator_from_settings
 from autopilot_ops.airflow.webapp.db import StorePool
@@ -15,14 +16,13 @@ from autopilot_ops.store.connection import Store, StoreError
 
 
 def store_factory_from_settings(settings: WebSettings) -> Callable[[], Store]:
-    """Stores on ``settings.postgres_conn_id`` (an Airflow connection), else on ``settings.dsn``."""
+    """Stores opened as the scheduler's tasks open theirs (``hooks/store.py: open_store``)."""
 
     def factory() -> Store:
-        if settings.postgres_conn_id:
-            return Store.from_connection_id(settings.postgres_conn_id)
-        if settings.dsn:
-            return Store(settings.dsn)
-        raise StoreError("no database configured: set [autopilot] postgres_conn_id or dsn, or AUTOPILOT_DSN")
+        try:
+            return open_store(settings.postgres_conn_id, settings.dsn, owner="the AutoPilot monitor")
+        except ValueError as exc:
+            raise StoreError(str(exc)) from exc
 
     return factory
 

@@ -25,7 +25,7 @@ from autopilot_ops.airflow.webapp.db import store_dependency
 from autopilot_ops.airflow.webapp.logs import LogPathError, open_log, relative_log_path, resolve_log_file
 from autopilot_ops.airflow.webapp.templates import render
 from autopilot_ops.store import controls as control_store
-from autopilot_ops.store import monitor
+from autopilot_ops.store import monitor_queries
 from autopilot_ops.store.connection import Store
 
 router = APIRouter()
@@ -144,7 +144,7 @@ def overview(
     tag: Annotated[str | None, Query(max_length=256, description="only this scheduler tag")] = None,
 ) -> HTMLResponse:
     with store.transaction() as cur:
-        rows = monitor.queue_summaries(cur, tag=tag)
+        rows = monitor_queries.queue_summaries(cur, tag=tag)
         controls = control_store.list_controls(cur)
     _mark_expired(controls)
     tags: dict[str, list[dict[str, Any]]] = {}
@@ -163,15 +163,15 @@ def overview(
 @router.get("/queues/{queue}", name="queue_page", response_class=HTMLResponse)
 def queue_page(identity: Reader, queue: str, request: Request, store: StoreDep) -> HTMLResponse:
     with store.transaction() as cur:
-        summary = monitor.queue_summaries(cur, queue)
+        summary = monitor_queries.queue_summaries(cur, queue)
         if not summary:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no queue {queue!r} in schedconfig")
         info = summary[0]
-        cycles = monitor.recent_cycles(cur, queue)
-        pilots = monitor.recent_pilots(cur, queue)
-        series = monitor.cycle_series(cur, queue)
-        events = monitor.recent_events(cur, queue)
-        controls = monitor.queue_controls(cur, queue, list(info["tags"]))
+        cycles = monitor_queries.recent_cycles(cur, queue)
+        pilots = monitor_queries.recent_pilots(cur, queue)
+        series = monitor_queries.cycle_series(cur, queue)
+        events = monitor_queries.recent_events(cur, queue)
+        controls = monitor_queries.queue_controls(cur, queue, list(info["tags"]))
     _mark_expired(controls)
     own = next((c for c in controls if c["scope"] == "queue" and c["target"] == queue), None)
     stopping = [c for c in controls if not c["expired"] and (c["paused"] or c["drain"])]
@@ -187,7 +187,7 @@ def queue_page(identity: Reader, queue: str, request: Request, store: StoreDep) 
     return _page(
         request, "queue.html", identity, queue=info, cycles=cycles, pilots=pilots, events=events,
         controls=controls, panel=ControlPanel("queue", queue, own), stopping=stopping,
-        chart=line_chart(series, monitor.SERIES_KEYS),
+        chart=line_chart(series, monitor_queries.SERIES_KEYS),
     )
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autopilot_ops.scheduler.tags import SCHEDULER_TAG_SQL
 from autopilot_ops.store.connection import Store
+from autopilot_ops.store.queues import SCHEDULER_TAG_SQL
 
 SNAPSHOT_VERSION = 1
 

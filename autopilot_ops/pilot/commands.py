@@ -1,7 +1,7 @@
 """``autopilot pilot run | show-job | resend``: the generic pilot from a terminal or a batch job.
 
 This module stays import-light (no database, no Airflow): batch jobs run it as ``python -m
-autopilot_ops.pilot``.
+autopilot_ops.pilot``, and the ``autopilot`` command adds it as its ``pilot`` command.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from autopilot_ops.errors import CommandError
 from autopilot_ops.panda import protocol
 from autopilot_ops.panda.client import PandaAuth, RetryPolicy
 from autopilot_ops.panda.errors import PandaError
@@ -23,13 +24,6 @@ from autopilot_ops.pilot.job import JobDefinitionError, describe, parse_job
 from autopilot_ops.pilot.slot import slot_end
 
 DEFAULT_SERVER = f"http://127.0.0.1:{protocol.DEFAULT_PORT}"
-
-
-def _error(message: str) -> Exception:
-    """The CLI's ``CommandError`` (imported late: it lives beside the database helpers)."""
-    from autopilot_ops.cli.common import CommandError
-
-    return CommandError(message)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -196,16 +190,16 @@ def _read_secret(path: str | None, what: str) -> str | None:
     try:
         value = Path(path).read_text().strip()
     except OSError as exc:
-        raise _error(f"cannot read the {what} file {path}: {exc.strerror}") from None
+        raise CommandError(f"cannot read the {what} file {path}: {exc.strerror}") from None
     if not value:
-        raise _error(f"the {what} file {path} is empty")
+        raise CommandError(f"the {what} file {path} is empty")
     return value
 
 
 def _auth(args: argparse.Namespace) -> PandaAuth:
     for option, path in (("--proxy", args.proxy), ("--ca-bundle", args.ca_bundle)):
         if path and not Path(path).exists():
-            raise _error(f"{option} {path} does not exist")
+            raise CommandError(f"{option} {path} does not exist")
     return PandaAuth(
         cert=args.proxy,
         key=args.key,
@@ -218,15 +212,15 @@ def _auth(args: argparse.Namespace) -> PandaAuth:
 def config_from_args(args: argparse.Namespace) -> PilotConfig:
     """The pilot configuration that ``autopilot pilot run`` options describe."""
     if args.max_jobs is not None and args.max_jobs < 1:
-        raise _error("--max-jobs must be at least 1")
+        raise CommandError("--max-jobs must be at least 1")
     if args.retries < 1:
-        raise _error("--retries must be at least 1")
+        raise CommandError("--retries must be at least 1")
     if args.final_patience < 0:
-        raise _error(f"--final-patience must be 0 or more seconds, got {args.final_patience}")
+        raise CommandError(f"--final-patience must be 0 or more seconds, got {args.final_patience}")
     try:
         end = args.slot_end if args.slot_end is not None else slot_end(os.environ)
     except ValueError as exc:
-        raise _error(str(exc)) from None
+        raise CommandError(str(exc)) from None
     return PilotConfig(
         queue=args.queue,
         server_url=args.server,
@@ -271,16 +265,16 @@ def load_job_file(path: Path) -> list[dict[str, Any]]:
     try:
         value = json.loads(path.read_text())
     except OSError as exc:
-        raise _error(f"cannot read job file {path}: {exc.strerror}") from None
+        raise CommandError(f"cannot read job file {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise _error(f"job file {path} is not JSON: {exc}") from None
+        raise CommandError(f"job file {path} is not JSON: {exc}") from None
     if isinstance(value, dict) and "data" in value and "success" in value:
         value = value["data"]
     if isinstance(value, dict) and "jobs" in value:
         value = value["jobs"]
     jobs = value if isinstance(value, list) else [value]
     if not jobs or not all(isinstance(job, dict) for job in jobs):
-        raise _error(f"job file {path} holds no job dict (expected an object, a list, or an acquire_jobs reply)")
+        raise CommandError(f"job file {path} holds no job dict (expected an object, a list, or an acquire_jobs reply)")
     return jobs
 
 
@@ -321,7 +315,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         client = None if args.dry_run else make_client(config)
     except PandaError as exc:  # a bad server URL or auth combination, named by the client
-        raise _error(str(exc)) from None
+        raise CommandError(str(exc)) from None
     try:
         return Pilot(config, client, jobs).run()
     finally:
@@ -335,7 +329,7 @@ def show_job_command(args: argparse.Namespace) -> int:
         try:
             job = parse_job(raw)
         except JobDefinitionError as exc:
-            raise _error(f"{args.job_file}: {exc}") from None
+            raise CommandError(f"{args.job_file}: {exc}") from None
         if args.json:
             print(json.dumps({k: v for k, v in vars(job).items() if k != "raw"}, indent=2, default=vars))
         else:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from autopilot_ops.backends.registry import create_backend
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SweepReport, describe_error
+from autopilot_ops.backends.registry import BackendFactory, UnusableBackend, backend_from_row, usable_backend
+from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SweepReport
 from autopilot_ops.store.backends import list_backends
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.pilots import LIVE_STATES
@@ -22,21 +22,19 @@ def count_live(cur: Any) -> int:
     return int(cur.fetchone()["n"])
 
 
-def sweep_all(store: Store, who: str, now: dt.datetime | None = None) -> dict[str, SweepReport | str]:
+def sweep_all(
+    store: Store, who: str, now: dt.datetime | None = None, factory: BackendFactory = backend_from_row
+) -> dict[str, SweepReport | str]:
     """Sweep each back end with live pilots; a back end that cannot be used maps to why."""
     with store.transaction() as cur:
         names = backends_with_live_pilots(cur)
         rows = {row["name"]: row for row in list_backends(cur)}
     reports: dict[str, SweepReport | str] = {}
     for name in names:
-        row = rows.get(name)
-        if row is None:
-            reports[name] = f"back end {name!r} is not registered"
-            continue
         try:
-            backend = create_backend(row["kind"], name, row["parameters"], row["submit_host"])
-        except Exception as exc:  # an unknown kind or a bad configuration stops only this back end's sweep
-            reports[name] = describe_error(exc)
+            backend = usable_backend(name, rows.get(name), factory)
+        except UnusableBackend as exc:  # stops only this back end's sweep
+            reports[name] = str(exc)
             continue
         reports[name] = PilotLifecycle(store, backend, who).sweep(now)
     return reports

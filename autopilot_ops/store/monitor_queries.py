@@ -1,4 +1,4 @@
-"""Read-only queries behind the monitor pages and the ``/api/queues`` summary, and pilot event intake.
+"""Read-only queries behind the monitor pages and the ``/api/queues`` summary.
 
 ``cycles.inputs`` is written by the scheduler core (``autopilot_ops.scheduler.observe``); the monitor reads
 its ``activated``, ``queued``, ``running`` and ``held`` keys, and shows nothing for a missing one.
@@ -9,9 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from autopilot_ops.scheduler.tags import SCHEDULER_TAG_SQL
-from autopilot_ops.store.events import record_event
 from autopilot_ops.store.pilots import LIVE_STATES
+from autopilot_ops.store.queues import SCHEDULER_TAG_SQL
 
 #: Final pilots are counted on the overview when they ended within this window.
 RECENT_WINDOW = dt.timedelta(hours=24)
@@ -121,12 +120,3 @@ def find_pilot(cur: Any, queue: str, pilot_id: int | None, batch_id: str | None)
         )
     row = cur.fetchone()
     return dict(row) if row else None
-
-
-def record_pilot_event(
-    cur: Any, who: str, queue: str, event: str, pilot: dict[str, Any] | None, details: dict[str, Any]
-) -> None:
-    """Store a pilot's event as ``pilot.<event>``; a known pilot's ``last_heartbeat`` becomes now."""
-    record_event(cur, who, f"pilot.{event}", queue=queue, pilot_id=pilot["id"] if pilot else None, details=details)
-    if pilot is not None:
-        cur.execute("UPDATE pilots SET last_heartbeat = now() WHERE id = %s", (pilot["id"],))

@@ -1,1 +1,0 @@
-"""Deferrable triggers: long waits run in Airflow's triggerer, not in a worker slot."""
