@@ -17,10 +17,11 @@ get_job_definition_from_server`` sends one ``https.request2`` per try of its job
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -154,6 +155,7 @@ class PandaClient:
         auth: PandaAuth | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 60.0,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -166,7 +168,9 @@ class PandaClient:
         self.url = url.rstrip("/")
         self.protocol = protocol_name
         self.retry = retry or RetryPolicy()
+        #: seconds one try may take in all, connecting and reading included
         self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         #: how the client waits between tries; a pilot swaps in a wait that a signal cuts short
         self.sleep: Callable[[float], object] = time.sleep
         self.session = requests.Session()
@@ -207,6 +211,7 @@ class PandaClient:
         headers = {"Accept": "application/json"} if form is None else {}
         last = ""
         for attempt in range(policy.attempts):
+            deadline = time.monotonic() + self.timeout
             try:
                 response = self.session.request(
                     method,
@@ -219,11 +224,11 @@ class PandaClient:
                     stream=True,
                 )
                 with response:
-                    reply = Reply(response.status_code, self._read_body(path, response))
+                    reply = Reply(response.status_code, self._read_body(path, response, deadline))
                 if reply.status_code >= 500:
                     raise _Retryable(f"HTTP {reply.status_code}: {reply.text.strip()[:200]}")
             except (requests.ConnectionError, requests.Timeout, _Retryable) as exc:
-                last = str(exc)
+                last = str(exc) if isinstance(exc, _Retryable) else f"{type(exc).__name__}: {exc}"
                 if not idempotent and not never_sent(exc):
                     self._log_maybe_orphaned(path, exc, json_body or form or params or {})
                     detail = f"not sent again (the server may have acted on it): {last}"
@@ -242,13 +247,16 @@ class PandaClient:
             return reply
         raise PandaCommunicationError(path, f"no answer after {policy.attempts} tries; last: {last}")
 
-    @staticmethod
-    def _read_body(path: str, response: requests.Response) -> bytes:
+    def _read_body(self, path: str, response: requests.Response, deadline: float) -> bytes:
+        """The whole body, in at most ``max_reply_bytes`` and by ``deadline`` (a reply dripped byte by byte
+        must not hold a caller for ever: that try fails, and an idempotent call is tried again)."""
         body = bytearray()
         for chunk in response.iter_content(_CHUNK):
             body += chunk
-            if len(body) > MAX_REPLY_BYTES:
-                raise PandaReplyError(path, "body", f"is over {MAX_REPLY_BYTES} bytes; not read further")
+            if len(body) > self.max_reply_bytes:
+                raise PandaReplyError(path, "body", f"is over {self.max_reply_bytes} bytes; not read further")
+            if time.monotonic() > deadline:
+                raise _Retryable(f"reply not complete after {self.timeout:g}s ({len(body)} bytes read)")
         return bytes(body)
 
     @staticmethod
@@ -440,14 +448,57 @@ class PandaClient:
         self._require_v1(path)
         return job_stats_from(path, self._envelope(path, self._send("GET", path)))
 
+    def alive(self) -> protocol.Envelope:
+        """The envelope of ``/api/v1/system/is_alive`` (``system_api.py``), in one try."""
+        path = protocol.api_path("system", "is_alive")
+        return self._envelope(path, self._send("GET", path, retry=RetryPolicy(attempts=1)))
+
     def is_alive(self) -> bool:
         """Whether ``/api/v1/system/is_alive`` answers ``success`` (one try, no retries)."""
-        path = protocol.api_path("system", "is_alive")
         try:
-            reply = self._send("GET", path, retry=RetryPolicy(attempts=1))
-            return self._envelope(path, reply).success
+            return self.alive().success
         except PandaError:
             return False
+
+    # --- job API (``job_api.py``), with a production identity ---
+
+    def kill_jobs(self, ids: Sequence[int], code: int | None = None) -> list[bool]:
+        """Ask PanDA to kill jobs; one bool per id (``job_api.py: kill``; killing twice is harmless, so the
+        call is retried)."""
+        path = protocol.api_path("job", "kill")
+        self._require_v1(path)
+        body: dict[str, Any] = {"job_ids": [int(i) for i in ids]}
+        if code is not None:
+            body["code"] = int(code)
+        envelope = self._envelope(path, self._send("POST", path, json_body=body))
+        if not envelope.success:
+            raise PandaRefused(path, envelope.message)
+        data = envelope.data
+        if not isinstance(data, list) or len(data) != len(body["job_ids"]):
+            raise PandaReplyError(path, "data", f"is {data!r}, not one result per job id")
+        return [bool(result) for result in data]
+
+    def submit_jobs(self, jobs: str) -> list[list[Any]]:
+        """Submit a JSON string holding a list of job specs (``job_api.py: submit``, the ``pandaclient`` wire
+        format); returns ``[[PandaID, jobDefinitionID, jobName], ...]``. Not sent again once it may have
+        arrived: a second try could submit the jobs twice."""
+        path = protocol.api_path("job", "submit")
+        self._require_v1(path)
+        try:
+            parsed = json.loads(jobs)
+        except (TypeError, ValueError) as exc:
+            raise PandaError(path, f"argument 'jobs' is not a JSON string: {exc}") from None
+        if not isinstance(parsed, list) or not parsed:
+            raise PandaError(path, "argument 'jobs' must be a JSON list with at least one job spec")
+        envelope = self._envelope(path, self._send("POST", path, json_body={"jobs": jobs}, idempotent=False))
+        if not envelope.success:
+            raise PandaRefused(path, envelope.message)
+        data = envelope.data
+        if not isinstance(data, list) or len(data) != len(parsed) or not all(
+            isinstance(entry, list) and len(entry) == 3 for entry in data
+        ):
+            raise PandaReplyError(path, "data", f"is {data!r}, not one [PandaID, jobDefinitionID, jobName] per job")
+        return data
 
     def _require_v1(self, path: str) -> None:
         if self.protocol != "v1":

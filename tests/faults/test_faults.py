@@ -24,12 +24,12 @@ import pytest
 
 from autopilot_ops.backends.base import PilotSpec, SubmittedPilot
 from autopilot_ops.backends.local import LocalBackend
+from autopilot_ops.backends.registry import BackendFactory, backend_from_row
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.devserver.database import Database
 from autopilot_ops.panda.devserver.jobstore import JobStore
 from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.queues.loader import load_queues
-from autopilot_ops.scheduler import cycle as cycle_module
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.embedded import EmbeddedPostgres
@@ -163,7 +163,13 @@ def pilot_command(tmp_path: Path) -> tuple[str, ...]:
     )  # fmt: skip
 
 
-def make_cycle(store: Store, panda_url: str, tmp_path: Path, command: tuple[str, ...]) -> SchedulingCycle:
+def make_cycle(
+    store: Store,
+    panda_url: str,
+    tmp_path: Path,
+    command: tuple[str, ...],
+    backend_factory: BackendFactory = backend_from_row,
+) -> SchedulingCycle:
     settings = CycleSettings(
         tag="t1",
         scheduler_id="t1@faults",
@@ -174,7 +180,7 @@ def make_cycle(store: Store, panda_url: str, tmp_path: Path, command: tuple[str,
         backend_kinds=("local",),
     )
     client = PandaClient(panda_url)
-    return SchedulingCycle(store, settings, client.active_job_stats_by_site, client)
+    return SchedulingCycle(store, settings, client.active_job_stats_by_site, client, backend_factory)
 
 
 def query(store: Store, sql: str) -> list[dict[str, Any]]:
@@ -266,16 +272,15 @@ def test_postgres_restarted_mid_cycle(
     store, server = restartable_store
     backend = load_test_queues(store, tmp_path)
 
-    def create_backend(kind: str, name: str, parameters: Any, submit_host: Any) -> LocalBackend:
-        assert kind == "local"
-        faulty = RestartsDatabaseAfterSubmit(name, parameters, submit_host)
+    def faulty_backend(name: str, row: Any) -> LocalBackend:
+        assert row["kind"] == "local"
+        faulty = RestartsDatabaseAfterSubmit(name, row["parameters"], row["submit_host"])
         faulty.server = server
         return faulty
 
-    monkeypatch.setattr(cycle_module, "create_backend", create_backend)
     with DevServer(tmp_path / "panda") as panda:
         panda.submit_jobs(QUEUE, 5, f"{panda.url}/noop.sh", "")
-        cycle = make_cycle(store, panda.url, tmp_path, ("sh", "-c", "sleep 1"))
+        cycle = make_cycle(store, panda.url, tmp_path, ("sh", "-c", "sleep 1"), faulty_backend)
         with pytest.raises(psycopg2.Error):
             cycle.run("run-1")  # the key is written, the pilots run, their rows could not be
         assert query(store, "SELECT cycle_id, state FROM submissions") == [{"cycle_id": "run-1", "state": "pending"}]

@@ -45,7 +45,7 @@ import sys
 from pathlib import Path
 from autopilot_ops.backends.local import LocalBackend
 from autopilot_ops.panda.client import PandaClient
-from autopilot_ops.scheduler import cycle as cycle_module
+from autopilot_ops.backends.registry import backend_from_row
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
 from autopilot_ops.store.connection import Store
 
@@ -58,12 +58,14 @@ class Blocking(LocalBackend):
         Path(block).read_text()  # a fifo nobody writes: blocks until the process is killed
         return pilots
 
-if block:
-    cycle_module.create_backend = lambda kind, backend, params, host: Blocking(backend, params, host)
+def blocking(name, row):
+    return Blocking(name, row["parameters"], row["submit_host"])
+
 settings = CycleSettings(tag="t1", scheduler_id=f"t1@{name}", pilot_command=("sleep", "120"),
                          log_root=Path(log_root), panda_url=panda_url, backend_kinds=("local",))
 with Store(dsn) as store:
-    cycle = SchedulingCycle(store, settings, PandaClient(panda_url).active_job_stats_by_site)
+    factory = blocking if block else backend_from_row
+    cycle = SchedulingCycle(store, settings, PandaClient(panda_url).active_job_stats_by_site, backend_factory=factory)
     for i in range(int(cycles)):
         cycle.run(f"{name}-{i}")
 """
