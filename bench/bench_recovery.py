@@ -36,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -64,6 +66,7 @@ from tests.faults.test_scheduler_faults import QUEUES, SCHEDULER_PROCESS, Silent
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 OUTAGE_S = float(os.environ.get("BENCH_OUTAGE_S", "10"))
 DELIVERY_LIMIT_S = 180.0
+T = TypeVar("T")
 
 
 def median(values: list[float]) -> float:
@@ -85,6 +88,15 @@ def cancel_pilots(tmp: Path) -> None:
     for pidfile in (tmp / "state").glob("*/supervisor.pid"):
         with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
             os.killpg(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+
+
+def in_fresh_dirs(one: Callable[[Path], T]) -> list[T]:
+    """``one`` run ``REPEATS`` times, each in a new temporary directory."""
+    results = []
+    for _ in range(REPEATS):
+        with tempfile.TemporaryDirectory() as name:
+            results.append(one(Path(name)))
+    return results
 
 
 def pilot_argv(tmp: Path, panda_url: str, defaults: tuple[str, ...] = ()) -> list[str]:
@@ -124,10 +136,7 @@ def one_outage(tmp: Path) -> float | None:
 
 
 def final_update_after_outage() -> dict:
-    delays = []
-    for _ in range(REPEATS):
-        with tempfile.TemporaryDirectory() as name:
-            delays.append(one_outage(Path(name)))
+    delays = in_fresh_dirs(one_outage)
     delivered = [d for d in delays if d is not None]
     return {
         "outage_s": OUTAGE_S,
@@ -324,10 +333,7 @@ def one_pilot_kill(tmp: Path) -> float:
 
 
 def pilot_sigkill() -> dict:
-    delays = []
-    for _ in range(REPEATS):
-        with tempfile.TemporaryDirectory() as name:
-            delays.append(one_pilot_kill(Path(name)))
+    delays = in_fresh_dirs(one_pilot_kill)
     return {"payload_tree_gone_median_s": median(delays)}
 
 
@@ -356,10 +362,7 @@ def one_disk_full(tmp: Path) -> float:
 def disk_full() -> dict:
     if os.geteuid() != 0:
         return {"skipped": "mounting a tmpfs needs root"}
-    delays = []
-    for _ in range(REPEATS):
-        with tempfile.TemporaryDirectory() as name:
-            delays.append(one_disk_full(Path(name)))
+    delays = in_fresh_dirs(one_disk_full)
     return {"pilot_start_to_final_median_s": median(delays)}
 
 
