@@ -266,9 +266,7 @@ def restartable_store() -> Iterator[tuple[Store, EmbeddedPostgres]]:
         shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
-def test_postgres_restarted_mid_cycle(
-    restartable_store: tuple[Store, EmbeddedPostgres], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_postgres_restarted_mid_cycle(restartable_store: tuple[Store, EmbeddedPostgres], tmp_path: Path) -> None:
     store, server = restartable_store
     backend = load_test_queues(store, tmp_path)
 
