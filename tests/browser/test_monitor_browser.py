@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -37,9 +37,18 @@ REASON = f"browser test {uuid.uuid4().hex[:6]}"
 
 def wait(driver: WebDriver, what: str, condition: Callable[[WebDriver], T], timeout: float = 30) -> T:
     """``condition``'s first truthy value; elements that vanish while a page reloads are looked up again."""
+
+    def across_reloads(d: WebDriver) -> T | bool:
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            # Chrome reports an element of the page being replaced as an "unknown error", not as stale
+            if "does not belong to the document" not in str(error.msg):
+                raise
+            return False
     waiter = WebDriverWait(driver, timeout, poll_frequency=0.25,
                            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
-    return waiter.until(condition, f"waiting {timeout:.0f} s for {what}")
+    return waiter.until(across_reloads, f"waiting {timeout:.0f} s for {what}")
 
 
 def table_after(driver: WebDriver, heading_xpath: str) -> list[dict[str, WebElement]]:
