@@ -1,1 +1,1 @@
-"""The pilot scheduler's core: pilot lifecycle in PostgreSQL, and one scheduling cycle."""
+"""The pilot scheduler's core: a scheduling cycle (observe, decide, act, record), submission, status sweeps."""

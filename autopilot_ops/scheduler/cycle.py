@@ -17,13 +17,15 @@ import psycopg2
 
 from autopilot_ops.backends.base import Backend, PilotSpec
 from autopilot_ops.backends.registry import BackendFactory, UnusableBackend, backend_from_row, usable_backend
+from autopilot_ops.errors import describe_error
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.pilot.config import KEPT_DIR_VARIABLE
 from autopilot_ops.policy import Decision, decide
 from autopilot_ops.scheduler.kept_updates import DeliveryReport, deliver_kept_updates, kept_dir_of
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SubmitOutcome, SweepReport, describe_error, utcnow
 from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
 from autopilot_ops.scheduler.observe import Observation, backends_of_tag, observe, panda_data, queues_of_tag
+from autopilot_ops.scheduler.pilot_sweep import SweepReport, sweep_backend, utcnow
+from autopilot_ops.scheduler.submission import PilotSubmitter, SubmitOutcome
 from autopilot_ops.store.backends import list_backends
 from autopilot_ops.store.connection import Store, StoreError
 from autopilot_ops.store.cycles import CycleRow, heartbeat_scheduler, record_cycles
@@ -167,7 +169,7 @@ class SchedulingCycle:
                 for name in tag_backends:
                     backend = self._backend_or_reason(name, backend_rows)
                     if isinstance(backend, Backend):
-                        report.sweeps[name] = PilotLifecycle(self.store, backend, who).sweep(now)
+                        report.sweeps[name] = sweep_backend(self.store, backend, who, now)
             ours = [q for q in queues if q["panda_queue"] in mine]
             if self.panda is not None and report.stats_error is None:
                 report.kept = self._deliver_kept([q["panda_queue"] for q in ours], who)
@@ -218,7 +220,7 @@ class SchedulingCycle:
                 continue
             try:
                 backend = self._backend(queue["backend"], backend_rows)
-                PilotLifecycle(self.store, backend, who).reconcile(name)
+                PilotSubmitter(self.store, backend, who).reconcile(name)
             except (StoreError, LockLost, psycopg2.Error):
                 raise
             except Exception as exc:  # the queue is decided with nothing submitted, and says why
@@ -288,7 +290,7 @@ class SchedulingCycle:
         backend = self._backend_or_reason(queue["backend"], backend_rows)
         if not isinstance(backend, Backend):
             return SubmitOutcome(missed=decision.n, skipped=backend)
-        return PilotLifecycle(self.store, backend, who).submit(decision.n, self._spec(queue, cycle_id))
+        return PilotSubmitter(self.store, backend, who).submit(decision.n, self._spec(queue, cycle_id))
 
     def _spec(self, queue: Mapping[str, Any], cycle_id: str) -> PilotSpec:
         settings = self.settings

@@ -133,7 +133,7 @@ class AdvisoryLocks:
 
 
 def locks_of(store: Store) -> AdvisoryLocks:
-    """The one :class:`AdvisoryLocks` of ``store``, shared by its cycle, lifecycles and sweeps."""
+    """The one :class:`AdvisoryLocks` of ``store``, shared by its cycle, submitters and sweeps."""
     if store.advisory_locks is None:
         store.advisory_locks = AdvisoryLocks(store)
     return store.advisory_locks

@@ -1,4 +1,4 @@
-"""Sweep every back end that has live pilots: the monitor's one step, used by its operator and trigger."""
+"""Sweep every back end that has live pilots: the pilot monitor's one step."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from autopilot_ops.backends.registry import BackendFactory, UnusableBackend, backend_from_row, usable_backend
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle, SweepReport
+from autopilot_ops.scheduler.pilot_sweep import SweepReport, sweep_backend
 from autopilot_ops.store.backends import list_backends
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.pilots import LIVE_STATES
@@ -36,7 +36,7 @@ def sweep_all(
         except UnusableBackend as exc:  # stops only this back end's sweep
             reports[name] = str(exc)
             continue
-        reports[name] = PilotLifecycle(store, backend, who).sweep(now)
+        reports[name] = sweep_backend(store, backend, who, now)
     return reports
 
 

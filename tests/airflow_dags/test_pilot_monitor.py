@@ -13,7 +13,7 @@ from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from autopilot_ops.airflow.operators.pilot_monitor import PilotMonitorOperator
 from autopilot_ops.backends.base import PilotSpec
 from autopilot_ops.backends.local import LocalBackend
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle
+from autopilot_ops.scheduler.submission import PilotSubmitter
 from autopilot_ops.store.backends import upsert_backend
 from autopilot_ops.store.connection import Store
 
@@ -24,7 +24,7 @@ def live_pilot(store: Store, tmp_path: Path, seconds: str) -> LocalBackend:
         upsert_backend(cur, "local", "local", parameters=params)
     backend = LocalBackend("local", params)
     spec = PilotSpec("Q1", "c1", "test", ["sleep", seconds], tmp_path / "logs")
-    assert PilotLifecycle(store, backend, "test").submit(1, spec).submitted == 1
+    assert PilotSubmitter(store, backend, "test").submit(1, spec).submitted == 1
     return backend
 
 

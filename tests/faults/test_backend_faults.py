@@ -23,7 +23,8 @@ import pytest
 from autopilot_ops.backends.base import Backend, BackendError, PilotSpec
 from autopilot_ops.backends.condor import CondorBackend
 from autopilot_ops.backends.slurm import SlurmBackend
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle
+from autopilot_ops.scheduler.pilot_sweep import sweep_backend
+from autopilot_ops.scheduler.submission import PilotSubmitter
 from autopilot_ops.store.backends import upsert_backend
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.submissions import begin_submission
@@ -69,11 +70,11 @@ def pending_key(store: Store, backend: Backend, queue: str, cycle_id: str) -> No
         assert begin_submission(cur, queue, cycle_id, backend.name, 1) is None
 
 
-def check_outage(store: Store, life: PilotLifecycle, make_spec: Callable[[str], PilotSpec], queue: str) -> None:
+def check_outage(store: Store, life: PilotSubmitter, make_spec: Callable[[str], PilotSpec], queue: str) -> None:
     """While the daemon is down: the sweep changes nothing, a submission fails naming the back end, and a
     pending key stays pending."""
     before = pilot_rows(store)
-    report = life.sweep()
+    report = sweep_backend(life.store, life.backend, life.who)
     assert report.backend_error and life.backend.name in report.backend_error
     assert pilot_rows(store) == before, "a sweep with the daemon down changed pilot states"
 
@@ -86,10 +87,10 @@ def check_outage(store: Store, life: PilotLifecycle, make_spec: Callable[[str], 
     assert submission_states(store)["crashed"] == "pending", "a key was settled although the back end was down"
 
 
-def check_recovered(store: Store, life: PilotLifecycle, make_spec: Callable[[str], PilotSpec], live: str) -> None:
+def check_recovered(store: Store, life: PilotSubmitter, make_spec: Callable[[str], PilotSpec], live: str) -> None:
     """After the daemon is back: the earlier pilots keep their true state, the next submission is normal,
     the pending key is settled, and every key yielded its pilots once."""
-    life.sweep()
+    sweep_backend(life.store, life.backend, life.who)
     before = [r for r in pilot_rows(store) if r["cycle_id"] == "before"]
     assert len(before) == 2 and {r["state"] for r in before} == {live}, before
     assert life.submit(1, make_spec("after")).submitted == 1
@@ -104,7 +105,7 @@ def check_recovered(store: Store, life: PilotLifecycle, make_spec: Callable[[str
 
 
 @pytest.fixture
-def slurm(store: Store, tmp_path: Path) -> Iterator[tuple[PilotLifecycle, Callable[[str], PilotSpec]]]:
+def slurm(store: Store, tmp_path: Path) -> Iterator[tuple[PilotSubmitter, Callable[[str], PilotSpec]]]:
     if shutil.which("sinfo") is None:
         pytest.skip("sinfo not found: Slurm is not installed here")
     script(SLURM_SCRIPT, "start")
@@ -117,7 +118,7 @@ def slurm(store: Store, tmp_path: Path) -> Iterator[tuple[PilotLifecycle, Callab
         return PilotSpec("SLURM_FAULT", cycle_id, "test", ["sleep", "300"], tmp_path / "logs")
 
     try:
-        yield PilotLifecycle(store, backend, "test"), make_spec
+        yield PilotSubmitter(store, backend, "test"), make_spec
     finally:
         script(SLURM_SCRIPT, "start-controller")
         backend.cancel([r["batch_id"] for r in pilot_rows(store)])
@@ -126,13 +127,13 @@ def slurm(store: Store, tmp_path: Path) -> Iterator[tuple[PilotLifecycle, Callab
 @needs_root
 @pytest.mark.slurm
 def test_slurmctld_stopped_during_a_cycle_and_a_sweep(
-    store: Store, slurm: tuple[PilotLifecycle, Callable[[str], PilotSpec]]
+    store: Store, slurm: tuple[PilotSubmitter, Callable[[str], PilotSpec]]
 ) -> None:
     life, make_spec = slurm
     assert life.submit(2, make_spec("before")).submitted == 2
 
     def running() -> bool:
-        life.sweep()
+        sweep_backend(life.store, life.backend, life.who)
         return {r["state"] for r in pilot_rows(store)} == {"running"}
 
     wait_for(running, "the two Slurm pilots to run")
@@ -156,7 +157,7 @@ def condor_log_root() -> Iterator[Path]:
 
 
 @pytest.fixture
-def condor(store: Store, condor_log_root: Path) -> Iterator[tuple[PilotLifecycle, Callable[[str], PilotSpec]]]:
+def condor(store: Store, condor_log_root: Path) -> Iterator[tuple[PilotSubmitter, Callable[[str], PilotSpec]]]:
     done = subprocess.run([str(CONDOR_SCRIPT), "start"], capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         pytest.skip(f"scripts/condor-local.sh start failed: {done.stderr.strip()[-2000:]}")
@@ -174,17 +175,17 @@ def condor(store: Store, condor_log_root: Path) -> Iterator[tuple[PilotLifecycle
         return PilotSpec("CONDOR_FAULT", cycle_id, "test", ["/bin/sleep", "300"], condor_log_root)
 
     try:
-        yield PilotLifecycle(store, backend, "test"), make_spec
+        yield PilotSubmitter(store, backend, "test"), make_spec
     finally:
         script(CONDOR_SCRIPT, "start-schedd")
         backend.cancel([r["batch_id"] for r in pilot_rows(store)])
 
 
 @needs_root
-def test_schedd_stopped_and_started(store: Store, condor: tuple[PilotLifecycle, Callable[[str], PilotSpec]]) -> None:
+def test_schedd_stopped_and_started(store: Store, condor: tuple[PilotSubmitter, Callable[[str], PilotSpec]]) -> None:
     life, make_spec = condor
     assert life.submit(2, make_spec("before")).submitted == 2
-    life.sweep()
+    sweep_backend(life.store, life.backend, life.who)
     assert {r["state"] for r in pilot_rows(store)} == {"queued"}
     script(CONDOR_SCRIPT, "stop-schedd")
     try:
@@ -196,7 +197,7 @@ def test_schedd_stopped_and_started(store: Store, condor: tuple[PilotLifecycle, 
 
 @needs_root
 def test_schedd_refusing_part_of_a_submission_leaves_no_pilot_behind(
-    condor: tuple[PilotLifecycle, Callable[[str], PilotSpec]],
+    condor: tuple[PilotSubmitter, Callable[[str], PilotSpec]],
 ) -> None:
     """With MAX_JOBS_PER_OWNER below the count, the schedd refuses the proc past the limit and aborts the
     whole transaction: the error names the back end, and no pilot of that submission exists untracked."""

@@ -11,8 +11,9 @@ import pytest
 
 from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
 from autopilot_ops.backends.local import LocalBackend
-from autopilot_ops.scheduler.lifecycle import PilotLifecycle, next_state, utcnow
 from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, SWEEP_LOCK_KEY, LockLost, locks_of
+from autopilot_ops.scheduler.pilot_sweep import next_state, sweep_backend, utcnow
+from autopilot_ops.scheduler.submission import PilotSubmitter
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.controls import pending_kill_requests, request_kill
 from autopilot_ops.store.pilots import Transition, apply_transitions, queue_activity
@@ -36,7 +37,7 @@ def events(store: Store, what: str) -> list[dict]:
 def test_submit_records_pilots_and_a_rerun_does_not_submit_twice(
     store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
 ) -> None:
-    life = PilotLifecycle(store, local_backend, "test")
+    life = PilotSubmitter(store, local_backend, "test")
     first = life.submit(3, make_spec())
     assert (first.submitted, first.missed, first.skipped) == (3, 0, None)
     again = life.submit(3, make_spec())
@@ -50,12 +51,12 @@ def test_submit_records_pilots_and_a_rerun_does_not_submit_twice(
 def test_states_follow_the_back_end_to_final_with_exit_codes(
     store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
 ) -> None:
-    life = PilotLifecycle(store, local_backend, "test")
+    life = PilotSubmitter(store, local_backend, "test")
     life.submit(1, make_spec(cycle_id="ok"))
     life.submit(1, make_spec(cycle_id="bad", command=("sh", "-c", "exit 82")))
 
     def all_final() -> bool:
-        life.sweep()
+        sweep_backend(life.store, life.backend, life.who)
         return all(r["state"] in ("finished", "failed") for r in pilots(store))
 
     wait_for(all_final)
@@ -69,7 +70,7 @@ def test_states_follow_the_back_end_to_final_with_exit_codes(
 
 def test_a_failing_back_end_counts_as_missed(store: Store, make_spec: Callable[..., PilotSpec], tmp_path) -> None:
     broken = LocalBackend("local", {"state_dir": str(tmp_path / "state"), "workdir": str(tmp_path / "missing")})
-    outcome = PilotLifecycle(store, broken, "test").submit(2, make_spec())
+    outcome = PilotSubmitter(store, broken, "test").submit(2, make_spec())
     assert (outcome.submitted, outcome.missed) == (0, 2)
     with store.transaction() as cur:
         cur.execute("SELECT state, detail FROM submissions")
@@ -86,7 +87,7 @@ def test_crash_between_key_and_record_is_reconciled(
     with store.transaction() as cur:
         assert begin_submission(cur, spec.queue, spec.cycle_id, "local", 2) is None
     local_backend.submit(2, spec)  # the scheduler died right after this call
-    life = PilotLifecycle(store, local_backend, "test")
+    life = PilotSubmitter(store, local_backend, "test")
     outcome = life.submit(1, make_spec(cycle_id="next", command=("sleep", "30")))
     assert outcome.reconciled == 2 and outcome.submitted == 1
     assert sorted(r["cycle_id"] for r in pilots(store)) == ["crashed", "crashed", "next"]
@@ -99,7 +100,7 @@ def test_crash_between_key_and_record_is_reconciled(
 def test_vanished_pilot_is_failed_and_a_running_one_is_kept(
     store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
 ) -> None:
-    life = PilotLifecycle(store, local_backend, "test")
+    life = PilotSubmitter(store, local_backend, "test")
     life.submit(1, make_spec(cycle_id="slow", command=("sleep", "60")))
     with store.transaction() as cur:
         cur.execute("INSERT INTO schedconfig (panda_queue, site, queued_timeout) VALUES ('Q1', 'S', 10)")
@@ -111,7 +112,7 @@ def test_vanished_pilot_is_failed_and_a_running_one_is_kept(
     [real] = [r for r in pilots(store) if r["batch_id"] != "no-such-pilot"]
     with store.transaction() as cur:
         cur.execute("UPDATE pilots SET state = 'queued' WHERE id = %s", (real["id"],))
-    report = life.sweep(now=utcnow() + dt.timedelta(minutes=1))
+    report = sweep_backend(life.store, life.backend, life.who, utcnow() + dt.timedelta(minutes=1))
     states = {r["batch_id"]: (r["state"], r["state_reason"]) for r in pilots(store)}
     assert states["no-such-pilot"] == ("failed", "batch job vanished from the back end")
     # Running, not queued: the queued timeout does not apply to it.
@@ -135,11 +136,11 @@ def test_a_failed_cancel_is_not_recorded_and_is_retried_next_sweep(
 ) -> None:
     with store.transaction() as cur:
         cur.execute("INSERT INTO schedconfig (panda_queue, site, unknown_timeout) VALUES ('Q1', 'S', 60)")
-    PilotLifecycle(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
+    PilotSubmitter(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
     [pilot] = pilots(store)
     later = utcnow() + dt.timedelta(minutes=2)  # status unknown for longer than the queue's 60 s
     down = Unreachable("local", local_backend.parameters)
-    report = PilotLifecycle(store, down, "test").sweep(now=later)
+    report = sweep_backend(store, down, "test", later)
     assert report.backend_error == "cancel failed: BackendError: back end unreachable"
     assert report.cancelled == [] and report.transitions == []
     [row] = pilots(store)
@@ -148,7 +149,7 @@ def test_a_failed_cancel_is_not_recorded_and_is_retried_next_sweep(
     with store.transaction() as cur:
         assert queue_activity(cur, ["Q1"], utcnow())["Q1"].queued == 1
     # The back end answers again: the pilot is still tracked, and found running.
-    report = PilotLifecycle(store, local_backend, "test").sweep(now=later + dt.timedelta(minutes=1))
+    report = sweep_backend(store, local_backend, "test", later + dt.timedelta(minutes=1))
     assert report.backend_error is None and pilots(store)[0]["state"] == "running"
     local_backend.cancel([pilot["batch_id"]])
 
@@ -156,7 +157,7 @@ def test_a_failed_cancel_is_not_recorded_and_is_retried_next_sweep(
 def test_a_failed_kill_request_stays_pending(
     store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
 ) -> None:
-    PilotLifecycle(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
+    PilotSubmitter(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
     [pilot] = pilots(store)
     with store.transaction() as cur:
         request_kill(cur, "Q1", "alice", reason="test")
@@ -165,11 +166,11 @@ def test_a_failed_kill_request_stays_pending(
         def cancel(self, batch_ids):
             raise BackendError("scancel: slurmctld down")
 
-    PilotLifecycle(store, CancelFails("local", local_backend.parameters), "test").sweep()
+    sweep_backend(store, CancelFails("local", local_backend.parameters), "test")
     assert pilots(store)[0]["state"] != "cancelled"
     with store.transaction() as cur:
         assert [k["pilot_id"] for k in pending_kill_requests(cur)] == [pilot["id"]]
-    PilotLifecycle(store, local_backend, "test").sweep()
+    sweep_backend(store, local_backend, "test")
     assert pilots(store)[0]["state"] == "cancelled"
     with store.transaction() as cur:
         assert pending_kill_requests(cur) == []
@@ -193,26 +194,26 @@ def test_a_stale_transition_cannot_undo_a_final_state(store: Store) -> None:
 def test_sweeps_of_one_back_end_exclude_each_other(
     store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec], pg_dsn: str
 ) -> None:
-    PilotLifecycle(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
+    PilotSubmitter(store, local_backend, "test").submit(1, make_spec(command=("sleep", "60")))
     other = psycopg2.connect(pg_dsn)
     other.autocommit = True
     try:
         with other.cursor() as cur:
             cur.execute(f"SELECT pg_advisory_lock({SWEEP_LOCK_KEY})", ("local",))
-        report = PilotLifecycle(store, local_backend, "test").sweep()
+        report = sweep_backend(store, local_backend, "test")
         assert report.skipped == "another sweep of back end local is running" and report.seen == 0
         with other.cursor() as cur:
             cur.execute(f"SELECT pg_advisory_unlock({SWEEP_LOCK_KEY})", ("local",))
     finally:
         other.close()
-    assert PilotLifecycle(store, local_backend, "test").sweep().seen == 1
+    assert sweep_backend(store, local_backend, "test").seen == 1
     local_backend.cancel([r["batch_id"] for r in pilots(store)])
 
 
 def test_a_configuration_error_of_the_back_end_settles_the_key(
     store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
 ) -> None:
-    outcome = PilotLifecycle(store, local_backend, "test").submit(2, make_spec(command=()))
+    outcome = PilotSubmitter(store, local_backend, "test").submit(2, make_spec(command=()))
     assert (outcome.submitted, outcome.missed) == (0, 2)
     assert outcome.skipped.startswith("submit failed: ValueError: pilot spec for queue 'Q1': field 'command'")
     with store.transaction() as cur:
@@ -230,7 +231,7 @@ def test_a_key_the_back_end_cannot_tell_about_stays_pending(
 
     with store.transaction() as cur:
         begin_submission(cur, "Q1", "crashed", "local", 2)
-    life = PilotLifecycle(store, CannotList("local", local_backend.parameters), "test")
+    life = PilotSubmitter(store, CannotList("local", local_backend.parameters), "test")
     assert life.reconcile("Q1") == 0
     with store.transaction() as cur:
         cur.execute("SELECT state FROM submissions")
@@ -254,10 +255,10 @@ def test_a_lost_queue_lock_stops_the_submission(
     finally:
         admin.close()
     with pytest.raises(LockLost):
-        PilotLifecycle(store, local_backend, "test").submit(2, make_spec())
+        PilotSubmitter(store, local_backend, "test").submit(2, make_spec())
     assert pilots(store) == [] and local_backend.find_pilots("Q1", "c1") == []
     # Nothing is held any more: the next submission takes a new lock on a new connection.
-    assert PilotLifecycle(store, local_backend, "test").submit(1, make_spec(cycle_id="c2")).submitted == 1
+    assert PilotSubmitter(store, local_backend, "test").submit(1, make_spec(cycle_id="c2")).submitted == 1
 
 
 def test_two_schedulers_never_submit_for_one_queue_at_once(
@@ -268,14 +269,14 @@ def test_two_schedulers_never_submit_for_one_queue_at_once(
     with other.cursor() as cur:
         cur.execute(f"SELECT pg_advisory_lock({QUEUE_LOCK_KEY})", ("Q1",))
     try:
-        outcome = PilotLifecycle(store, local_backend, "test").submit(2, make_spec())
+        outcome = PilotSubmitter(store, local_backend, "test").submit(2, make_spec())
         assert outcome.submitted == 0 and outcome.skipped == "another scheduler is submitting for this queue"
-        assert PilotLifecycle(store, local_backend, "test").submit(1, make_spec(queue="Q2")).submitted == 1
+        assert PilotSubmitter(store, local_backend, "test").submit(1, make_spec(queue="Q2")).submitted == 1
         with other.cursor() as cur:
             cur.execute(f"SELECT pg_advisory_unlock({QUEUE_LOCK_KEY})", ("Q1",))
     finally:
         other.close()
-    assert PilotLifecycle(store, local_backend, "test").submit(2, make_spec()).submitted == 2
+    assert PilotSubmitter(store, local_backend, "test").submit(2, make_spec()).submitted == 2
 
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
@@ -321,12 +322,12 @@ def test_next_state_rules(row: dict, status: PilotStatus | None, answered: bool,
 def test_kill_request_from_the_control_api_cancels_the_pilots(
     store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
 ) -> None:
-    life = PilotLifecycle(store, local_backend, "test")
+    life = PilotSubmitter(store, local_backend, "test")
     life.submit(2, make_spec(command=("sleep", "60")))
     with store.transaction() as cur:
         requested = request_kill(cur, "Q1", "operator", reason="bad node")
     assert len(requested) == 2
-    report = life.sweep()
+    report = sweep_backend(life.store, life.backend, life.who)
     assert sorted(report.cancelled) == sorted(requested)
     rows = pilots(store)
     assert {r["state"] for r in rows} == {"cancelled"}

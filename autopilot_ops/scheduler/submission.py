@@ -1,0 +1,125 @@
+"""Act: idempotent submission of pilots, and the reconciliation of submissions a crash left pending.
+
+Submission writes a key ``(queue, cycle_id)`` before the back end is called and completes it after, so a
+retried cycle never submits twice; a key left ``pending`` by a crash is reconciled against the back end
+(:meth:`PilotSubmitter.reconcile`, called by the cycle before it decides). A session-level advisory lock per
+queue, on a connection of its own (:mod:`autopilot_ops.scheduler.locks`), keeps two schedulers from submitting
+for the same queue at once, and a lost lock stops the submission before the back end is called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autopilot_ops.backends.base import Backend, PilotSpec
+from autopilot_ops.errors import describe_error
+from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
+from autopilot_ops.store.connection import Store
+from autopilot_ops.store.events import record_event
+from autopilot_ops.store.pilots import insert_pilots
+from autopilot_ops.store.submissions import (
+    DONE,
+    FAILED,
+    RECONCILED,
+    begin_submission,
+    finish_submission,
+    pending_submissions,
+)
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """What one submission did: pilots submitted and missed, or why it did nothing."""
+
+    submitted: int = 0
+    missed: int = 0
+    skipped: str | None = None
+    reconciled: int = 0
+
+
+class PilotSubmitter:
+    """Submits pilots for queues of one back end, each ``(queue, cycle)`` at most once."""
+
+    def __init__(self, store: Store, backend: Backend, who: str):
+        self.store = store
+        self.backend = backend
+        self.who = who
+        self.locks = locks_of(store)
+
+    def submit(self, n: int, spec: PilotSpec) -> SubmitOutcome:
+        """Submit ``n`` pilots for ``spec.queue`` in cycle ``spec.cycle_id``, at most once per key.
+
+        Whatever the back end raises (``BackendError``, or ``ValueError`` for a bad configuration) settles the
+        key as ``failed`` with the exception named, and counts the pilots as missed."""
+        with self.locks.holding(QUEUE_LOCK_KEY, [spec.queue]) as got:
+            if not got:
+                return SubmitOutcome(skipped="another scheduler is submitting for this queue")
+            reconciled = self.reconcile(spec.queue)
+            if n <= 0:
+                return SubmitOutcome(reconciled=reconciled)
+            with self.store.transaction() as cur:
+                earlier = begin_submission(cur, spec.queue, spec.cycle_id, self.backend.name, n)
+            if earlier is not None:
+                return SubmitOutcome(
+                    skipped=f"cycle {spec.cycle_id} was already submitted ({earlier})", reconciled=reconciled
+                )
+            try:
+                self.locks.check()
+            except LockLost as exc:
+                self._failed(spec, n, f"not submitted: {exc}")
+                return SubmitOutcome(missed=n, skipped=f"queue lock lost: {exc}", reconciled=reconciled)
+            try:
+                pilots = self.backend.submit(n, spec)
+            except Exception as exc:  # any back-end failure settles the key; the cycle goes on
+                self._failed(spec, n, describe_error(exc))
+                return SubmitOutcome(missed=n, reconciled=reconciled, skipped=f"submit failed: {describe_error(exc)}")
+            with self.store.transaction() as cur:
+                insert_pilots(cur, spec.queue, self.backend.name, spec.cycle_id, pilots)
+                finish_submission(cur, spec.queue, spec.cycle_id, DONE, f"{len(pilots)} of {n}")
+                record_event(
+                    cur,
+                    self.who,
+                    "submitted",
+                    queue=spec.queue,
+                    details={
+                        "cycle": spec.cycle_id,
+                        "requested": n,
+                        "submitted": len(pilots),
+                        "batch_ids": [p.batch_id for p in pilots[:20]],
+                    },
+                )
+            return SubmitOutcome(submitted=len(pilots), missed=n - len(pilots), reconciled=reconciled)
+
+    def _failed(self, spec: PilotSpec, n: int, error: str) -> None:
+        with self.store.transaction() as cur:
+            finish_submission(cur, spec.queue, spec.cycle_id, FAILED, error)
+            record_event(
+                cur,
+                self.who,
+                "submit-failed",
+                queue=spec.queue,
+                details={"cycle": spec.cycle_id, "requested": n, "error": error},
+            )
+
+    def reconcile(self, queue: str) -> int:
+        """Settle submissions of ``queue`` left pending by a crash; return the pilots recovered. The caller
+        holds the queue's lock, so a pending key is never one another scheduler is still submitting. A key
+        the back end cannot tell about (``find_pilots`` gives ``None``) stays pending and is tried again."""
+        with self.store.transaction() as cur:
+            pending = pending_submissions(cur, queue)
+        recovered = 0
+        for sub in pending:
+            found = self.backend.find_pilots(queue, sub["cycle_id"])
+            if found is None:
+                continue
+            with self.store.transaction() as cur:
+                recovered += len(insert_pilots(cur, queue, self.backend.name, sub["cycle_id"], found))
+                finish_submission(cur, queue, sub["cycle_id"], RECONCILED, f"{len(found)} found after a crash")
+                record_event(
+                    cur,
+                    self.who,
+                    "submission-reconciled",
+                    queue=queue,
+                    details={"cycle": sub["cycle_id"], "found": len(found)},
+                )
+        return recovered
