@@ -1,7 +1,6 @@
 """``autopilot panda-devserver [submit | jobs]``: run the PanDA dev server, inject jobs, list them.
 
-The dev server imports only the standard library (and psycopg2 for a PostgreSQL ``--db``), so it answers
-within a second of starting.
+The dev server imports little beyond the standard library, so it answers within a second of starting.
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_db_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        help="SQLite file or postgresql:// DSN (default $AUTOPILOT_HOME/panda-devserver.db, "
+        help="its SQLite file (default $AUTOPILOT_HOME/panda-devserver.db, "
         "AUTOPILOT_HOME defaulting to ./.autopilot)",
     )
 
@@ -173,7 +172,7 @@ def submit_command(args: argparse.Namespace) -> int:
 
 def jobs_command(args: argparse.Namespace) -> int:
     target = args.db or str(default_db())
-    if not target.startswith(("postgresql://", "postgres://")) and not Path(target).is_file():
+    if not Path(target).is_file():
         raise CommandError(f"no dev server database at {target} (give --db, or start the server first)")
     try:
         database = Database(target)

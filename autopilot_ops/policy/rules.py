@@ -123,7 +123,7 @@ def _controls_in_force(snapshot: Snapshot, trace: list[str]) -> _ControlsInForce
     tags' (among tags, the smallest); the smallest per-cycle maximum holds."""
     merged = _ControlsInForce()
     for control in snapshot.controls:
-        if control.expires_at is not None and snapshot.now is not None and control.expires_at <= snapshot.now:
+        if control.expires_at is not None and control.expires_at <= snapshot.now:  # set: Snapshot checks it
             trace.append(f"{control.describe()} expired at {control.expires_at.isoformat()} -> ignored")
             continue
         if control.paused and merged.paused is None:

@@ -1,9 +1,8 @@
-"""The dev server's database: SQLite by default (no setup), PostgreSQL when given a ``postgresql://`` DSN.
+"""The dev server's database: one SQLite file (no setup), or ``:memory:``.
 
-SQL is written once with ``?`` placeholders; ``Database.transaction()`` yields a ``Cursor`` that adapts it.
-Writers are serialised: SQLite uses one connection behind a lock with ``BEGIN IMMEDIATE`` (which also guards
-against another process on the same file); PostgreSQL uses a connection pool and row locks
-(``FOR UPDATE SKIP LOCKED``, see ``Cursor.lock_clause``).
+The dev server is a fixture and a demo, so it keeps one storage engine: SQLite, in Python's standard library.
+Writers are serialised: one connection behind a lock, each transaction ``BEGIN IMMEDIATE`` (which also guards
+against another process on the same file). A ``postgresql://`` target is refused with that reason.
 """
 
 from __future__ import annotations
@@ -21,12 +20,10 @@ from autopilot_ops.panda.protocol import FINAL_STATES, JOB_STATES
 ACTIVE_STATES = tuple(state for state in JOB_STATES if state not in FINAL_STATES)
 #: The condition of the partial index on active jobs; a query must contain it verbatim to use the index.
 ACTIVE_TERM = f"job_status IN ({', '.join(repr(state) for state in ACTIVE_STATES)})"
-#: PostgreSQL connections at most; more concurrent requests wait for one.
-_POOL_SIZE = 16
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS panda_jobs (
-    panda_id               {id_column},
+    panda_id               INTEGER PRIMARY KEY AUTOINCREMENT,
     job_definition_id      BIGINT,
     job_name               TEXT NOT NULL,
     computing_site         TEXT NOT NULL,
@@ -88,22 +85,11 @@ class DatabaseError(RuntimeError):
 class Cursor:
     """Runs ``?``-style SQL and returns rows as dicts."""
 
-    def __init__(self, raw: Any, postgres: bool) -> None:
+    def __init__(self, raw: sqlite3.Cursor) -> None:
         self._raw = raw
-        self._postgres = postgres
-
-    @property
-    def lock_clause(self) -> str:
-        """Appended to a dispatch ``SELECT`` so concurrent acquirers skip each other's rows (PostgreSQL)."""
-        return " FOR UPDATE SKIP LOCKED" if self._postgres else ""
-
-    @property
-    def row_lock(self) -> str:
-        """Appended to a read-modify-write ``SELECT`` of one row (PostgreSQL)."""
-        return " FOR UPDATE" if self._postgres else ""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        self._raw.execute(sql.replace("?", "%s") if self._postgres else sql, tuple(params))
+        self._raw.execute(sql, tuple(params))
         return self
 
     @property
@@ -122,19 +108,17 @@ class Cursor:
 
 
 class Database:
-    """Either a SQLite file or a PostgreSQL database; ``describe()`` says which."""
+    """The dev server's SQLite database; ``describe()`` names it."""
 
     def __init__(self, target: str | Path) -> None:
         self.target = str(target)
-        self.postgres = self.target.startswith(("postgresql://", "postgres://"))
+        if self.target.startswith(("postgresql://", "postgres://")):
+            raise DatabaseError(
+                f"--db {self.target.split('@')[-1]}: the dev server keeps its jobs in SQLite only; give a file path"
+            )
         self._lock = threading.Lock()
-        self._pool_slots = threading.BoundedSemaphore(_POOL_SIZE)
-        if self.postgres:
-            self._pool = _open_postgres_pool(self.target)
-        else:
-            self._sqlite = _open_sqlite(self.target)
-        id_column = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        schema = _SCHEMA.format(id_column=id_column, active_term=ACTIVE_TERM)
+        self._sqlite = _open_sqlite(self.target)
+        schema = _SCHEMA.format(active_term=ACTIVE_TERM)
         jobs_table, *others = [part for part in schema.split(";") if part.strip()]
         with self.transaction() as cursor:
             cursor.execute(jobs_table)
@@ -153,42 +137,24 @@ class Database:
             )
 
     def describe(self) -> str:
-        if self.postgres:
-            return "PostgreSQL " + self.target.split("@")[-1]
         return f"SQLite {self.target}"
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         """One atomic unit of work: committed on success, rolled back on any exception."""
-        if self.postgres:
-            with self._pool_slots:
-                connection = self._pool.getconn()
-                try:
-                    with connection.cursor() as raw:
-                        yield Cursor(raw, postgres=True)
-                    connection.commit()
-                except BaseException:
-                    connection.rollback()
-                    raise
-                finally:
-                    self._pool.putconn(connection)
-            return
         with self._lock:
             raw = self._sqlite.cursor()
             raw.execute("BEGIN IMMEDIATE")
             try:
-                yield Cursor(raw, postgres=False)
+                yield Cursor(raw)
             except BaseException:
                 raw.execute("ROLLBACK")
                 raise
             raw.execute("COMMIT")
 
     def close(self) -> None:
-        if self.postgres:
-            self._pool.closeall()
-        else:
-            with self._lock:
-                self._sqlite.close()
+        with self._lock:
+            self._sqlite.close()
 
 
 def _open_sqlite(path: str) -> sqlite3.Connection:
@@ -201,14 +167,3 @@ def _open_sqlite(path: str) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open SQLite database {path}: {exc}") from exc
     return connection
-
-
-def _open_postgres_pool(dsn: str) -> Any:
-    import psycopg2
-    import psycopg2.pool
-
-    try:
-        return psycopg2.pool.ThreadedConnectionPool(1, _POOL_SIZE, dsn)
-    except psycopg2.Error as exc:
-        host = dsn.split("@")[-1]
-        raise DatabaseError(f"cannot connect to PostgreSQL at {host}: {str(exc).strip()}") from exc

@@ -149,7 +149,7 @@ class JobStore:
                 row["panda_id"]
                 for row in cursor.execute(
                     "SELECT panda_id FROM panda_jobs " + where
-                    + " ORDER BY current_priority DESC, panda_id LIMIT ?" + cursor.lock_clause,
+                    + " ORDER BY current_priority DESC, panda_id LIMIT ?",
                     (*params, n_jobs),
                 ).fetchall()
             ]
@@ -212,7 +212,7 @@ class JobStore:
             if attempt_nr is not None:
                 sql += " AND attempt_nr = ?"
                 args += (attempt_nr,)
-            job = cursor.execute(sql + cursor.row_lock, args).fetchone()
+            job = cursor.execute(sql, args).fetchone()
             if job is None:
                 # Already archived, unknown, or another attempt: the pilot must stop.
                 return COMMAND_KILL
@@ -306,7 +306,7 @@ class JobStore:
         with self.database.transaction() as cursor:
             for panda_id in panda_ids:
                 job = cursor.execute(
-                    f"SELECT * FROM panda_jobs WHERE panda_id = ? AND {ACTIVE_TERM}" + cursor.row_lock,
+                    f"SELECT * FROM panda_jobs WHERE panda_id = ? AND {ACTIVE_TERM}",
                     (panda_id,),
                 ).fetchone()
                 if job is None or not _may_kill(job, user, production, code_text):
@@ -399,7 +399,7 @@ class JobStore:
         with self.database.transaction() as cursor:
             jobs = cursor.execute(
                 f"SELECT * FROM panda_jobs WHERE {ACTIVE_TERM} AND job_status IN ({_WATCHED_IN})"
-                " AND modification_time < ?" + cursor.lock_clause,
+                " AND modification_time < ?",
                 (now - timeout,),
             ).fetchall()
             for job in jobs:
