@@ -18,7 +18,10 @@ setup(
         ("share/autopilot/sql", ["sql/tables.sql"]),
         ("share/autopilot/sql/migrations", sorted(glob.glob("sql/migrations/*.sql"))),
     ],
-    package_data={"autopilot_ops": ["sql/*.sql", "data/*", "data/**/*", "pilot/*.sh"]},
+    package_data={
+        "autopilot_ops": ["sql/*.sql", "data/*", "data/**/*", "pilot/*.sh"],
+        "autopilot_ops.airflow.webapp": ["templates/*.html"],
+    },
     install_requires=[
         "apache-airflow>=3.3,<3.4",
         "apache-airflow-providers-http",

@@ -11,7 +11,6 @@ from autopilot_ops.airflow.webapp import api, pages
 from autopilot_ops.airflow.webapp.auth import Authenticator, authenticator_from_settings
 from autopilot_ops.airflow.webapp.db import StorePool
 from autopilot_ops.airflow.webapp.settings import WebSettings
-from autopilot_ops.airflow.webapp.templates import environment
 from autopilot_ops.store.connection import Store, StoreError
 
 
@@ -45,7 +44,6 @@ def create_app(
         settings.tokens_variable, settings.tokens_conn_id, settings.token_cache_seconds
     )
     app.state.store_pool = StorePool(store_factory or store_factory_from_settings(settings), settings.store_pool_size)
-    app.state.templates = environment()
     app.include_router(pages.router)
     app.include_router(api.router)
     return app

@@ -2,7 +2,7 @@
 
 Ops and admins also get the buttons of a control panel per tag (overview) and per queue (queue page); each
 button's request is rendered into the page (``ControlPanel.actions``) and sent by a few lines of script in
-``templates._BASE`` to the control API, after which the page reloads and shows the control now in force.
+``templates/base.html`` to the control API, after which the page reloads and shows the control now in force.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from autopilot_ops.airflow.webapp.auth import ACT, READ, Identity, require
 from autopilot_ops.airflow.webapp.chart import line_chart
 from autopilot_ops.airflow.webapp.db import store_dependency
 from autopilot_ops.airflow.webapp.logs import LogPathError, open_log, relative_log_path, resolve_log_file
-from autopilot_ops.airflow.webapp.templates import render
+from autopilot_ops.airflow.webapp.rendering import render
 from autopilot_ops.store import controls as control_store
 from autopilot_ops.store import monitor_queries
 from autopilot_ops.store.connection import Store
@@ -131,8 +131,8 @@ def _page(request: Request, template: str, identity: Identity, **context: Any) -
     def url(name: str, **params: Any) -> str:
         return request.url_for(name, **params).path
 
-    body = render(request.app.state.templates, template, url=url, dag_id=scheduler_dag_id, identity=identity,
-                  can_act=identity.role >= ACT, **context)
+    body = render(template, url=url, dag_id=scheduler_dag_id, identity=identity, can_act=identity.role >= ACT,
+                  **context)
     return HTMLResponse(body)
 
 
