@@ -54,9 +54,8 @@ def record_cycles(cur: Any, rows: Sequence[CycleRow]) -> None:
 
 def heartbeat_scheduler(cur: Any, scheduler_id: str, tag: str, host: str, owner: str, now: dt.datetime) -> None:
     cur.execute(
-        "INSERT INTO schedulers (id, tag, owner, host, state, last_cycle) VALUES (%s, %s, %s, %s, 'running', %s) "
-        "ON CONFLICT (id) DO UPDATE SET tag = EXCLUDED.tag, host = EXCLUDED.host, state = 'running', "
-        "last_cycle = EXCLUDED.last_cycle",
+        "INSERT INTO schedulers (id, tag, owner, host, last_cycle) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET tag = EXCLUDED.tag, host = EXCLUDED.host, last_cycle = EXCLUDED.last_cycle",
         (scheduler_id, tag, owner, host, now),
     )
 
@@ -64,7 +63,7 @@ def heartbeat_scheduler(cur: Any, scheduler_id: str, tag: str, host: str, owner:
 def live_instances(cur: Any, tag: str, since: dt.datetime) -> int:
     """Scheduler instances of ``tag`` that ran a cycle since ``since`` (at least 1: the caller)."""
     cur.execute(
-        "SELECT count(*) AS n FROM schedulers WHERE tag = %s AND state = 'running' AND last_cycle >= %s",
+        "SELECT count(*) AS n FROM schedulers WHERE tag = %s AND last_cycle >= %s",
         (tag, since),
     )
     return max(int(cur.fetchone()["n"]), 1)

@@ -70,7 +70,7 @@ def recent_cycles(cur: Any, queue: str, limit: int = 30) -> list[dict[str, Any]]
 def recent_pilots(cur: Any, queue: str, limit: int = 50) -> list[dict[str, Any]]:
     cur.execute(
         "SELECT id, backend, batch_id, cycle_id, state, state_reason, submitted_at, state_changed_at, "
-        "exit_code, panda_ids, log_url, stdout_path, stderr_path, last_heartbeat "
+        "exit_code, stdout_path, stderr_path, last_heartbeat "
         "FROM pilots WHERE queue = %s ORDER BY id DESC LIMIT %s",
         (queue, limit),
     )

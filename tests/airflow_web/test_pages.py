@@ -26,8 +26,8 @@ def data(seed, log_root):
     (log_root / "Q_A").mkdir()
     (log_root / "Q_A" / "1-0.out").write_text("out")
     seed.pilot("Q_A", "1-0", "running", stdout_path=str(log_root / "Q_A" / "1-0.out"),
-               stderr_path="/elsewhere/1-0.err", log_url="https://logs.example.org/1-0")
-    seed.pilot("Q_A", "1-1", "queued", log_url="javascript:alert(1)")
+               stderr_path="/elsewhere/1-0.err")
+    seed.pilot("Q_A", "1-1", "queued")
     seed.pilot("Q_A", "1-2", "finished")
 
 
@@ -65,8 +65,6 @@ def test_queue_page_shows_cycles_chart_pilots_logs_and_controls(client, data, be
     assert page.count("<li>submit ") == 4
     assert 'href="/autopilot/logs/Q_A/1-0.out">stdout</a>' in page
     assert "stderr</a>" not in page, "a log outside the log root gets no link"
-    assert 'href="https://logs.example.org/1-0"' in page
-    assert "javascript:" not in page
     assert "downtime" in page and "token:panda-server" in page
     assert "control-set" in page, "the audit trail is listed"
 

@@ -182,8 +182,6 @@ def queue_page(identity: Reader, queue: str, request: Request, store: StoreDep) 
             for name, path in (("stdout", pilot["stdout_path"]), ("stderr", pilot["stderr_path"]))
             if (rel := relative_log_path(log_root, path)) is not None
         ]
-        url = pilot["log_url"] or ""
-        pilot["external_log"] = url if url.startswith(("https://", "http://")) else None
     return _page(
         request, "queue.html", identity, queue=info, cycles=cycles, pilots=pilots, events=events,
         controls=controls, panel=ControlPanel("queue", queue, own), stopping=stopping,
