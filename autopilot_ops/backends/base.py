@@ -13,6 +13,10 @@ from typing import Any, ClassVar
 
 #: The environment variable in which every back end gives a pilot its batch id (the pilot's name to the monitor).
 PILOT_ID_VARIABLE = "AUTOPILOT_PILOT_ID"
+#: The environment variable in which every back end gives a pilot its index in its submission (0 to n-1).
+PILOT_INDEX_VARIABLE = "AUTOPILOT_PILOT_INDEX"
+#: The first of the pilot ids reserved for a submission: a pilot's id (its PanDA worker id) is this plus its index.
+FIRST_PILOT_ID_VARIABLE = "AUTOPILOT_FIRST_PILOT_ID"
 
 
 class PilotState(str, enum.Enum):
@@ -62,11 +66,13 @@ class PilotSpec:
 
 @dataclass(frozen=True)
 class SubmittedPilot:
-    """One pilot the back end accepted: its batch id and where its stdout and stderr will be."""
+    """One pilot the back end accepted: its batch id, where its stdout and stderr will be, and its index in its
+    submission (what the pilot was given in ``AUTOPILOT_PILOT_INDEX``)."""
 
     batch_id: str
     stdout: Path
     stderr: Path
+    index: int
 
 
 @dataclass(frozen=True)

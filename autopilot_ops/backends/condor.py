@@ -54,6 +54,7 @@ from htcondor2 import classad
 
 from autopilot_ops.backends.base import (
     PILOT_ID_VARIABLE,
+    PILOT_INDEX_VARIABLE,
     Backend,
     BackendError,
     PilotSpec,
@@ -113,6 +114,7 @@ class CondorBackend(Backend):
                 batch_id=f"{cluster}.{proc}",
                 stdout=log_dir / f"{cluster}.{proc}.out",
                 stderr=log_dir / f"{cluster}.{proc}.err",
+                index=proc,
             )
             for proc in range(first, first + count)
         ]
@@ -156,7 +158,8 @@ class CondorBackend(Backend):
         for ad in ads:
             iwd = Path(ad.get("Iwd", "/"))
             batch_id = f"{ad['ClusterId']}.{ad['ProcId']}"
-            pilots[(ad["ClusterId"], ad["ProcId"])] = SubmittedPilot(batch_id, iwd / ad["Out"], iwd / ad["Err"])
+            key = (ad["ClusterId"], ad["ProcId"])
+            pilots[key] = SubmittedPilot(batch_id, iwd / ad["Out"], iwd / ad["Err"], ad["ProcId"])
         return [pilots[key] for key in sorted(pilots)]
 
     # -- beyond the interface -------------------------------------------------------------------
@@ -200,7 +203,9 @@ class CondorBackend(Backend):
         if not arguments:
             del description["arguments"]
         # The pilot names itself to the monitor by its batch id; HTCondor expands the macros.
-        description["environment"] = condor_environment(spec.environment, {PILOT_ID_VARIABLE: "$(Cluster).$(Process)"})
+        description["environment"] = condor_environment(
+            spec.environment, {PILOT_ID_VARIABLE: "$(Cluster).$(Process)", PILOT_INDEX_VARIABLE: "$(Process)"}
+        )
         if spec.memory_mb:
             description["request_memory"] = str(spec.memory_mb)
         description.update(limits(spec.walltime_s, options))

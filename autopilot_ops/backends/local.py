@@ -37,6 +37,7 @@ from typing import Any
 from autopilot_ops import config
 from autopilot_ops.backends.base import (
     PILOT_ID_VARIABLE,
+    PILOT_INDEX_VARIABLE,
     Backend,
     BackendError,
     PilotSpec,
@@ -247,7 +248,7 @@ def _utcnow() -> dt.datetime:
 
 def _pilot(submission: str, index: int, log_dir: Path) -> SubmittedPilot:
     batch_id = f"{submission}-{index}"
-    return SubmittedPilot(batch_id, log_dir / f"{batch_id}.out", log_dir / f"{batch_id}.err")
+    return SubmittedPilot(batch_id, log_dir / f"{batch_id}.out", log_dir / f"{batch_id}.err", index)
 
 
 def _join(first: str | None, second: str) -> str:
@@ -394,16 +395,16 @@ def _write_exit(sub_dir: Path, index: int, code: int) -> None:
     temporary.replace(sub_dir / f"{index}.exit")
 
 
-def _spawn(command: list[str], stdout: Path, stderr: Path, pilot_id: str) -> int:
+def _spawn(command: list[str], stdout: Path, stderr: Path, pilot_id: str, index: int) -> int:
     """Start one pilot in a process group of its own, its output going to its log files, with its batch id
-    in ``AUTOPILOT_PILOT_ID`` (how the pilot names itself to the monitor)."""
+    in ``AUTOPILOT_PILOT_ID`` (how the pilot names itself to the monitor) and its index in the submission."""
     create = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     files = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(stdout), create, 0o644),
         (os.POSIX_SPAWN_OPEN, 2, str(stderr), create, 0o644),
     ]
-    env = {**os.environ, PILOT_ID_VARIABLE: pilot_id}
+    env = {**os.environ, PILOT_ID_VARIABLE: pilot_id, PILOT_INDEX_VARIABLE: str(index)}
     return os.posix_spawnp(command[0], command, env, file_actions=files, setpgroup=0)
 
 
@@ -432,7 +433,7 @@ def _supervise(sub_dir: Path, log_dir: Path, prefix: str, n: int, command: list[
                 record, pid = _SKIPPED, None
             else:
                 try:
-                    pid = _spawn(command, log_dir / f"{prefix}{i}.out", log_dir / f"{prefix}{i}.err", f"{prefix}{i}")
+                    pid = _spawn(command, log_dir / f"{prefix}{i}.out", log_dir / f"{prefix}{i}.err", f"{prefix}{i}", i)
                     record = Path(f"/proc/{pid}/stat").read_text().strip()  # unreaped, so still there
                 except OSError as exc:
                     # posix_spawn reports a failure to open the log files like one to run the command.

@@ -20,6 +20,7 @@ from typing import Any
 
 from autopilot_ops.backends.base import (
     PILOT_ID_VARIABLE,
+    PILOT_INDEX_VARIABLE,
     Backend,
     BackendError,
     PilotSpec,
@@ -122,7 +123,7 @@ class SlurmBackend(Backend):
         if not job_id.isdigit():
             raise BackendError(f"{shlex.join(argv[:3])} printed {done.stdout.strip()!r}, not a job id")
         return [
-            SubmittedPilot(f"{job_id}_{i}", log_dir / f"{job_id}_{i}.out", log_dir / f"{job_id}_{i}.err")
+            SubmittedPilot(f"{job_id}_{i}", log_dir / f"{job_id}_{i}.out", log_dir / f"{job_id}_{i}.err", i)
             for i in range(n)
         ]
 
@@ -206,7 +207,9 @@ class SlurmBackend(Backend):
         for line in done.stdout.splitlines():
             job, task, stdout, stderr, their_comment = [*line.split("|"), "", "", "", ""][:5]
             if task.isdigit() and (comment is None or their_comment.strip() == comment):
-                pilots.append(SubmittedPilot(f"{job}_{task}", _resolve(stdout, job, task), _resolve(stderr, job, task)))
+                pilots.append(
+                    SubmittedPilot(f"{job}_{task}", _resolve(stdout, job, task), _resolve(stderr, job, task), int(task))
+                )
         return sorted(pilots, key=lambda p: tuple(map(int, p.batch_id.split("_"))))
 
     def log_paths(self, batch_id: str) -> tuple[Path, Path] | None:
@@ -344,6 +347,7 @@ def _batch_script(spec: PilotSpec) -> str:
     if not spec.command:
         raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'command' is empty")
     lines.append(f'export {PILOT_ID_VARIABLE}="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"')
+    lines.append(f'export {PILOT_INDEX_VARIABLE}="${{SLURM_ARRAY_TASK_ID}}"')
     lines.append(f"exec {shlex.join(spec.command)}")
     return "\n".join(lines) + "\n"
 

@@ -309,9 +309,12 @@ class PandaClient:
         disk_space: int | None = None,
         n_jobs: int = 1,
         resource_type: str | None = None,
+        harvester_id: str | None = None,
+        worker_id: int | None = None,
         retry: RetryPolicy | None = None,
     ) -> list[dict[str, Any]]:
-        """Jobs for ``site_name``; an empty list when PanDA has none (a normal outcome)."""
+        """Jobs for ``site_name``; an empty list when PanDA has none (a normal outcome). With ``harvester_id``
+        and ``worker_id`` (v1), PanDA ties the jobs to that worker of that pilot factory."""
         if self.protocol == "legacy":
             return self._legacy_get_job(
                 site_name, prod_source_label, node, computing_element, memory, disk_space, resource_type, retry
@@ -324,6 +327,8 @@ class PandaClient:
             "memory": memory,
             "disk_space": disk_space,
             "resource_type": resource_type,
+            "harvester_id": harvester_id,
+            "worker_id": int(worker_id) if worker_id is not None else None,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         path = protocol.api_path("pilot", "acquire_jobs")
@@ -499,6 +504,22 @@ class PandaClient:
         ):
             raise PandaReplyError(path, "data", f"is {data!r}, not one [PandaID, jobDefinitionID, jobName] per job")
         return data
+
+    def call_v1(
+        self,
+        http_method: str,
+        module: str,
+        method: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> tuple[str, protocol.Envelope]:
+        """One ``/api/v1/<module>/<method>`` call, with this client's retries; its path and envelope."""
+        path = protocol.api_path(module, method)
+        self._require_v1(path)
+        reply = self._send(http_method, path, json_body=body, params=params, idempotent=idempotent)
+        return path, self._envelope(path, reply)
 
     def _require_v1(self, path: str) -> None:
         if self.protocol != "v1":

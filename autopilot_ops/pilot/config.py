@@ -26,6 +26,29 @@ def default_kept_dir() -> Path | None:
     return Path(value) if value else None
 
 
+#: Harvester's names for the factory and the worker a pilot runs as (pilot3 ``pilot/control/job.py`` reads them
+#: into ``acquire_jobs``' ``scheduler_id`` and ``worker_id``; Harvester's submitters export them).
+HARVESTER_ID_VARIABLE = "HARVESTER_ID"
+WORKER_ID_VARIABLE = "HARVESTER_WORKER_ID"
+
+
+def default_harvester_id() -> str | None:
+    """``HARVESTER_ID``: the pilot factory that submitted this pilot, if one did."""
+    return os.environ.get(HARVESTER_ID_VARIABLE) or None
+
+
+def default_worker_id() -> int | None:
+    """This pilot's PanDA worker id: ``HARVESTER_WORKER_ID``, else the first id its submission reserved plus its
+    index in it (``AUTOPILOT_FIRST_PILOT_ID`` + ``AUTOPILOT_PILOT_INDEX``, set by AutoPilot's back ends)."""
+    value = os.environ.get(WORKER_ID_VARIABLE, "")
+    if value.strip().isdigit():
+        return int(value)
+    first, index = os.environ.get("AUTOPILOT_FIRST_PILOT_ID", ""), os.environ.get("AUTOPILOT_PILOT_INDEX", "")
+    if first.strip().isdigit() and index.strip().isdigit():
+        return int(first) + int(index)
+    return None
+
+
 def default_pilot_id() -> str:
     """``AUTOPILOT_PILOT_ID`` as set by the scheduler's back end, else ``<host>:<pid>``."""
     return os.environ.get("AUTOPILOT_PILOT_ID") or f"{socket.gethostname()}:{os.getpid()}"
@@ -77,6 +100,9 @@ class PilotConfig:
     monitor_url: str | None = None
     monitor_token: str | None = None
     pilot_id: str = field(default_factory=default_pilot_id)
+    #: the pilot factory and worker this pilot is to PanDA, sent with ``acquire_jobs`` so PanDA links the jobs
+    harvester_id: str | None = field(default_factory=default_harvester_id)
+    worker_id: int | None = field(default_factory=default_worker_id)
     interactive: bool = False
     #: how long a final update is retried across a server outage before it is kept for later
     final_patience: float = 1800.0

@@ -166,6 +166,8 @@ class Pilot:
             memory=config.memory_mb,
             disk_space=config.disk_space_mb,
             resource_type=config.resource_type,
+            harvester_id=config.harvester_id if config.worker_id is not None else None,
+            worker_id=config.worker_id if config.harvester_id else None,
         )
 
     def _resend_kept(self) -> None:

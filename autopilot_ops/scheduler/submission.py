@@ -9,14 +9,14 @@ for the same queue at once, and a lost lock stops the submission before the back
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from autopilot_ops.backends.base import Backend, PilotSpec
+from autopilot_ops.backends.base import FIRST_PILOT_ID_VARIABLE, Backend, PilotSpec
 from autopilot_ops.errors import describe_error
 from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.events import record_event
-from autopilot_ops.store.pilots import insert_pilots
+from autopilot_ops.store.pilots import insert_pilots, reserve_pilot_ids
 from autopilot_ops.store.submissions import (
     DONE,
     FAILED,
@@ -58,7 +58,8 @@ class PilotSubmitter:
             if n <= 0:
                 return SubmitOutcome(reconciled=reconciled)
             with self.store.transaction() as cur:
-                earlier = begin_submission(cur, spec.queue, spec.cycle_id, self.backend.name, n)
+                first_id = reserve_pilot_ids(cur, n)
+                earlier = begin_submission(cur, spec.queue, spec.cycle_id, self.backend.name, n, first_id)
             if earlier is not None:
                 return SubmitOutcome(
                     skipped=f"cycle {spec.cycle_id} was already submitted ({earlier})", reconciled=reconciled
@@ -68,13 +69,14 @@ class PilotSubmitter:
             except LockLost as exc:
                 self._failed(spec, n, f"not submitted: {exc}")
                 return SubmitOutcome(missed=n, skipped=f"queue lock lost: {exc}", reconciled=reconciled)
+            spec = replace(spec, environment={**spec.environment, FIRST_PILOT_ID_VARIABLE: str(first_id)})
             try:
                 pilots = self.backend.submit(n, spec)
             except Exception as exc:  # any back-end failure settles the key; the cycle goes on
                 self._failed(spec, n, describe_error(exc))
                 return SubmitOutcome(missed=n, reconciled=reconciled, skipped=f"submit failed: {describe_error(exc)}")
             with self.store.transaction() as cur:
-                insert_pilots(cur, spec.queue, self.backend.name, spec.cycle_id, pilots)
+                insert_pilots(cur, spec.queue, self.backend.name, spec.cycle_id, pilots, first_id)
                 finish_submission(cur, spec.queue, spec.cycle_id, DONE, f"{len(pilots)} of {n}")
                 record_event(
                     cur,
@@ -113,7 +115,8 @@ class PilotSubmitter:
             if found is None:
                 continue
             with self.store.transaction() as cur:
-                recovered += len(insert_pilots(cur, queue, self.backend.name, sub["cycle_id"], found))
+                found_ids = insert_pilots(cur, queue, self.backend.name, sub["cycle_id"], found, sub["first_pilot_id"])
+                recovered += len(found_ids)
                 finish_submission(cur, queue, sub["cycle_id"], RECONCILED, f"{len(found)} found after a crash")
                 record_event(
                     cur,

@@ -18,19 +18,53 @@ _FINAL_SQL = "(" + ", ".join(f"'{state}'" for state in FINAL_STATES) + ")"
 NO_JOBS_EXIT_CODE = 82
 
 
+#: Serialises reservations of pilot ids, so that each one's ids are consecutive.
+_RESERVE_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('autopilot.pilot_ids'))"
+
+
+def reserve_pilot_ids(cur: Any, n: int) -> int:
+    """Reserve ``n`` consecutive pilot ids; return the first. Pilot ``i`` of a submission gets ``first + i``,
+    its PanDA worker id, known to it before the back end tells its batch id."""
+    if n < 1:
+        raise ValueError(f"cannot reserve {n} pilot ids")
+    cur.execute(_RESERVE_LOCK_SQL)
+    cur.execute("SELECT nextval(pg_get_serial_sequence('pilots', 'id')) AS first")
+    first = int(cur.fetchone()["first"])
+    if n > 1:
+        cur.execute("SELECT setval(pg_get_serial_sequence('pilots', 'id'), %s)", (first + n - 1,))
+    return first
+
+
 def insert_pilots(
-    cur: Any, queue: str, backend: str, cycle_id: str, pilots: Sequence[SubmittedPilot]
+    cur: Any,
+    queue: str,
+    backend: str,
+    cycle_id: str,
+    pilots: Sequence[SubmittedPilot],
+    first_pilot_id: int | None = None,
 ) -> dict[str, int]:
-    """Record newly submitted pilots (ignoring ones already recorded); return their ids by batch id."""
+    """Record newly submitted pilots (ignoring ones already recorded); return their ids by batch id. With
+    ``first_pilot_id`` (the submission's reservation), pilot ``p`` gets id ``first_pilot_id + p.index``."""
     if not pilots:
         return {}
-    rows = psycopg2.extras.execute_values(
-        cur,
-        "INSERT INTO pilots (queue, backend, batch_id, cycle_id, stdout_path, stderr_path) VALUES %s "
-        "ON CONFLICT (backend, batch_id) DO NOTHING RETURNING id, batch_id",
-        [(queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr)) for p in pilots],
-        fetch=True,
-    )
+    if first_pilot_id is None:
+        cur.execute(_RESERVE_LOCK_SQL)  # its ids come from the sequence too: none may fall in a reservation
+        rows = psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO pilots (queue, backend, batch_id, cycle_id, stdout_path, stderr_path) VALUES %s "
+            "ON CONFLICT DO NOTHING RETURNING id, batch_id",
+            [(queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr)) for p in pilots],
+            fetch=True,
+        )
+    else:
+        rows = psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO pilots (id, queue, backend, batch_id, cycle_id, stdout_path, stderr_path) VALUES %s "
+            "ON CONFLICT DO NOTHING RETURNING id, batch_id",
+            [(first_pilot_id + p.index, queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr))
+             for p in pilots],
+            fetch=True,
+        )
     return {row["batch_id"]: row["id"] for row in rows}
 
 

@@ -8,12 +8,15 @@ from typing import Any
 PENDING, DONE, FAILED, RECONCILED = "pending", "done", "failed", "reconciled"
 
 
-def begin_submission(cur: Any, queue: str, cycle_id: str, backend: str, requested: int) -> str | None:
-    """Record the key; return ``None`` if it is new, else the state of the earlier submission with this key."""
+def begin_submission(
+    cur: Any, queue: str, cycle_id: str, backend: str, requested: int, first_pilot_id: int | None = None
+) -> str | None:
+    """Record the key (with the first of the pilot ids reserved for it); return ``None`` if it is new, else the
+    state of the earlier submission with this key."""
     cur.execute(
-        "INSERT INTO submissions (queue, cycle_id, backend, requested) VALUES (%s, %s, %s, %s) "
+        "INSERT INTO submissions (queue, cycle_id, backend, requested, first_pilot_id) VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (queue, cycle_id) DO NOTHING RETURNING state",
-        (queue, cycle_id, backend, requested),
+        (queue, cycle_id, backend, requested, first_pilot_id),
     )
     if cur.fetchone() is not None:
         return None
@@ -31,7 +34,7 @@ def finish_submission(cur: Any, queue: str, cycle_id: str, state: str, detail: s
 def pending_submissions(cur: Any, queue: str) -> list[dict[str, Any]]:
     """Submissions of ``queue`` whose outcome was never recorded (the scheduler died during them)."""
     cur.execute(
-        "SELECT queue, cycle_id, backend, requested, created_at FROM submissions "
+        "SELECT queue, cycle_id, backend, requested, first_pilot_id, created_at FROM submissions "
         "WHERE queue = %s AND state = %s ORDER BY created_at",
         (queue, PENDING),
     )

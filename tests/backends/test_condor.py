@@ -456,8 +456,9 @@ def submit_as_other_owner(client_env: Path, queue: str, cycle: str) -> str:
 
 
 @pytest.mark.condor
-def test_each_pilot_gets_its_batch_id_in_the_environment(backend: CondorBackend, log_root: Path) -> None:
-    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID"'))
+def test_each_pilot_gets_its_batch_id_and_index_in_the_environment(backend: CondorBackend, log_root: Path) -> None:
+    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID $AUTOPILOT_PILOT_INDEX"'))
     ids = [p.batch_id for p in pilots]
     statuses_when(backend, ids, lambda s: s.state.is_final, "the pilots to end")
-    assert [p.stdout.read_text().strip() for p in pilots] == ids
+    assert [p.stdout.read_text().strip() for p in pilots] == [f"{p.batch_id} {p.index}" for p in pilots]
+    assert [p.index for p in pilots] == [0, 1]

@@ -257,8 +257,9 @@ def test_submit_host_is_refused(log_root: Path) -> None:
         LocalBackend("remote", {"log_root": str(log_root)}, submit_host="elsewhere")
 
 
-def test_each_pilot_gets_its_batch_id_in_the_environment(backend: LocalBackend, log_root: Path) -> None:
-    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID"'))
+def test_each_pilot_gets_its_batch_id_and_index_in_the_environment(backend: LocalBackend, log_root: Path) -> None:
+    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID $AUTOPILOT_PILOT_INDEX"'))
+    assert [p.index for p in pilots] == [0, 1]
     for pilot in pilots:
         assert final_status(backend, pilot.batch_id).state is PilotState.FINISHED
-        assert pilot.stdout.read_text().strip() == pilot.batch_id
+        assert pilot.stdout.read_text().strip() == f"{pilot.batch_id} {pilot.index}"

@@ -277,11 +277,12 @@ def test_submit_host_runs_commands_through_ssh(log_root: Path, tmp_path: Path, m
     assert [line.split(" -- ")[1].split()[2] for line in recorded] == ["sbatch", "squeue", "scancel"]
 
 
-def test_each_array_task_gets_its_batch_id_in_the_environment(backend: SlurmBackend, log_root: Path) -> None:
-    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID"'))
+def test_each_array_task_gets_its_batch_id_and_index_in_the_environment(backend: SlurmBackend, log_root: Path) -> None:
+    pilots = backend.submit(2, spec(log_root, 'echo "$AUTOPILOT_PILOT_ID $AUTOPILOT_PILOT_INDEX"'))
+    assert [p.index for p in pilots] == [0, 1]
     final_statuses(backend, [p.batch_id for p in pilots])
     wait_for(lambda: all(p.stdout.exists() and p.stdout.read_text() for p in pilots), "the pilots' output")
-    assert [p.stdout.read_text().strip() for p in pilots] == [p.batch_id for p in pilots]
+    assert [p.stdout.read_text().strip() for p in pilots] == [f"{p.batch_id} {p.index}" for p in pilots]
 
 
 def test_a_submission_whose_reply_was_lost_returns_the_pilots_slurm_made(
