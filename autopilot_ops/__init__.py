@@ -54,6 +54,11 @@ def get_provider_info() -> dict:
                     "cert_file": _text("Certificate file", "X.509 proxy, or a certificate with the key below"),
                     "key_file": _text("Key file", "Private key of the certificate (empty for a proxy)"),
                     "ca_bundle": _text("CA bundle", "CA file or directory to verify the server (empty: system)"),
+                    "harvester_id": _text("Harvester id", "this deployment's id as a pilot factory of PanDA (the "
+                                          "queues' CRIC 'harvester' field; empty: autopilot-<host>)"),
+                    "factory": _text("Pilot factory", "on: register with PanDA, report pilots as workers and "
+                                     "take PanDA's commands (harvester API; needs v1 and a production role)",
+                                     choices=["on", "off"], default="on"),
                 },
             },
             {

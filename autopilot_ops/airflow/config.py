@@ -40,6 +40,8 @@ class SchedulerConfig:
     pilot_command: tuple[str, ...]
     global_cap: int | None
     deployment_id: str = DEFAULT_DEPLOYMENT_ID
+    #: the monitor's public URL (``[api] base_url`` + ``/autopilot``), for the log links PanDA shows
+    monitor_url: str | None = None
 
     @classmethod
     def from_airflow_conf(cls) -> SchedulerConfig:
@@ -61,4 +63,9 @@ class SchedulerConfig:
             deployment_id=os.environ.get("AUTOPILOT_DEPLOYMENT_ID")
             or option("deployment_id", DEFAULT_DEPLOYMENT_ID)
             or DEFAULT_DEPLOYMENT_ID,
+            monitor_url=_monitor_url(conf.get("api", "base_url", fallback=None)),
         )
+
+
+def _monitor_url(base_url: str | None) -> str | None:
+    return f"{base_url.rstrip('/')}/autopilot" if base_url else None

@@ -11,7 +11,16 @@ from autopilot_ops.errors import CommandError
 
 #: Modules that each add commands with ``register(subparsers)``: those of ``autopilot_ops.cli``, and the
 #: pilot's own (``autopilot_ops.pilot.commands``, which batch jobs also run alone).
-COMMAND_MODULES = ("cli.db", "cli.queues", "cli.backends", "cli.up", "cli.devserver", "pilot.commands", "cli.scheduler")
+COMMAND_MODULES = (
+    "cli.db",
+    "cli.queues",
+    "cli.backends",
+    "cli.up",
+    "cli.devserver",
+    "pilot.commands",
+    "cli.scheduler",
+    "cli.cycle",
+)
 #: The module that adds each top-level command, so that a run imports only what it uses.
 MODULE_OF_COMMAND = {
     "db": "cli.db",
@@ -22,6 +31,7 @@ MODULE_OF_COMMAND = {
     "panda-devserver": "cli.devserver",
     "pilot": "pilot.commands",
     "scheduler": "cli.scheduler",
+    "cycle": "cli.cycle",
 }
 
 

@@ -3,6 +3,7 @@
 from autopilot_ops.policy.inputs import (
     Control,
     JobCount,
+    PandaTarget,
     PilotCounts,
     QueueConfig,
     RecentActivity,
@@ -14,6 +15,7 @@ __all__ = [
     "Control",
     "Decision",
     "JobCount",
+    "PandaTarget",
     "PilotCounts",
     "QueueConfig",
     "RecentActivity",

@@ -16,6 +16,8 @@ from typing import Any
 # The values allowed by the CHECK on schedconfig.status in sql/tables.sql.
 STATUSES = frozenset({"online", "offline", "test", "brokeroff"})
 CONTROL_SCOPES = frozenset({"queue", "tag"})
+#: How a queue applies PanDA's numbers of new workers (``QueueConfig.panda_workers``).
+PANDA_WORKERS_MODES = ("target", "cap", "ignore")
 
 
 def _check_int(owner: str, name: str, value: object, *, minimum: int = 0, optional: bool = False) -> None:
@@ -66,6 +68,8 @@ class QueueConfig:
     - ``empty_share_limit``: empty / ended pilots above which the queue gets a trickle (None: off).
     - ``throttle_min_count``: the fewest attempts (or ended pilots) a rate is judged on.
     - ``stale_polls``: PanDA data older than this many poll periods stops submission.
+    - ``panda_workers``: how PanDA's ``SET_N_WORKERS_JOBTYPE`` numbers apply: ``target`` (the number of new
+      pilots, Harvester's slave mode), ``cap`` (at most that many) or ``ignore``.
     """
 
     panda_queue: str
@@ -84,6 +88,7 @@ class QueueConfig:
     empty_share_limit: float | None = 0.5
     throttle_min_count: int = 5
     stale_polls: int = 3
+    panda_workers: str = "target"
 
     def __post_init__(self) -> None:
         if not isinstance(self.panda_queue, str) or not self.panda_queue:
@@ -105,6 +110,9 @@ class QueueConfig:
         _check_number(owner, "empty_share_limit", self.empty_share_limit, maximum=1, optional=True)
         _check_int(owner, "throttle_min_count", self.throttle_min_count, minimum=1)
         _check_int(owner, "stale_polls", self.stale_polls, minimum=1)
+        if self.panda_workers not in PANDA_WORKERS_MODES:
+            raise ValueError(f"{owner}: panda_workers must be one of {list(PANDA_WORKERS_MODES)}, "
+                             f"got {self.panda_workers!r}")
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> QueueConfig:
@@ -198,6 +206,28 @@ class Control:
 
 
 @dataclass(frozen=True, slots=True)
+class PandaTarget:
+    """PanDA's number of new workers for the queue, one job type and resource type, from one command."""
+
+    command_id: int
+    job_type: str
+    resource_type: str
+    n_workers: int
+    expires_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        owner = f"PanDA command {self.command_id}"
+        _check_int(owner, "n_workers", self.n_workers)
+        if not isinstance(self.expires_at, dt.datetime) or self.expires_at.tzinfo is None:
+            raise ValueError(f"{owner}: expires_at must be a timezone-aware datetime, got {self.expires_at!r}")
+
+    def describe(self) -> str:
+        """``PanDA command 123 SET_N_WORKERS_JOBTYPE managed/SCORE=12``, for the reason trace."""
+        what = f"{self.job_type}/{self.resource_type}={self.n_workers}"
+        return f"PanDA command {self.command_id} SET_N_WORKERS_JOBTYPE {what}"
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything :func:`~autopilot_ops.policy.rules.decide` looks at for one queue in one cycle.
 
@@ -208,6 +238,8 @@ class Snapshot:
       ``submitter.maxNewWorkers``); ``None`` = none.
     - ``now``: the time controls' ``expires_at`` is compared with. It is needed as soon as a control has
       an expiry, so the caller may pass every control row and leave expiry to the policy (and the trace).
+    - ``panda_targets``: PanDA's numbers of new workers for the queue (``SET_N_WORKERS_JOBTYPE``); they always
+      expire, so they need ``now``.
     """
 
     queue: QueueConfig
@@ -220,13 +252,14 @@ class Snapshot:
     poll_period: float = 300.0
     global_cap: int | None = None
     now: dt.datetime | None = None
+    panda_targets: tuple[PandaTarget, ...] = ()
 
     def __post_init__(self) -> None:
         owner = f"snapshot of {getattr(self.queue, 'panda_queue', self.queue)!r}"
         for name, kind in (("queue", QueueConfig), ("pilots", PilotCounts), ("recent", RecentActivity)):
             if not isinstance(getattr(self, name), kind):
                 raise ValueError(f"{owner}: {name} must be a {kind.__name__}, got {getattr(self, name)!r}")
-        for name, kind in (("activated", JobCount), ("controls", Control)):
+        for name, kind in (("activated", JobCount), ("controls", Control), ("panda_targets", PandaTarget)):
             items = tuple(getattr(self, name))
             bad = [item for item in items if not isinstance(item, kind)]
             if bad:
@@ -243,3 +276,5 @@ class Snapshot:
         expiring = [c for c in self.controls if c.expires_at is not None]
         if expiring and self.now is None:
             raise ValueError(f"{owner}: now is needed to check the expiry of {expiring[0].describe()}")
+        if self.panda_targets and self.now is None:
+            raise ValueError(f"{owner}: now is needed to check the expiry of {self.panda_targets[0].describe()}")

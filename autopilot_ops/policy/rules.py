@@ -15,7 +15,9 @@ to the reason trace; the last line is always ``submit <n>``.
        n     = max(min(Q_eff, n_act) - queued, 0)               # held pilots are not queued
 
    then the throttles (missed-submission rate or empty-pilot share over its limit: at most 1, a trickle
-   that never drops to 0 while there is demand) and ``keep_one_pilot``.
+   that never drops to 0 while there is demand) and ``keep_one_pilot``. PanDA's numbers of new workers
+   (``SET_N_WORKERS_JOBTYPE``) for the served labels, unexpired, then replace that number (the queue's
+   ``panda_workers`` is ``target``) or bound it (``cap``).
 3. The caps, on every number from step 2: ``max_pilots - alive`` (held pilots are alive), the smaller of
    the queue's and the controls' ``max_per_cycle``, and ``snapshot.global_cap``.
 
@@ -107,9 +109,34 @@ def decide(snapshot: Snapshot) -> Decision:
         trace.append(f"status test: keep {queue.test_pilots} queued, queued {snapshot.pilots.queued} -> {n}")
     else:
         n = _core(snapshot, trace)
+        n = _panda_targets(snapshot, n, trace)
     n = _caps(snapshot, controls.per_cycle, n, trace)
     trace.append(f"submit {n}")
     return Decision(n, tuple(trace))
+
+
+def _panda_targets(snapshot: Snapshot, n: int, trace: list[str]) -> int:
+    """PanDA's numbers of new workers for the labels the queue serves, as the queue's ``panda_workers`` says:
+    the number itself (``target``), or at most it (``cap``). Expired ones are ignored, and say so."""
+    queue = snapshot.queue
+    if queue.panda_workers == "ignore" or not snapshot.panda_targets:
+        return n
+    served = [t for t in snapshot.panda_targets if t.job_type in queue.prod_source_labels]
+    assert snapshot.now is not None  # Snapshot checks it
+    live = [t for t in served if t.expires_at > snapshot.now]
+    for target in served:
+        if target not in live:
+            trace.append(f"{target.describe()} expired at {target.expires_at.isoformat()} -> ignored")
+    if not live:
+        return n
+    number = sum(t.n_workers for t in live)
+    said = " + ".join(t.describe() for t in live)
+    if queue.panda_workers == "target":
+        trace.append(f"{said} -> target {number}")
+        return number
+    capped = min(n, number)
+    trace.append(f"{said} -> cap {number}: {n} -> {capped}")
+    return capped
 
 
 def _stop(trace: list[str], why: str) -> Decision:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from autopilot_ops.policy.inputs import PANDA_WORKERS_MODES
 from autopilot_ops.queues.errors import FieldError
 from autopilot_ops.queues.names import (
     BACKEND_NAME_MAX,
@@ -86,6 +87,12 @@ def status(value: Any) -> str:
     return value
 
 
+def panda_workers_mode(value: Any) -> str:
+    if value not in PANDA_WORKERS_MODES:
+        raise FieldError(f"unknown mode {value!r} (expected one of: {', '.join(PANDA_WORKERS_MODES)})")
+    return value
+
+
 def text_list(value: Any) -> list[str]:
     if isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
@@ -150,6 +157,7 @@ class QueueDefinition:
     queued_timeout: int = 172800
     held_timeout: int = 3600
     unknown_timeout: int = 3600
+    panda_workers: str = "target"
     backend: str | None = None
     backend_parameters: dict[str, Any] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -193,6 +201,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "queued_timeout": positive_int,
     "held_timeout": positive_int,
     "unknown_timeout": positive_int,
+    "panda_workers": panda_workers_mode,
     "backend": name_rule(BACKEND_NAME_MAX),
     "backend_parameters": json_object,
     "attributes": json_object,

@@ -1,5 +1,6 @@
-"""One scheduling cycle for one tag: observe (pilot states, PanDA, the store), decide (the policy), act
-(submit through each queue's back end), and log why (a ``cycles`` row per queue)."""
+"""One scheduling cycle for one tag: observe (pilot states, PanDA and its commands, the store), decide (the
+policy), act (submit through each queue's back end), and log why (a ``cycles`` row per queue); as a pilot
+factory of PanDA, it then reports its pilots as workers, its heartbeat and its worker statistics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +21,20 @@ from autopilot_ops.backends.base import Backend, PilotSpec
 from autopilot_ops.backends.registry import BackendFactory, UnusableBackend, backend_from_row, usable_backend
 from autopilot_ops.errors import describe_error
 from autopilot_ops.panda.client import PandaClient
-from autopilot_ops.pilot.config import KEPT_DIR_VARIABLE
+from autopilot_ops.panda.factory import FactoryClient
+from autopilot_ops.pilot.config import HARVESTER_ID_VARIABLE, KEPT_DIR_VARIABLE
 from autopilot_ops.policy import Decision, decide
+from autopilot_ops.scheduler.factory_reports import FactoryReport, send_due_reports
 from autopilot_ops.scheduler.kept_updates import DeliveryReport, deliver_kept_updates, kept_dir_of
 from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
 from autopilot_ops.scheduler.observe import Observation, backends_of_tag, observe, panda_data, queues_of_tag
+from autopilot_ops.scheduler.panda_commands import CommandReport, take_commands
 from autopilot_ops.scheduler.pilot_sweep import SweepReport, sweep_backend, utcnow
 from autopilot_ops.scheduler.submission import PilotSubmitter, SubmitOutcome
+from autopilot_ops.scheduler.worker_reports import WorkerReport, report_workers
 from autopilot_ops.store.backends import list_backends
 from autopilot_ops.store.connection import Store, StoreError
-from autopilot_ops.store.cycles import CycleRow, heartbeat_scheduler, record_cycles
+from autopilot_ops.store.cycles import CycleRow, heartbeat_scheduler, record_cycles, scheduler_started_at
 from autopilot_ops.store.submissions import queues_with_pending, settle_pending
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,8 @@ class CycleSettings:
     sweep: bool = True
     #: Serve only queues whose back end is of these kinds; ``None``: all of the tag's queues.
     backend_kinds: Sequence[str] | None = None
+    #: The monitor's URL (``.../autopilot``): workers' ``stdOut``/``stdErr`` link to their logs there.
+    monitor_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,10 @@ class CycleReport:
     busy: list[str] = field(default_factory=list)
     #: final updates pilots handed over, sent on to PanDA this cycle
     kept: DeliveryReport | None = None
+    #: as a pilot factory: PanDA's commands taken, workers reported, heartbeat and statistics sent
+    commands: CommandReport | None = None
+    workers: WorkerReport | None = None
+    factory: FactoryReport | None = None
 
     @property
     def submitted(self) -> int:
@@ -102,15 +114,33 @@ class CycleReport:
                 f"kept final updates: {self.kept.delivered} delivered, {self.kept.rejected} rejected"
                 + (f" ({self.kept.stopped})" if self.kept.stopped else "")
             )
+        out.extend(self._factory_lines())
         out.extend(r.summary() for r in self.results)
         out.extend(f"{name}: skipped, another scheduler is cycling this queue" for name in self.busy)
+        return out
+
+
+    def _factory_lines(self) -> list[str]:
+        out = []
+        if self.commands is not None:
+            out.extend(f"PanDA command {cid}: {outcome}" for cid, outcome in self.commands.outcomes.items())
+            if self.commands.error:
+                out.append(f"PanDA commands: {self.commands.error}")
+        workers = self.workers
+        if workers is not None and (workers.sent or workers.error):
+            out.append(
+                f"workers reported to PanDA: {workers.accepted} of {workers.sent} in {workers.calls} calls"
+                + (f"; stopped: {workers.error}" if workers.error else "")
+            )
+        if self.factory is not None and self.factory.error:
+            out.append(f"pilot-factory reports stopped: {self.factory.error}")
         return out
 
 
 class SchedulingCycle:
     """Runs cycles for one tag against one store, one PanDA statistics source and the registered back ends
     (built by ``backend_factory``). With ``panda``, a client of the same server, it also delivers the final
-    updates its pilots handed over."""
+    updates its pilots handed over; with ``factory``, it is a pilot factory of that server too."""
 
     def __init__(
         self,
@@ -119,11 +149,13 @@ class SchedulingCycle:
         stats_source: StatsSource,
         panda: PandaClient | None = None,
         backend_factory: BackendFactory = backend_from_row,
+        factory: FactoryClient | None = None,
     ):
         self.store = store
         self.settings = settings
         self.stats_source = stats_source
         self.panda = panda
+        self.factory = factory
         self.backend_factory = backend_factory
         self._backends: dict[str, Backend] = {}
 
@@ -142,10 +174,13 @@ class SchedulingCycle:
         except UnusableBackend as exc:
             return str(exc)
 
-    def run(self, cycle_id: str, now: dt.datetime | None = None) -> CycleReport:
+    def run(self, cycle_id: str, now: dt.datetime | None = None, *, dry_run: bool = False) -> CycleReport:
         """Observe, decide and act for every queue of the tag this scheduler can lock; a queue's error ends
         only that queue, with its own ``cycles`` row. Rows are written as queues finish: at once after a queue
-        that called its back end or failed, and those of quiet queues in bulk before the next back-end call."""
+        that called its back end or failed, and those of quiet queues in bulk before the next back-end call.
+
+        A ``dry_run`` observes and decides only: it takes no lock and changes nothing (no sweep, command,
+        submission, row or report), so it may run beside the scheduler itself."""
         started = time.perf_counter()
         now = now or utcnow()
         settings = self.settings
@@ -158,22 +193,29 @@ class SchedulingCycle:
             report.stats_error = describe_error(exc)
             log.warning("tag %s: PanDA statistics failed: %s", settings.tag, exc)
         with self.store.transaction() as cur:
-            heartbeat_scheduler(cur, settings.scheduler_id, settings.tag, socket.gethostname(), getpass.getuser(), now)
+            if not dry_run:
+                heartbeat_scheduler(
+                    cur, settings.scheduler_id, settings.tag, socket.gethostname(), getpass.getuser(), now
+                )
             backend_rows = {row["name"]: row for row in list_backends(cur)}
             tag_backends = backends_of_tag(cur, settings.tag, settings.backend_kinds)
             queues = queues_of_tag(cur, settings.tag, settings.backend_kinds)
         names = [q["panda_queue"] for q in queues]
-        with locks_of(self.store).holding(QUEUE_LOCK_KEY, names) as mine:
+        holding = nullcontext(set(names)) if dry_run else locks_of(self.store).holding(QUEUE_LOCK_KEY, names)
+        with holding as mine:
             report.busy = [name for name in names if name not in mine]
-            if settings.sweep:
+            acting = not dry_run
+            if settings.sweep and acting:
                 for name in tag_backends:
                     backend = self._backend_or_reason(name, backend_rows)
                     if isinstance(backend, Backend):
                         report.sweeps[name] = sweep_backend(self.store, backend, who, now)
             ours = [q for q in queues if q["panda_queue"] in mine]
-            if self.panda is not None and report.stats_error is None:
+            if self.panda is not None and report.stats_error is None and acting:
                 report.kept = self._deliver_kept([q["panda_queue"] for q in ours], who)
-            errors = self._reconcile(ours, backend_rows, who)
+            if self.factory is not None and report.stats_error is None and acting:
+                report.commands = take_commands(self.store, self.factory, who, now)
+            errors = self._reconcile(ours, backend_rows, who) if acting else {}
             with self.store.transaction() as cur:
                 panda = panda_data(cur, [q["panda_queue"] for q in ours], stats, report.stats_error, now)
                 seen = observe(
@@ -187,6 +229,9 @@ class SchedulingCycle:
                 done.clear()
 
             for queue in ours:
+                if not acting:
+                    report.results.append(self._dry_run(queue, seen))
+                    continue
                 error = errors.get(queue["panda_queue"])
                 result, row = self._queue(queue, seen, error, backend_rows, cycle_id, now, before_act=flush)
                 report.results.append(result)
@@ -194,8 +239,29 @@ class SchedulingCycle:
                 if result.decision.n > 0 or error is not None:
                     flush()
             flush()
+            if self.factory is not None and acting:
+                self._report_to_panda([q["panda_queue"] for q in ours], report, now)
         report.seconds = time.perf_counter() - started
         return report
+
+    @staticmethod
+    def _dry_run(queue: Mapping[str, Any], seen: Observation) -> QueueResult:
+        """The decision for one queue, and nothing done about it."""
+        name = queue["panda_queue"]
+        decision = decide(seen.snapshots[name])
+        return QueueResult(name, decision, SubmitOutcome(skipped="dry run" if decision.n else None))
+
+    def _report_to_panda(self, queues: Sequence[str], report: CycleReport, now: dt.datetime) -> None:
+        """As a pilot factory: the queues' workers, the heartbeat and statistics that are due (never raising
+        for PanDA; what is not sent waits in PostgreSQL)."""
+        assert self.factory is not None
+        settings = self.settings
+        report.workers = report_workers(
+            self.store, self.factory, queues, now, monitor_url=settings.monitor_url, log_root=settings.log_root
+        )
+        with self.store.transaction() as cur:
+            started_at = scheduler_started_at(cur, settings.scheduler_id) or now
+        report.factory = send_due_reports(self.store, self.factory, queues, started_at, now)
 
     def _deliver_kept(self, queues: Sequence[str], who: str) -> DeliveryReport:
         """Send on the final updates pilots of ``queues`` handed over; a failure here stops no submission."""
@@ -292,6 +358,10 @@ class SchedulingCycle:
             return SubmitOutcome(missed=decision.n, skipped=backend)
         return PilotSubmitter(self.store, backend, who).submit(decision.n, self._spec(queue, cycle_id))
 
+    def _factory_environment(self) -> dict[str, str]:
+        """``HARVESTER_ID`` for the pilots of a factory: with their worker id, they send it to PanDA."""
+        return {HARVESTER_ID_VARIABLE: self.factory.harvester_id} if self.factory is not None else {}
+
     def _spec(self, queue: Mapping[str, Any], cycle_id: str) -> PilotSpec:
         settings = self.settings
         fields = {"queue": queue["panda_queue"], "site": queue["site"], "panda_url": settings.panda_url}
@@ -301,7 +371,8 @@ class SchedulingCycle:
             scheduler=settings.scheduler_id,
             command=[part.format(**fields) for part in settings.pilot_command],
             log_root=settings.log_root,
-            environment={KEPT_DIR_VARIABLE: str(kept_dir_of(settings.log_root)), **settings.environment},
+            environment={**self._factory_environment(), KEPT_DIR_VARIABLE: str(kept_dir_of(settings.log_root)),
+                         **settings.environment},
             corecount=queue["corecount"] or 1,
             memory_mb=queue["maxrss"] or None,
             walltime_s=queue["maxtime"] or None,

@@ -7,9 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autopilot_ops.policy import JobCount, PilotCounts, QueueConfig, RecentActivity, Snapshot
+from autopilot_ops.policy import JobCount, PandaTarget, PilotCounts, QueueConfig, RecentActivity, Snapshot
 from autopilot_ops.store.controls import controls_in_scope
 from autopilot_ops.store.cycles import last_good_stats, live_instances
+from autopilot_ops.store.panda_commands import worker_targets
 from autopilot_ops.store.pilots import QueueActivity, queue_activity
 from autopilot_ops.store.queues import SCHEDULER_TAG_SQL
 from autopilot_ops.store.submissions import submission_outcomes
@@ -94,6 +95,7 @@ def observe(
     all_controls = controls_in_scope(cur, names, all_tags)
     poll_period = min((q["cycle_period"] for q in queues), default=300)
     instances = live_instances(cur, tag, now - dt.timedelta(seconds=3 * poll_period))
+    targets = worker_targets(cur, names)
     snapshots, inputs = {}, {}
     for queue in queues:
         name = queue["panda_queue"]
@@ -107,6 +109,10 @@ def observe(
             for c in all_controls
             if (c.scope == "queue" and c.target == name) or (c.scope == "tag" and c.target in queue["tags"])
         )
+        panda_targets = tuple(
+            PandaTarget(t.command_id, t.job_type, t.resource_type, t.n_workers, t.expires_at)
+            for t in targets.get(name, ())
+        )
         snapshots[name] = Snapshot(
             queue=_queue_config(queue),
             activated=(JobCount(ANY_LABEL, ANY_RESOURCE_TYPE, activated),) if activated is not None else (),
@@ -118,6 +124,7 @@ def observe(
             poll_period=float(queue["cycle_period"]),
             global_cap=global_cap,
             now=now,
+            panda_targets=panda_targets,
         )
         inputs[name] = {
             "activated": activated,
@@ -133,6 +140,7 @@ def observe(
             "instances": instances,
             "panda_data_age": age,
             "controls": [c.label for c in controls],
+            "panda_targets": [t.describe() for t in panda_targets],
         }
     return Observation(queues, snapshots, inputs)
 

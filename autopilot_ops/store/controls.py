@@ -182,7 +182,7 @@ def request_kill(
     if bad:
         raise ValueError(f"state(s) {', '.join(bad)} are not live states ({', '.join(LIVE_STATES)})")
     cur.execute(
-        "SELECT id, backend, batch_id FROM pilots WHERE queue = %s AND state = ANY(%s) ORDER BY id FOR UPDATE",
+        "SELECT id, queue, backend, batch_id FROM pilots WHERE queue = %s AND state = ANY(%s) ORDER BY id FOR UPDATE",
         (queue, list(states)),
     )
     pilots = cur.fetchall()
@@ -190,25 +190,33 @@ def request_kill(
         "INSERT INTO pilot_events (who, what, queue, details) VALUES (%s, 'kill-pilots', %s, %s) RETURNING id",
         (who, queue, psycopg2.extras.Json({"reason": reason, "states": list(states), "pilots": len(pilots)})),
     )
-    request_id = cur.fetchone()["id"]
-    if pilots:
-        psycopg2.extras.execute_values(
-            cur,
-            "INSERT INTO pilot_events (who, what, queue, pilot_id, details) VALUES %s",
-            [
-                (
-                    who,
-                    KILL_REQUESTED,
-                    queue,
-                    p["id"],
-                    psycopg2.extras.Json(
-                        {"request": request_id, "backend": p["backend"], "batch_id": p["batch_id"], "reason": reason}
-                    ),
-                )
-                for p in pilots
-            ],
-        )
+    request_kill_of(cur, pilots, who, reason, cur.fetchone()["id"])
     return [p["id"] for p in pilots]
+
+
+def request_kill_of(
+    cur: Any, pilots: Sequence[Mapping[str, Any]], who: str, reason: str | None, request_id: int | None = None
+) -> None:
+    """A ``kill-requested`` event for each of ``pilots`` (rows with ``id``, ``queue``, ``backend`` and
+    ``batch_id``): the next sweep of each back end cancels them and answers each with ``kill-done``."""
+    if not pilots:
+        return
+    psycopg2.extras.execute_values(
+        cur,
+        "INSERT INTO pilot_events (who, what, queue, pilot_id, details) VALUES %s",
+        [
+            (
+                who,
+                KILL_REQUESTED,
+                p["queue"],
+                p["id"],
+                psycopg2.extras.Json(
+                    {"request": request_id, "backend": p["backend"], "batch_id": p["batch_id"], "reason": reason}
+                ),
+            )
+            for p in pilots
+        ],
+    )
 
 
 def pending_kill_requests(cur: Any, backend: str | None = None) -> list[dict[str, Any]]:

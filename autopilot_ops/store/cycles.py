@@ -60,6 +60,13 @@ def heartbeat_scheduler(cur: Any, scheduler_id: str, tag: str, host: str, owner:
     )
 
 
+def scheduler_started_at(cur: Any, scheduler_id: str) -> dt.datetime | None:
+    """When the scheduler ``scheduler_id`` first ran a cycle."""
+    cur.execute("SELECT started_at FROM schedulers WHERE id = %s", (scheduler_id,))
+    row = cur.fetchone()
+    return row["started_at"] if row else None
+
+
 def live_instances(cur: Any, tag: str, since: dt.datetime) -> int:
     """Scheduler instances of ``tag`` that ran a cycle since ``since`` (at least 1: the caller)."""
     cur.execute(

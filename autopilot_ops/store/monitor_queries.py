@@ -24,7 +24,7 @@ def queue_summaries(cur: Any, queue: str | None = None, tag: str | None = None) 
     ``pilots`` counts live pilots and those that reached a final state within :data:`RECENT_WINDOW`.
     """
     cur.execute(
-        f"SELECT s.panda_queue AS queue, s.site, s.tags, s.status, s.backend, s.cycle_period, "
+        f"SELECT s.panda_queue AS queue, s.site, s.tags, s.status, s.backend, s.cycle_period, s.panda_workers, "
         f"{SCHEDULER_TAG_SQL} AS scheduler_tag, "
         f"c.cycle_id AS last_cycle_id, c.started_at AS last_cycle_at, c.decided AS last_decided, "
         f"c.submitted AS last_submitted, c.failed AS last_failed, c.reason AS last_reason, "

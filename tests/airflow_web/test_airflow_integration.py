@@ -31,8 +31,10 @@ def test_airflow_lists_the_provider_and_its_connection_types(airflow_server):
     by_type = {m["connection_type"]: m for m in meta}
     panda = by_type["panda"]
     assert panda["hook_class_name"] == "autopilot_ops.airflow.hooks.panda.PandaHook"
-    assert set(panda["extra_fields"]) == {"protocol", "origin", "cert_file", "key_file", "ca_bundle"}
+    assert set(panda["extra_fields"]) == {
+        "protocol", "origin", "cert_file", "key_file", "ca_bundle", "harvester_id", "factory"}
     assert panda["extra_fields"]["protocol"]["schema"]["enum"] == ["v1", "legacy"]
+    assert panda["extra_fields"]["factory"]["schema"]["enum"] == ["on", "off"]
     assert panda["standard_fields"]["host"]["title"] == "Server URL"
     assert panda["standard_fields"]["password"]["title"] == "Token"
     assert set(by_type["slurm"]["extra_fields"]) == {"partition", "account"}

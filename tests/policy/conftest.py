@@ -7,7 +7,15 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
-from autopilot_ops.policy import Control, JobCount, PilotCounts, QueueConfig, RecentActivity, Snapshot
+from autopilot_ops.policy import (
+    Control,
+    JobCount,
+    PandaTarget,
+    PilotCounts,
+    QueueConfig,
+    RecentActivity,
+    Snapshot,
+)
 
 NOW = dt.datetime(2026, 11, 26, 8, 0, tzinfo=dt.timezone.utc)
 
@@ -23,6 +31,7 @@ def build_snapshot(
     ended: int = 0,
     empty: int = 0,
     controls: Sequence[Control] = (),
+    panda_targets: Sequence[PandaTarget] = (),
     instances: int = 1,
     age: float | None = 60.0,
     poll: float = 300.0,
@@ -44,6 +53,7 @@ def build_snapshot(
         poll_period=poll,
         global_cap=global_cap,
         now=now,
+        panda_targets=tuple(panda_targets),
     )
 
 

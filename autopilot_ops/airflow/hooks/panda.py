@@ -2,7 +2,9 @@
 
 Connection ``panda``: host = the server URL (``https://host:25443``; a port field adds to it), password = a
 bearer token, extra fields ``protocol`` (``v1`` or ``legacy``), ``origin`` (the VO, sent as ``Origin`` with
-a token), ``cert_file`` and ``key_file`` (an X.509 proxy, or a certificate and its key), ``ca_bundle``.
+a token), ``cert_file`` and ``key_file`` (an X.509 proxy, or a certificate and its key), ``ca_bundle``,
+``harvester_id`` (this deployment as a pilot factory; default ``autopilot-<host>``) and ``factory`` (``on``,
+the default, or ``off``).
 
 The URL is read as ``apache-airflow-providers-http``'s ``HttpHook`` reads its connections (schema, host,
 port); every call then goes through :class:`~autopilot_ops.panda.client.PandaClient` (``get_client()``), so
@@ -12,6 +14,7 @@ live in one place.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +24,18 @@ from airflow.providers.http.hooks.http import HttpHook
 from autopilot_ops.airflow.hooks.connection_fields import connection_field
 from autopilot_ops.panda.client import MAX_REPLY_BYTES, PROTOCOLS, PandaAuth, PandaClient, RetryPolicy
 from autopilot_ops.panda.errors import PandaError
+from autopilot_ops.panda.factory import FactoryClient
 
 #: The scheduler's calls are tried this often: a cycle waits at most about ``attempts * timeout`` on PanDA.
 SCHEDULER_RETRY = RetryPolicy(attempts=3, backoff=1.0)
+#: The pilot factory's calls get one short try: what fails waits in PostgreSQL for the next cycle.
+FACTORY_RETRY = RetryPolicy(attempts=1)
+FACTORY_TIMEOUT_S = 10.0
+
+
+def default_harvester_id() -> str:
+    """A deployment's pilot-factory id when its connection names none: ``autopilot-<host>``."""
+    return f"autopilot-{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,8 @@ class PandaConnection:
     url: str
     protocol: str
     auth: PandaAuth
+    harvester_id: str
+    factory: bool
 
 
 class PandaHook(HttpHook):
@@ -81,7 +95,11 @@ class PandaHook(HttpHook):
             origin=connection_field(extra, self.conn_type, "origin"),
             ca_bundle=connection_field(extra, self.conn_type, "ca_bundle"),
         )
-        return PandaConnection(url, name, auth)
+        factory = (connection_field(extra, self.conn_type, "factory") or "on").strip().lower()
+        if factory not in ("on", "off"):
+            raise PandaError(self.panda_conn_id, f"connection field 'factory' is {factory!r}, not 'on' or 'off'")
+        harvester_id = connection_field(extra, self.conn_type, "harvester_id") or default_harvester_id()
+        return PandaConnection(url, name, auth, harvester_id, factory == "on" and name == "v1")
 
     def get_client(self) -> PandaClient:
         """The client on this connection (made once per hook); a field it refuses raises ``PandaError``
@@ -101,6 +119,21 @@ class PandaHook(HttpHook):
                 field = "password (token)" if "token" in exc.detail else "host"
                 raise PandaError(self.panda_conn_id, f"connection field '{field}': {exc.detail}") from None
         return self._client
+
+    def get_factory(self) -> FactoryClient | None:
+        """This deployment as a pilot factory of the server (one short try per call), or ``None`` when the
+        connection turns the factory off or speaks the legacy protocol."""
+        settings = self.panda_connection()
+        if not settings.factory:
+            return None
+        client = PandaClient(
+            settings.url,
+            auth=settings.auth,
+            retry=FACTORY_RETRY,
+            timeout=min(self.timeout, FACTORY_TIMEOUT_S),
+            max_reply_bytes=self.max_reply_bytes,
+        )
+        return FactoryClient(client, settings.harvester_id)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's connection test: ``/api/v1/system/is_alive`` (``system_api.py``)."""

@@ -1,7 +1,8 @@
 """Operators that run one scheduling cycle for the queues of a tag: one base, one subclass per back end.
 
-Each run makes one bulk statistics call to PanDA, applies the policy to every queue, submits through the
-queues' back ends, writes a ``cycles`` row per queue, and logs a readable per-queue summary.
+Each run makes one bulk statistics call to PanDA, takes PanDA's commands, applies the policy to every queue,
+submits through the queues' back ends, writes a ``cycles`` row per queue, reports the pilots to PanDA as
+workers (unless the connection's ``factory`` is ``off``), and logs a readable per-queue summary.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class PilotSchedulerOperator(BaseOperator):
             panda_url=panda_url,
             global_cap=self.global_cap if self.global_cap is not None else defaults.global_cap,
             backend_kinds=self.backend_kinds,
+            monitor_url=defaults.monitor_url,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -75,7 +77,12 @@ class PilotSchedulerOperator(BaseOperator):
         settings = self.cycle_settings(SchedulerConfig.from_airflow_conf(), panda.panda_connection().url)
         with open_store(self.postgres_conn_id, self.dsn, owner=f"task {self.task_id}") as store:
             cycle = SchedulingCycle(
-                store, settings, panda.active_job_stats_by_site, panda.get_client(), backend_factory=connection_backend
+                store,
+                settings,
+                panda.active_job_stats_by_site,
+                panda.get_client(),
+                backend_factory=connection_backend,
+                factory=panda.get_factory(),
             )
             report = cycle.run(context["run_id"])
         for line in report.lines():

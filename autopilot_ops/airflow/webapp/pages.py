@@ -27,6 +27,7 @@ from autopilot_ops.airflow.webapp.rendering import render
 from autopilot_ops.store import controls as control_store
 from autopilot_ops.store import monitor_queries
 from autopilot_ops.store.connection import Store
+from autopilot_ops.store.panda_commands import commands_of_queue, worker_targets
 
 router = APIRouter()
 
@@ -172,6 +173,8 @@ def queue_page(identity: Reader, queue: str, request: Request, store: StoreDep) 
         series = monitor_queries.cycle_series(cur, queue)
         events = monitor_queries.recent_events(cur, queue)
         controls = monitor_queries.queue_controls(cur, queue, list(info["tags"]))
+        panda_commands = commands_of_queue(cur, queue)
+        panda_targets = worker_targets(cur, [queue]).get(queue, [])
     _mark_expired(controls)
     own = next((c for c in controls if c["scope"] == "queue" and c["target"] == queue), None)
     stopping = [c for c in controls if not c["expired"] and (c["paused"] or c["drain"])]
@@ -185,6 +188,7 @@ def queue_page(identity: Reader, queue: str, request: Request, store: StoreDep) 
     return _page(
         request, "queue.html", identity, queue=info, cycles=cycles, pilots=pilots, events=events,
         controls=controls, panel=ControlPanel("queue", queue, own), stopping=stopping,
+        panda_commands=panda_commands, panda_targets=panda_targets, now=dt.datetime.now(dt.timezone.utc),
         chart=line_chart(series, monitor_queries.SERIES_KEYS),
     )
 
