@@ -3,6 +3,14 @@
 The dev server is a fixture and a demo, so it keeps one storage engine: SQLite, in Python's standard library.
 Writers are serialised: one connection behind a lock, each transaction ``BEGIN IMMEDIATE`` (which also guards
 against another process on the same file). A ``postgresql://`` target is refused with that reason.
+
+Tables: ``panda_jobs`` and ``panda_job_specs`` (jobs, ``jobstore.py``); the pilot-factory tables named after
+PanDA's (``harvester_instances``, ``harvester_workers``, ``harvester_rel_jobs_workers``,
+``harvester_worker_stats``, ``harvester_commands``, ``harvester_command_lock``, ``harvester_slots``,
+``harvester_metrics``, ``harvester_dialogs``; ``factory_store.py``) and ``schedconfig_json`` (a queue's
+configuration, ``schedconfig.py``), with the columns of the ``panda-database`` schema in snake case. A table
+that exists with other columns was made by another version of the dev server: the database is refused, naming
+the table and the columns; a missing table is created.
 """
 
 from __future__ import annotations
@@ -58,24 +66,140 @@ CREATE TABLE IF NOT EXISTS panda_jobs (
     task_buffer_error_diag TEXT,
     job_output_report      TEXT,
     pilot_params           TEXT NOT NULL,
-    history                TEXT NOT NULL
+    history                TEXT NOT NULL,
+    sup_error_code         BIGINT,
+    sup_error_diag         TEXT
 );
 CREATE TABLE IF NOT EXISTS panda_job_specs (
     panda_id               BIGINT PRIMARY KEY,
     spec                   TEXT NOT NULL,
     job_dict               TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS harvester_instances (
+    harvester_id           TEXT PRIMARY KEY,
+    description            TEXT,
+    start_time             TEXT,
+    owner                  TEXT,
+    host_name              TEXT,
+    last_update            DOUBLE PRECISION NOT NULL,
+    sw_version             TEXT,
+    commit_stamp           TEXT
+);
+CREATE TABLE IF NOT EXISTS harvester_workers (
+    harvester_id           TEXT NOT NULL,
+    worker_id              BIGINT NOT NULL,
+    last_update            DOUBLE PRECISION NOT NULL,
+    status                 TEXT NOT NULL,
+    batch_id               TEXT,
+    node_id                TEXT,
+    queue_name             TEXT,
+    computing_site         TEXT,
+    submit_time            TEXT,
+    start_time             TEXT,
+    end_time               TEXT,
+    n_core                 BIGINT,
+    error_code             BIGINT,
+    std_out                TEXT,
+    std_err                TEXT,
+    batch_log              TEXT,
+    resource_type          TEXT,
+    native_exit_code       BIGINT,
+    native_status          TEXT,
+    diag_message           TEXT,
+    computing_element      TEXT,
+    n_jobs                 BIGINT,
+    submission_host        TEXT,
+    harvester_host         TEXT,
+    jdl                    TEXT,
+    job_type               TEXT,
+    min_ram_count          BIGINT,
+    pilot_status           TEXT,
+    pilot_start_time       DOUBLE PRECISION,
+    pilot_end_time         DOUBLE PRECISION,
+    PRIMARY KEY (harvester_id, worker_id)
+);
+CREATE TABLE IF NOT EXISTS harvester_rel_jobs_workers (
+    harvester_id           TEXT NOT NULL,
+    worker_id              BIGINT NOT NULL,
+    panda_id               BIGINT NOT NULL,
+    last_update            DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (harvester_id, worker_id, panda_id)
+);
+CREATE TABLE IF NOT EXISTS harvester_worker_stats (
+    harvester_id           TEXT NOT NULL,
+    computing_site         TEXT NOT NULL,
+    resource_type          TEXT NOT NULL,
+    status                 TEXT NOT NULL,
+    job_type               TEXT NOT NULL,
+    n_workers              BIGINT,
+    last_update            DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (harvester_id, computing_site, resource_type, status, job_type)
+);
+CREATE TABLE IF NOT EXISTS harvester_commands (
+    command_id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    command                TEXT NOT NULL,
+    harvester_id           TEXT NOT NULL,
+    ack_requested          BIGINT NOT NULL,
+    creation_date          DOUBLE PRECISION NOT NULL,
+    status                 TEXT NOT NULL,
+    status_date            DOUBLE PRECISION NOT NULL,
+    params                 TEXT
+);
+CREATE TABLE IF NOT EXISTS harvester_command_lock (
+    harvester_id           TEXT NOT NULL,
+    computing_site         TEXT NOT NULL,
+    resource_type          TEXT NOT NULL,
+    command                TEXT NOT NULL,
+    locked_time            DOUBLE PRECISION,
+    locked_by              TEXT,
+    PRIMARY KEY (harvester_id, computing_site, resource_type, command)
+);
+CREATE TABLE IF NOT EXISTS harvester_slots (
+    panda_queue            TEXT NOT NULL,
+    gshare                 TEXT,
+    resource_type          TEXT,
+    num_slots              BIGINT NOT NULL,
+    modification_time      DOUBLE PRECISION NOT NULL,
+    expiration_time        DOUBLE PRECISION
+);
+CREATE TABLE IF NOT EXISTS harvester_metrics (
+    harvester_id           TEXT NOT NULL,
+    creation_time          TEXT NOT NULL,
+    harvester_host         TEXT,
+    metrics                TEXT
+);
+CREATE TABLE IF NOT EXISTS harvester_dialogs (
+    harvester_id           TEXT NOT NULL,
+    diag_id                BIGINT NOT NULL,
+    module_name            TEXT,
+    identifier             TEXT,
+    creation_time          TEXT,
+    message_level          TEXT,
+    diag_message           TEXT
+);
+CREATE TABLE IF NOT EXISTS schedconfig_json (
+    panda_queue            TEXT PRIMARY KEY,
+    data                   TEXT NOT NULL,
+    last_update            DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS harvester_rel_jobs_workers_panda_id ON harvester_rel_jobs_workers (panda_id);
+CREATE INDEX IF NOT EXISTS harvester_commands_new ON harvester_commands (harvester_id, creation_date)
+    WHERE status = 'new';
 CREATE INDEX IF NOT EXISTS panda_jobs_dispatch ON panda_jobs (computing_site, current_priority DESC, panda_id)
     WHERE job_status = 'activated';
 CREATE INDEX IF NOT EXISTS panda_jobs_active ON panda_jobs (job_status, computing_site) WHERE {active_term};
 """
 
 
-#: Columns of ``panda_jobs``, in the order of ``_SCHEMA``.
-_JOB_COLUMNS = tuple(
-    line.split()[0] for line in _SCHEMA.split("CREATE TABLE IF NOT EXISTS panda_jobs (")[1].split(");")[0].splitlines()
-    if line.strip()
-)
+#: Each table's columns, in the order of ``_SCHEMA`` (constraint lines such as ``PRIMARY KEY (...)`` skipped).
+_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    block.split("(", 1)[0].strip(): tuple(
+        line.split()[0]
+        for line in block.split("(", 1)[1].split("\n);")[0].splitlines()
+        if line.strip() and line.split()[0] not in ("PRIMARY", "UNIQUE")
+    )
+    for block in _SCHEMA.split("CREATE TABLE IF NOT EXISTS ")[1:]
+}
 
 
 class DatabaseError(RuntimeError):
@@ -118,22 +242,17 @@ class Database:
             )
         self._lock = threading.Lock()
         self._sqlite = _open_sqlite(self.target)
-        schema = _SCHEMA.format(active_term=ACTIVE_TERM)
-        jobs_table, *others = [part for part in schema.split(";") if part.strip()]
+        statements = [part for part in _SCHEMA.format(active_term=ACTIVE_TERM).split(";") if part.strip()]
         with self.transaction() as cursor:
-            cursor.execute(jobs_table)
-            present = {column[0] for column in cursor.execute("SELECT * FROM panda_jobs LIMIT 0").description}
-            missing, unexpected = sorted(set(_JOB_COLUMNS) - present), sorted(present - set(_JOB_COLUMNS))
-            if not missing and not unexpected:
-                for statement in others:
+            differences = [problem for table in _TABLE_COLUMNS if (problem := _column_problem(cursor, table))]
+            if not differences:
+                for statement in statements:
                     cursor.execute(statement)
-        if missing or unexpected:
+        if differences:
             self.close()
-            differences = [f"lacks column(s) {', '.join(missing)}"] if missing else []
-            differences += [f"has unknown column(s) {', '.join(unexpected)}"] if unexpected else []
             raise DatabaseError(
-                f"{self.describe()}: table panda_jobs {' and '.join(differences)}; it was made by another version "
-                "of the dev server - remove it or give another --db"
+                f"{self.describe()}: {'; '.join(differences)}; it was made by another version of the dev server"
+                " - remove it or give another --db"
             )
 
     def describe(self) -> str:
@@ -155,6 +274,18 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._sqlite.close()
+
+
+def _column_problem(cursor: Cursor, table: str) -> str | None:
+    """What is wrong with an existing table's columns (``None``: it matches, or it does not exist yet)."""
+    present = {row["name"] for row in cursor.execute(f"PRAGMA table_info({table})").fetchall()}
+    if not present:
+        return None
+    expected = set(_TABLE_COLUMNS[table])
+    missing, unexpected = sorted(expected - present), sorted(present - expected)
+    differences = [f"lacks column(s) {', '.join(missing)}"] if missing else []
+    differences += [f"has unknown column(s) {', '.join(unexpected)}"] if unexpected else []
+    return f"table {table} {' and '.join(differences)}" if differences else None
 
 
 def _open_sqlite(path: str) -> sqlite3.Connection:

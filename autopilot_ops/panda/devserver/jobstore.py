@@ -72,6 +72,10 @@ class JobStore:
         self.database = database
         self._clock = clock
 
+    def clock(self) -> float:
+        """The store's time (epoch seconds); tests give a store a fake clock."""
+        return self._clock()
+
     # -- submission ---------------------------------------------------------------------------------------
     def submit(self, specs: Sequence[Mapping[str, Any]], owner: str) -> list[list[Any]]:
         """Store jobs as ``activated`` (``TaskBuffer.storeJobs``; the dev server has no Setupper to wait for)."""
@@ -391,6 +395,18 @@ class JobStore:
                         states.setdefault(state, 0)
         return stats
 
+    def activated_resource_types(self, site: str, only: Sequence[str] | None = None) -> list[str]:
+        """The resource type of each activated job of the site (of ``only`` those, when given), highest
+        ``currentPriority`` first (``worker_module.py: ups_new_worker_distribution``)."""
+        sql = "SELECT resource_type FROM panda_jobs WHERE job_status = 'activated' AND computing_site = ?"
+        args: list[Any] = [site]
+        if only is not None:
+            sql += f" AND resource_type IN ({','.join('?' * len(only))})"
+            args.extend(only)
+        with self.database.transaction() as cursor:
+            rows = cursor.execute(sql + " ORDER BY current_priority DESC, panda_id", args).fetchall()
+        return [row["resource_type"] for row in rows]
+
     # -- lost heartbeats ----------------------------------------------------------------------------------
     def fail_lost_heartbeats(self, timeout: float) -> list[int]:
         """Fail jobs with no update for ``timeout`` seconds, with ``jobdispatcher/Watcher.py``'s codes."""
@@ -556,6 +572,8 @@ def _describe(row: Mapping[str, Any]) -> dict[str, Any]:
         "dispatcher_error_diag": row["dispatcher_error_diag"],
         "task_buffer_error_code": row["task_buffer_error_code"],
         "task_buffer_error_diag": row["task_buffer_error_diag"],
+        "sup_error_code": row["sup_error_code"],
+        "sup_error_diag": row["sup_error_diag"],
         "job_output_report": row["job_output_report"],
         "pilot_params": json.loads(row["pilot_params"]),
         "files": spec.get("Files", []),
