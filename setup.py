@@ -31,6 +31,9 @@ setup(
         "PyYAML",
         "requests",
         "psutil",
+        "uvicorn",
+        "httptools",
+        "uvloop",
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis", "ruff", "selenium"],

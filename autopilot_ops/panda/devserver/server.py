@@ -1,23 +1,34 @@
-"""Assembly of the dev server: database, job store, HTTP listener, lost-heartbeat watcher; start and stop."""
+"""Assembly of the dev server: database, job store, listening socket, uvicorn on a thread, lost-heartbeat
+watcher; start and stop."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import uvicorn
+
 from autopilot_ops.panda.devserver.accesslog import AccessLog
 from autopilot_ops.panda.devserver.api import Context
+from autopilot_ops.panda.devserver.asgi import DevApp
 from autopilot_ops.panda.devserver.auth import Authenticator, open_authenticator
 from autopilot_ops.panda.devserver.database import Database
-from autopilot_ops.panda.devserver.httpd import DevHTTPServer, Settings
 from autopilot_ops.panda.devserver.jobstore import JobStore
+from autopilot_ops.panda.devserver.routes import Settings
+from autopilot_ops.panda.devserver.serving import HttpProtocol, Uvicorn
 from autopilot_ops.panda.devserver.watcher import HeartbeatWatcher
 from autopilot_ops.panda.protocol import DEFAULT_PORT
 
 log = logging.getLogger("autopilot.panda.devserver")
+
+SERVER_NAME = "PandaDevServer"
+#: Idle keep-alive connections are closed after this many seconds.
+KEEP_ALIVE_S = 60
 
 
 @dataclass
@@ -53,18 +64,20 @@ class PandaDevServer:
         self.database = Database(config.db)
         self.store = JobStore(self.database)
         access_log = AccessLog(config.access_log) if config.access_log is not None else None
-        settings = Settings(Context(self.store), config.authenticator, files_dir, config.legacy, access_log)
+        self.settings = Settings(Context(self.store), config.authenticator, files_dir, config.legacy, access_log)
         try:
-            self.httpd = DevHTTPServer((config.host, config.port), settings)
+            self._socket = _listen(config.host, config.port)
         except OSError as exc:
             self.database.close()
             raise ServerError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from exc
+        self._port: int = self._socket.getsockname()[1]
         self.watcher = HeartbeatWatcher(self.store, config.heartbeat_timeout) if config.heartbeat_timeout else None
+        self._uvicorn: Uvicorn | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        return self.httpd.server_address[1]
+        return self._port
 
     @property
     def url(self) -> str:
@@ -72,10 +85,29 @@ class PandaDevServer:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="panda-devserver", daemon=True
+        """Serve on a thread; returns once uvicorn accepts connections."""
+        config = uvicorn.Config(
+            DevApp(self.settings),
+            http=HttpProtocol,
+            loop="uvloop",
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            headers=[("server", SERVER_NAME)],
+            timeout_keep_alive=KEEP_ALIVE_S,
+            proxy_headers=False,
         )
-        self._thread.start()
+        server = Uvicorn(config)
+        thread = threading.Thread(target=server.run, args=([self._socket],), name="panda-devserver", daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                raise ServerError(f"the HTTP server on {self.url} stopped while starting")
+            time.sleep(0.001)
+        self._uvicorn, self._thread = server, thread
         if self.watcher is not None:
             self.watcher.start()
         log.info(
@@ -83,7 +115,7 @@ class PandaDevServer:
             self.url,
             self.database.describe(),
             self.config.authenticator.describe(),
-            self.httpd.settings.files_dir or "none",
+            self.settings.files_dir or "none",
             "on" if self.config.legacy else "off",
             f"{self.config.heartbeat_timeout:g} s" if self.config.heartbeat_timeout else "off",
         )
@@ -92,12 +124,25 @@ class PandaDevServer:
         """Stop accepting, wait up to ``grace`` seconds for requests in flight, then close everything."""
         if self.watcher is not None:
             self.watcher.stop()
-        if self._thread is not None:
-            self.httpd.shutdown()
+        if self._uvicorn is not None and self._thread is not None:
+            self._uvicorn.exit(grace)
             self._thread.join()
-            self._thread = None
-        if not self.httpd.wait_idle(grace):
-            log.warning("stopping with requests still in flight after %g s", grace)
-        self.httpd.server_close()
+            self._uvicorn = self._thread = None
+        self._socket.close()
         self.database.close()
         log.info("PanDA dev server on %s stopped", self.url)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket; ``SO_REUSEADDR`` lets a restarted server take the port of a stopped one at once, and
+    the connections it accepts inherit ``TCP_NODELAY`` (a reply goes out without waiting for an ACK)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
