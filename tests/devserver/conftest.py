@@ -108,3 +108,8 @@ def client(srv: DevServer, connect: Any) -> RawClient:
 def reference() -> dict[str, Any]:
     return json.loads((REFERENCE / "replies.json").read_text())
 
+
+@pytest.fixture(scope="session")
+def harvester_reference() -> dict[str, Any]:
+    """The pilot-factory calls to a real PanDA server 1.0.4, in the order they were sent."""
+    return json.loads((REFERENCE / "harvester-replies.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -14,6 +15,7 @@ from autopilot_ops.panda.devserver.jobspec import build_job_spec
 from autopilot_ops.panda.devserver.jobstore import JobStore
 from autopilot_ops.panda.devserver.pilot_streaming import PilotStreaming, average_memory, new_worker_distribution
 from autopilot_ops.panda.devserver.schedconfig import QueueConfigs
+from autopilot_ops.panda.devserver.testing import DevServer
 
 UPS = {"harvester": "h1", "capability": "ucore", "workflow": "pull_ups"}
 
@@ -123,3 +125,14 @@ def test_the_step_skips_queues_without_fresh_statistics(stores):
         cursor.execute("UPDATE harvester_worker_stats SET last_update = last_update - 3601")
     assert PilotStreaming(jobs_store, factory, commands, queues).run() == {}
     assert commands.commands() == []
+
+
+def test_the_server_runs_the_step_on_its_period(tmp_path):
+    with DevServer(tmp_path, pilot_streaming_period=0.05) as srv:
+        srv.set_queue("UPS_QUEUE", **UPS)
+        statistics = json.dumps({"managed": {"SCORE": {"running": 1}}})
+        srv.server.context.factory.report_worker_stats("h1", "UPS_QUEUE", statistics)
+        deadline = time.monotonic() + 10
+        while not srv.commands("h1") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [c["command"] for c in srv.commands("h1")] == ["SET_N_WORKERS_JOBTYPE:UPS_QUEUE"]

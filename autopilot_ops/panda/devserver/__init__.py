@@ -4,5 +4,7 @@ pilots and pilot schedulers use. ``server.PandaDevServer`` runs it; ``testing.De
 Modules: ``api`` (the ``/api/v1`` methods), ``calls`` (parameter checks), ``routes`` (HTTP routing), ``asgi``
 (the ASGI application), ``serving`` (uvicorn, which serves it), ``legacy`` (the pre-1.0 methods),
 ``jobstore``/``database`` (storage), ``jobspec``/``jobdict`` (job formats), ``adder`` (the ``job_output_report``
-rule), ``watcher`` (lost heartbeats), ``auth`` (auth modes).
+rule), ``watcher`` (lost heartbeats), ``auth`` (auth modes); for pilot factories: ``harvester_api`` (the
+``/api/v1/harvester`` methods), ``factory_store``/``command_store``/``schedconfig`` (their storage, values
+checked by ``columns``), ``pilot_streaming`` (the unified pilot-streaming step).
 """

@@ -2,7 +2,8 @@
 
 Each handler's signature lists the real method's wire parameters (``pandaserver/api/v1/pilot_api.py``,
 ``job_api.py``, ``statistics_api.py``, ``system_api.py``); parameters the dev server has no use for are
-accepted and ignored, so a call that works here is a call the real server accepts.
+accepted and ignored, so a call that works here is a call the real server accepts. The pilot-factory methods
+are in ``harvester_api.py``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from autopilot_ops.panda.devserver.calls import Registry, Request, invoke
+from autopilot_ops.panda.devserver.command_store import CommandStore
+from autopilot_ops.panda.devserver.factory_store import FactoryStore
 from autopilot_ops.panda.devserver.jobspec import JobSpecError, load_jobs_json
 from autopilot_ops.panda.devserver.jobstore import DispatchFilter, JobStore
+from autopilot_ops.panda.devserver.schedconfig import QueueConfigs
 from autopilot_ops.panda.protocol import (
     DATE_FORMAT,
     MESSAGE_NO_JOBS,
@@ -78,10 +82,13 @@ _UPDATE_IO_FIELDS = (
 
 
 class Context:
-    """What handlers share: the job store."""
+    """What handlers share: the job store, and the pilot factories' records, commands and queue configurations."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
+        self.queues = QueueConfigs(store.database, store.clock)
+        self.factory = FactoryStore(store.database, store.clock)
+        self.commands = CommandStore(store.database, self.queues, store.clock)
 
 
 @REGISTRY.method("system", secure=False, http_method="GET")
@@ -114,7 +121,8 @@ def acquire_jobs(
     via_topic: bool | None = None,
     remaining_time=None,
 ) -> dict[str, Any]:
-    """``pilot_api.py: acquire_jobs``: reserve activated jobs of the site and hand them out."""
+    """``pilot_api.py: acquire_jobs``: reserve activated jobs of the site and hand them out; with
+    ``harvester_id`` (or ``scheduler_id``) and ``worker_id``, relate them to the worker (``getJobs``)."""
     assert request.identity is not None
     production = request.identity.production
     # Production jobs need the production role; without it a caller gets only its own user jobs.
@@ -135,6 +143,10 @@ def acquire_jobs(
     jobs = context.store.acquire(wanted, n_jobs, node=node, computing_element=computing_element)
     if not jobs:
         return make_envelope(False, MESSAGE_NO_JOBS)
+    if not harvester_id and scheduler_id:
+        harvester_id = scheduler_id  # pilot_api.py: the scheduler id stands in for a missing harvester id
+    if harvester_id is not None and worker_id is not None:
+        context.factory.link_jobs(harvester_id, worker_id, [job["PandaID"] for job in jobs])
     return make_envelope(True, data={"StatusCode": SC_SUCCESS, "jobs": jobs})
 
 

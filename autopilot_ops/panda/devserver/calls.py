@@ -120,7 +120,7 @@ def _type_problem(name: str, value: Any, core: Any, default: Any) -> str | None:
     origin = typing.get_origin(core)
     if origin is list:
         if not isinstance(value, list):
-            return f"Type error: '{name}' must be of type {_type_name(core)}, got {type(value).__name__}."
+            return f"Type error: '{name}' must be of type list, got {type(value).__name__}."  # origin.__name__
         args = typing.get_args(core)
         if args and not all(isinstance(item, args[0]) for item in value):
             return f"Type error: All elements in '{name}' must be {args[0].__name__}."

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from autopilot_ops.panda.devserver import legacy
+from autopilot_ops.panda.devserver import (
+    harvester_api,  # noqa: F401 - registers the /api/v1/harvester methods
+    legacy,
+)
 from autopilot_ops.panda.devserver.accesslog import AccessLog
 from autopilot_ops.panda.devserver.api import REGISTRY, Context
 from autopilot_ops.panda.devserver.auth import Authenticator, AuthError, Identity

@@ -1,5 +1,5 @@
 """Assembly of the dev server: database, job store, listening socket, uvicorn on a thread, lost-heartbeat
-watcher; start and stop."""
+watcher, pilot streaming; start and stop."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from autopilot_ops.panda.devserver.asgi import DevApp
 from autopilot_ops.panda.devserver.auth import Authenticator, open_authenticator
 from autopilot_ops.panda.devserver.database import Database
 from autopilot_ops.panda.devserver.jobstore import JobStore
+from autopilot_ops.panda.devserver.pilot_streaming import DEFAULT_PERIOD_S, PilotStreaming, PilotStreamingThread
 from autopilot_ops.panda.devserver.routes import Settings
 from autopilot_ops.panda.devserver.serving import HttpProtocol, Uvicorn
 from autopilot_ops.panda.devserver.watcher import HeartbeatWatcher
@@ -45,6 +46,9 @@ class ServerConfig:
     heartbeat_timeout: float | None = None
     #: Where the one line per request goes (the CLI: stderr); ``None`` writes none.
     access_log: TextIO | None = None
+    #: Seconds between pilot-streaming steps, as PanDA's daemon (only queues declared ucore/pull_ups are
+    #: affected); ``None`` turns the step off (``PandaDevServer.pilot_streaming.run()`` still works).
+    pilot_streaming_period: float | None = DEFAULT_PERIOD_S
 
 
 class ServerError(RuntimeError):
@@ -64,7 +68,8 @@ class PandaDevServer:
         self.database = Database(config.db)
         self.store = JobStore(self.database)
         access_log = AccessLog(config.access_log) if config.access_log is not None else None
-        self.settings = Settings(Context(self.store), config.authenticator, files_dir, config.legacy, access_log)
+        self.context = Context(self.store)
+        self.settings = Settings(self.context, config.authenticator, files_dir, config.legacy, access_log)
         try:
             self._socket = _listen(config.host, config.port)
         except OSError as exc:
@@ -72,6 +77,10 @@ class PandaDevServer:
             raise ServerError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from exc
         self._port: int = self._socket.getsockname()[1]
         self.watcher = HeartbeatWatcher(self.store, config.heartbeat_timeout) if config.heartbeat_timeout else None
+        context = self.context
+        self.pilot_streaming = PilotStreaming(self.store, context.factory, context.commands, context.queues)
+        period = config.pilot_streaming_period
+        self.streamer = PilotStreamingThread(self.pilot_streaming, period) if period else None
         self._uvicorn: Uvicorn | None = None
         self._thread: threading.Thread | None = None
 
@@ -110,20 +119,26 @@ class PandaDevServer:
         self._uvicorn, self._thread = server, thread
         if self.watcher is not None:
             self.watcher.start()
+        if self.streamer is not None:
+            self.streamer.start()
         log.info(
-            "PanDA dev server on %s: database %s, auth %s, files %s, legacy %s, heartbeat timeout %s",
+            "PanDA dev server on %s: database %s, auth %s, files %s, legacy %s, heartbeat timeout %s,"
+            " pilot streaming %s",
             self.url,
             self.database.describe(),
             self.config.authenticator.describe(),
             self.settings.files_dir or "none",
             "on" if self.config.legacy else "off",
             f"{self.config.heartbeat_timeout:g} s" if self.config.heartbeat_timeout else "off",
+            f"every {self.streamer.period:g} s" if self.streamer else "off",
         )
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, wait up to ``grace`` seconds for requests in flight, then close everything."""
         if self.watcher is not None:
             self.watcher.stop()
+        if self.streamer is not None:
+            self.streamer.stop()
         if self._uvicorn is not None and self._thread is not None:
             self._uvicorn.exit(grace)
             self._thread.join()

@@ -12,7 +12,7 @@ Usage::
         assert [h["status"] for h in job["history"]][-2:] == ["holding", "finished"]
 
 ``DevServer(workdir, *, files_dir=None, auth="open", token=None, identities=None, legacy=False,
-heartbeat_timeout=None, db=None, access_log=None)``
+heartbeat_timeout=None, db=None, access_log=None, pilot_streaming_period=None)``
     ``workdir``: a directory for the SQLite database (``workdir/panda-devserver.db``) unless ``db`` names a
     file or a ``postgresql://`` DSN. ``files_dir``: a directory served as static files at the root path
     (``GET {url}/hello.sh`` serves ``files_dir/hello.sh``). ``auth``: ``"open"`` (every caller has the
@@ -23,6 +23,8 @@ heartbeat_timeout=None, db=None, access_log=None)``
     update after which a sent/starting/running/holding/transferring job fails (``dispatcher_error_code`` 100,
     or 102 for a job still ``sent``); ``None`` turns the watcher off (``check_heartbeats`` still works).
     ``access_log``: a text stream (e.g. ``sys.stderr``) for one line per request; ``None`` logs none.
+    ``pilot_streaming_period``: seconds between pilot-streaming steps (off by default in tests, where
+    ``run_pilot_streaming`` runs one; ``autopilot panda-devserver`` runs it every 300 s as PanDA's daemon).
 
 Attributes: ``url`` (``http://127.0.0.1:<port>``, no trailing slash), ``port``, ``token`` (a production
 token in the token/identities modes, else ``None``), ``server`` (the ``PandaDevServer``), ``store`` (its
@@ -54,6 +56,43 @@ token=None) -> list[int]``
 running job gets ``command`` ``tobekilled``, any other active job ends ``cancelled`` at once).
 ``check_heartbeats(timeout=None) -> list[int]``: one lost-heartbeat sweep now (``timeout`` defaults to the
 configured one), returns the ids it failed. ``stats() -> dict``: ``active_job_stats_by_site``'s data.
+
+The pilot-factory side (``/api/v1/harvester/*``, see ``harvester_api.py``):
+
+``set_queue(name, **schedconfig) -> None``
+    Declares (or replaces) a queue's configuration (PanDA's ``schedconfig_json``), ``{"queues": [],
+    **schedconfig}``: ``harvester="<id>"`` names the factory serving it (``add_sweep_command`` and pilot
+    streaming write to it), ``queues=[{"ce_endpoint": "ce1:9619"}]`` its CEs (a sweep keeps only these),
+    ``capability="ucore", workflow="pull_ups"`` makes it a unified pilot-streaming queue; ``corecount``,
+    ``meanrss``, ``maxrss``, ``status``, ``params={"ups_core_target": n}``, ``uconfig={"resource_type_limits":
+    {...}}`` feed pilot streaming's rule.
+``harvester_instances() -> list[dict]``
+    One per instance that sent a heartbeat: ``harvester_id``, ``owner`` (the DN shortened as PanDA does),
+    ``hostname`` (``""``), ``description`` (``"automatic"``), ``starttime``, ``sw_version``, ``commit_stamp``,
+    ``lastupdate``. The first heartbeat creates the row without its ``data`` (and answers a database error).
+``workers(harvester_id=None) -> list[dict]``; ``worker(harvester_id, worker_id) -> dict`` (``KeyError``)
+    One per (``harvesterID``, ``workerID``), under ``WorkerSpec``'s names as the factory sent them:
+    ``status``, ``batchID``, ``queueName``, ``computingSite``, ``computingElement``, ``submissionHost``,
+    ``harvesterHost``, ``nCore``, ``nJobs``, ``jobType``, ``resourceType``, ``minRamCount``, ``submitTime``/
+    ``startTime``/``endTime`` (``"YYYY-MM-DD HH:MM:SS[.ffffff]"`` or ``None``), ``errorCode``,
+    ``diagMessage``, ``nativeExitCode``, ``nativeStatus``, ``stdOut``/``stdErr``/``batchLog``, ``jdl``,
+    ``nodeID``, ``lastUpdate``; the pilot's view from ``pilot/update_worker_status``: ``pilotStatus``
+    (``"started"``/``"finished"``), ``pilotStartTime``/``pilotEndTime``; and ``pandaIDs``, the related jobs
+    (from ``pandaid_list``, or from ``acquire_jobs`` with ``harvester_id`` and ``worker_id``).
+``worker_statistics() -> dict``: ``get_worker_statistics``' data,
+    ``{queue: {harvester_id: {job_type: {resource_type: {status: n}}}}}``.
+``commands(harvester_id=None) -> list[dict]``
+    Every command, oldest first: ``command_id``, ``harvester_id``, ``command``, ``params``,
+    ``ack_requested``, ``status`` (``new`` -> ``retrieved`` by ``acquire_commands`` -> ``acknowledged``),
+    ``creation_date``, ``status_date``.
+``add_command(harvester_id, command, params=None, *, ack_requested=False) -> int``
+    Writes a command as the server does (replacing the instance's earlier one of the same name); its id.
+``sweep(queue, status_list=(), ce_list=(), host_list=()) -> str``
+    ``add_sweep_command``: ``"OK"`` once ``KILL_WORKERS`` is written for the queue's factory, else the reason.
+``run_pilot_streaming() -> dict``
+    One pilot-streaming step now (``pilot_streaming.py``): writes ``SET_N_WORKERS_JOBTYPE:<queue>`` for each
+    unified pilot-streaming queue with statistics of the last hour; returns ``{queue: {harvester_id:
+    params}}``, e.g. ``{"Q": {"h": {"managed": {"SCORE": 3}}}}``.
 """
 
 from __future__ import annotations
@@ -93,6 +132,7 @@ class DevServer:
         heartbeat_timeout: float | None = None,
         db: str | Path | None = None,
         access_log: TextIO | None = None,
+        pilot_streaming_period: float | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.heartbeat_timeout = heartbeat_timeout
@@ -106,6 +146,7 @@ class DevServer:
             legacy=legacy,
             heartbeat_timeout=heartbeat_timeout,
             access_log=access_log,
+            pilot_streaming_period=pilot_streaming_period,
         )
         self.server: PandaDevServer | None = None
 
@@ -198,6 +239,43 @@ class DevServer:
 
     def stats(self) -> dict[str, dict[str, int]]:
         return self.store.stats_by_site()
+
+    # -- the pilot-factory side ---------------------------------------------------------------------------
+    def set_queue(self, name: str, **schedconfig: Any) -> None:
+        self._running.context.queues.set(name, {"queues": [], **schedconfig})
+
+    def harvester_instances(self) -> list[dict[str, Any]]:
+        return self._running.context.factory.instances()
+
+    def workers(self, harvester_id: str | None = None) -> list[dict[str, Any]]:
+        return self._running.context.factory.workers(harvester_id)
+
+    def worker(self, harvester_id: str, worker_id: int) -> dict[str, Any]:
+        found = [item for item in self.workers(harvester_id) if item["workerID"] == worker_id]
+        if not found:
+            raise KeyError(f"no worker {worker_id} of {harvester_id} on the dev server")
+        return found[0]
+
+    def worker_statistics(self) -> dict[str, Any]:
+        return self._running.context.factory.worker_stats()
+
+    def commands(self, harvester_id: str | None = None) -> list[dict[str, Any]]:
+        return self._running.context.commands.commands(harvester_id)
+
+    def add_command(self, harvester_id: str, command: str, params: Any = None, *, ack_requested: bool = False) -> int:
+        command_id = self._running.context.commands.command_to_harvester(
+            harvester_id, command, params, ack_requested=ack_requested
+        )
+        assert command_id is not None  # no lock interval: a new command always replaces the last
+        return command_id
+
+    def sweep(
+        self, queue: str, status_list: Sequence[str] = (), ce_list: Sequence[str] = (), host_list: Sequence[str] = ()
+    ) -> str:
+        return self._running.context.commands.sweep(queue, status_list, ce_list, host_list)
+
+    def run_pilot_streaming(self) -> dict[str, Any]:
+        return self._running.pilot_streaming.run()
 
 
 def _authenticator(auth: str, token: str | None, identities: Sequence[Mapping[str, Any]] | None) -> Authenticator:
