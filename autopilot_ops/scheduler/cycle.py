@@ -205,6 +205,9 @@ class SchedulingCycle:
         with holding as mine:
             report.busy = [name for name in names if name not in mine]
             acting = not dry_run
+            if self.factory is not None and report.stats_error is None and acting:
+                # before the sweep, so that the pilots PanDA wants killed go in this cycle's sweep
+                report.commands = take_commands(self.store, self.factory, who, now)
             if settings.sweep and acting:
                 for name in tag_backends:
                     backend = self._backend_or_reason(name, backend_rows)
@@ -213,8 +216,6 @@ class SchedulingCycle:
             ours = [q for q in queues if q["panda_queue"] in mine]
             if self.panda is not None and report.stats_error is None and acting:
                 report.kept = self._deliver_kept([q["panda_queue"] for q in ours], who)
-            if self.factory is not None and report.stats_error is None and acting:
-                report.commands = take_commands(self.store, self.factory, who, now)
             errors = self._reconcile(ours, backend_rows, who) if acting else {}
             with self.store.transaction() as cur:
                 panda = panda_data(cur, [q["panda_queue"] for q in ours], stats, report.stats_error, now)

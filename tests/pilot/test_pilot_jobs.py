@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import sys
 import zlib
 
+from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.devserver.testing import DevServer
+from autopilot_ops.panda.factory import FactoryClient
 from autopilot_ops.pilot import errorcodes
 
 QUEUE = "LOCAL_QUEUE"
@@ -190,3 +193,16 @@ def test_not_enough_local_disk(panda, pilot, make_script):
     job = panda.job(job_id)
     assert job["status"] == "failed" and job["pilot_error_code"] == errorcodes.NOLOCALSPACE
     assert "the job needs 1000000000000 MB" in job["pilot_error_diag"]
+
+
+def test_a_pilot_of_a_factory_links_its_job_to_its_worker(panda, pilot, make_script, monkeypatch):
+    # what AutoPilot's back ends and cycle give a pilot: its factory, the submission's first id, its index
+    monkeypatch.setenv("HARVESTER_ID", "autopilot-test")
+    monkeypatch.setenv("AUTOPILOT_FIRST_PILOT_ID", "40")
+    monkeypatch.setenv("AUTOPILOT_PILOT_INDEX", "2")
+    factory = FactoryClient(PandaClient(panda.url), "autopilot-test")
+    factory.heartbeat(dt.datetime.now(dt.timezone.utc), "test", "test")  # PanDA relates jobs of known factories
+    job_id = submit(panda, make_script("ok.sh", "exit 0\n"))
+    assert pilot.run(panda.url).returncode == 0
+    assert panda.job(job_id)["status"] == "finished"
+    assert panda.worker("autopilot-test", 42)["pandaIDs"] == [job_id]
