@@ -46,7 +46,6 @@ class Endpoint:
     http_method: str | None
     parameters: dict[str, Parameter]
     required: tuple[str, ...]
-    defaults: dict[str, Any]
 
 
 class Registry:
@@ -66,9 +65,8 @@ class Registry:
                 for p in wire
             }
             required = tuple(p.name for p in wire if p.default is inspect.Parameter.empty)
-            defaults = {p.name: p.default for p in wire if p.default is not inspect.Parameter.empty}
             self._endpoints[(module, handler.__name__)] = Endpoint(
-                module, handler.__name__, handler, secure, production, http_method, parameters, required, defaults
+                module, handler.__name__, handler, secure, production, http_method, parameters, required
             )
             return handler
 
@@ -93,7 +91,7 @@ def invoke(endpoint: Endpoint, context: Any, request: Request, params: Mapping[s
     for name in params:
         if name not in endpoint.parameters:
             return make_envelope(False, f"Argument error: got an unexpected keyword argument '{name}'")
-    arguments = {**endpoint.defaults, **params}
+    arguments = dict(params) if request.http_method == "GET" else params  # GET values are cast in a copy
     for name, value in params.items():
         parameter = endpoint.parameters[name]
         if parameter.expected is None or parameter.default == value:
@@ -111,7 +109,7 @@ def invoke(endpoint: Endpoint, context: Any, request: Request, params: Mapping[s
         problem = _type_problem(name, value, parameter.expected, parameter.default)
         if problem:
             return make_envelope(False, problem)
-    return endpoint.handler(context, request, **arguments)
+    return endpoint.handler(context, request, **arguments)  # the handler's own defaults fill in the rest
 
 
 def _type_problem(name: str, value: Any, core: Any, default: Any) -> str | None:

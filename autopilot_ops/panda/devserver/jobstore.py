@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopilot_ops.panda.devserver import adder
-from autopilot_ops.panda.devserver.database import ACTIVE_TERM, Cursor, Database
+from autopilot_ops.panda.devserver.database import ACTIVE_STATES, ACTIVE_TERM, Cursor, Database
 from autopilot_ops.panda.devserver.jobdict import attribute, build_job_dict
 from autopilot_ops.panda.protocol import COMMAND_KILL, COMMAND_NONE, DATE_FORMAT
 
@@ -39,11 +39,18 @@ _PARAM_COLUMNS = {
     "endTime": "end_time",
     "jobDispatcherErrorDiag": "dispatcher_error_diag",
 }
-#: What ``update`` reads of a job.
+#: What ``update`` reads of a job (by its id alone: a constant ``IN`` list costs a temporary table per
+#: statement); a final report reads the job's spec too, in the same statement.
 _UPDATE_COLUMNS = (
-    "panda_id, job_status, computing_site, command_to_pilot, dispatcher_error_diag, end_time, trans_exit_code,"
+    "job_status, attempt_nr, computing_site, command_to_pilot, dispatcher_error_diag, end_time, trans_exit_code,"
     " pilot_error_code, pilot_params"
 )
+_UPDATE_SELECT = f"SELECT panda_id, {_UPDATE_COLUMNS} FROM panda_jobs WHERE panda_id = ?"
+_FINAL_UPDATE_SELECT = (
+    f"SELECT j.panda_id, {_UPDATE_COLUMNS}, s.spec FROM panda_jobs j"
+    " JOIN panda_job_specs s ON s.panda_id = j.panda_id WHERE j.panda_id = ?"
+)
+_ACTIVE_STATES = frozenset(ACTIVE_STATES)
 _WATCHED_IN = ",".join(f"'{state}'" for state in WATCHED_STATES)
 
 
@@ -149,23 +156,15 @@ class JobStore:
         now = self._clock()
         where, params = _dispatch_where(wanted)
         with self.database.transaction() as cursor:
-            ids = [
-                row["panda_id"]
-                for row in cursor.execute(
-                    "SELECT panda_id FROM panda_jobs " + where
-                    + " ORDER BY current_priority DESC, panda_id LIMIT ?",
-                    (*params, n_jobs),
-                ).fetchall()
-            ]
-            if not ids:
+            rows = cursor.execute(
+                "SELECT j.panda_id, s.job_dict FROM panda_jobs j JOIN panda_job_specs s ON s.panda_id = j.panda_id "
+                + where + " ORDER BY j.current_priority DESC, j.panda_id LIMIT ?",
+                (*params, n_jobs),
+            ).fetchall()
+            if not rows:
                 return []
+            ids = [row["panda_id"] for row in rows]
             marks = ",".join("?" * len(ids))
-            job_dicts = {
-                row["panda_id"]: row["job_dict"]
-                for row in cursor.execute(
-                    f"SELECT panda_id, job_dict FROM panda_job_specs WHERE panda_id IN ({marks})", ids
-                ).fetchall()
-            }
             cursor.execute(
                 "UPDATE panda_jobs SET job_status = 'sent', modification_time = ?, state_change_time = ?,"
                 " modification_host = ?, computing_element = COALESCE(?, computing_element),"
@@ -181,8 +180,8 @@ class JobStore:
                     (wanted.site_name, now - 60),
                 ).fetchone()["n"]
         dispatched = []
-        for panda_id in ids:
-            job_dict = json.loads(job_dicts[panda_id])
+        for row in rows:
+            job_dict = json.loads(row["job_dict"])
             job_dict["nSent"] = n_sent
             dispatched.append(job_dict)
         return dispatched
@@ -211,14 +210,13 @@ class JobStore:
         elif reported_status in ("holding", "transferring"):
             param["jobDispatcherErrorDiag"] = f"set to {reported_status} by the pilot at {format_time(now)}"
         with self.database.transaction() as cursor:
-            sql = f"SELECT {_UPDATE_COLUMNS} FROM panda_jobs WHERE panda_id = ? AND {ACTIVE_TERM}"
-            args: tuple[Any, ...] = (panda_id,)
-            if attempt_nr is not None:
-                sql += " AND attempt_nr = ?"
-                args += (attempt_nr,)
-            job = cursor.execute(sql, args).fetchone()
-            if job is None:
-                # Already archived, unknown, or another attempt: the pilot must stop.
+            job = cursor.execute(_FINAL_UPDATE_SELECT if final else _UPDATE_SELECT, (panda_id,)).fetchone()
+            if (
+                job is None
+                or job["job_status"] not in _ACTIVE_STATES
+                or (attempt_nr is not None and job["attempt_nr"] != attempt_nr)
+            ):
+                # Unknown, already archived, or another attempt: the pilot must stop.
                 return COMMAND_KILL
             command = job["command_to_pilot"] or COMMAND_NONE
             old_status = job["job_status"]
@@ -272,8 +270,7 @@ class JobStore:
         if new_status != job["job_status"]:
             history += history_entry(new_status, now, f"reported by the pilot at {job['computing_site']}")
         if final:
-            stored = cursor.execute("SELECT spec FROM panda_job_specs WHERE panda_id = ?", (job["panda_id"],))
-            spec = json.loads(stored.fetchone()["spec"])
+            spec = json.loads(job["spec"])
             outcome = adder.settle(
                 reported,
                 spec.get("Files", []),

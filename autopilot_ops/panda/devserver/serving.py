@@ -1,8 +1,8 @@
-"""uvicorn, fitted to the dev server: stopped at once from another thread, and one ``write`` per reply.
+"""uvicorn, fitted to the dev server: stopped at once from another thread, and a lean path per request.
 
 uvicorn's own ``Server`` looks at ``should_exit`` every 0.1 s and sleeps 0.1 s more before its graceful shutdown,
-which tests that start and stop hundreds of dev servers pay for; ``Uvicorn.exit`` wakes it instead. uvicorn
-writes a reply's head and body separately, i.e. two TCP segments; ``HttpProtocol`` sends them as one.
+which tests that start and stop hundreds of dev servers pay for; ``Uvicorn.exit`` wakes it instead.
+``HttpProtocol`` saves uvicorn's work per request that the dev server does not need (see its docstring).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger("autopilot.panda.devserver")
 
@@ -67,14 +68,114 @@ class Uvicorn(uvicorn.Server):
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing each reply in one piece (``HeldWrites``)."""
+    """uvicorn's httptools protocol, with less work per request:
+
+    - a request runs at once, once the data received so far is parsed, rather than in a task of its own; a task
+      takes over only if it must wait (a body still coming, a slow reader);
+    - each reply goes out in one write (``HeldWrites``): uvicorn writes the head and the body separately, i.e.
+      two TCP segments;
+    - one keep-alive timer per connection, moved on lazily, instead of a new timer for every reply.
+    """
+
+    _parsing = False
+    _arrived: tuple[RequestResponseCycle, Any] | None = None
+    #: ``loop.time()`` at the end of the last reply while no data came since; ``None`` while busy.
+    _idle_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(HeldWrites(transport))  # type: ignore[arg-type]
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    def data_received(self, data: bytes) -> None:
+        self._parsing = True
+        try:
+            super().data_received(data)
+        finally:
+            self._parsing = False
+            arrived, self._arrived = self._arrived, None
+        if arrived is not None:
+            self._run(*arrived)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if self._parsing and self._arrived is None:
+            self._arrived = (cycle, app)  # run by data_received once this data is parsed
+        else:
+            super()._start_asgi_task(cycle, app)
+
+    def _run(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """Run the request's app as far as it goes without waiting; a task carries it on if it must wait."""
+        coroutine = cycle.run_asgi(app)
+        try:
+            awaited = coroutine.send(None)
+        except StopIteration:
+            return
+        task = self.loop.create_task(_carry_on(coroutine, awaited))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None  # data came in: the timer, when it fires, finds the connection busy
+
     def on_response_complete(self) -> None:
         self.transport.flush()  # type: ignore[attr-defined]
-        super().on_response_complete()
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def timeout_keep_alive_handler(self) -> None:
+        """Close the connection once idle for ``timeout_keep_alive`` seconds since its last reply."""
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # busy: the next reply arms the timer again
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self.timeout_keep_alive_handler)
+        elif not self.transport.is_closing():
+            self.transport.close()
+
+
+async def _carry_on(coroutine: Coroutine[Any, Any, None], awaited: Any) -> None:
+    await _Suspended(coroutine, awaited)
+
+
+class _Suspended:
+    """A coroutine started outside any task and now waiting for ``awaited``, as an awaitable that resumes it."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], awaited: Any) -> None:
+        self._coroutine = coroutine
+        self._awaited = awaited
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, awaited = self._coroutine, self._awaited
+        while True:
+            try:
+                sent = yield awaited
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # a cancellation, thrown into the task
+                step, value = coroutine.throw, exc
+            else:
+                step, value = coroutine.send, sent
+            try:
+                awaited = step(value)
+            except StopIteration:
+                return
 
 
 class HeldWrites:
@@ -85,6 +186,7 @@ class HeldWrites:
         self._transport = transport
         self._held: list[bytes] = []
         self._size = 0
+        self.is_closing = transport.is_closing
 
     def write(self, data: bytes) -> None:
         self._held.append(data)
