@@ -12,11 +12,13 @@ import contextlib
 import logging
 import socket
 import time
+import urllib.parse
 from collections.abc import Coroutine, Generator
 from typing import Any
 
+import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger("autopilot.panda.devserver")
 
@@ -101,6 +103,40 @@ class HttpProtocol(HttpToolsProtocol):
         if arrived is not None:
             self._run(*arrived)
 
+    def on_headers_complete(self) -> None:
+        """uvicorn's, less what the dev server's configuration rules out (a root path, a concurrency limit,
+        WebSocket upgrades), and with a ``Cycle``."""
+        parser = self.parser
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        http_version = parser.get_http_version()
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        url = httptools.parse_url(self.url)
+        path = url.path.decode("ascii")
+        scope["path"] = urllib.parse.unquote(path) if "%" in path else path
+        scope["raw_path"] = url.path
+        scope["query_string"] = url.query or b""
+        existing = self.cycle
+        self.cycle = Cycle(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(self.cycle, self.app)
+        else:  # pipelined: waits for the reply before it
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, self.app))
+
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         if self._parsing and self._arrived is None:
             self._arrived = (cycle, app)  # run by data_received once this data is parsed
@@ -147,6 +183,33 @@ class HttpProtocol(HttpToolsProtocol):
             self.timeout_keep_alive_task = self.loop.call_later(left, self.timeout_keep_alive_handler)
         elif not self.transport.is_closing():
             self.transport.close()
+
+
+class Cycle(RequestResponseCycle):
+    """uvicorn's request-response cycle, writing a reply's head without checking its header names and values
+    (the dev server's are lower case and well-formed); anything else goes uvicorn's way."""
+
+    async def send(self, message: Any) -> None:
+        if self.response_started or self.disconnected or self.flow.write_paused:
+            await super().send(message)
+            return
+        if message["type"] != "http.response.start":
+            raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message['type']}'.")
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        content = [STATUS_LINE[message["status"]]]
+        closing = not self.keep_alive
+        for name, value in (*self.default_headers, *message.get("headers", ())):
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value)
+                self.chunked_encoding = False
+            elif name == b"connection" and value == b"close":
+                self.keep_alive, closing = False, False
+            content += (name, b": ", value, b"\r\n")
+        if self.chunked_encoding is None:
+            raise RuntimeError("the dev server sends a content-length with every reply")
+        content.append(b"connection: close\r\n\r\n" if closing else b"\r\n")
+        self.transport.write(b"".join(content))
 
 
 async def _carry_on(coroutine: Coroutine[Any, Any, None], awaited: Any) -> None:
