@@ -55,7 +55,20 @@ _WATCHED_IN = ",".join(f"'{state}'" for state in WATCHED_STATES)
 
 
 def format_time(epoch: float | None) -> str | None:
-    return None if epoch is None else time.strftime(DATE_FORMAT, time.gmtime(epoch))
+    """``DATE_FORMAT`` in UTC; the text of the last second formatted is kept, as most calls ask for now."""
+    global _last_formatted
+    if epoch is None:
+        return None
+    second, text = _last_formatted
+    if epoch < 0:
+        return time.strftime(DATE_FORMAT, time.gmtime(epoch))
+    if int(epoch) != second:
+        text = time.strftime(DATE_FORMAT, time.gmtime(epoch))
+        _last_formatted = (int(epoch), text)
+    return text
+
+
+_last_formatted: tuple[int, str] = (-1, "")
 
 
 @dataclass(frozen=True)
