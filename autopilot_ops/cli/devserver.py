@@ -1,4 +1,5 @@
-"""``autopilot panda-devserver [submit | jobs]``: run the PanDA dev server, inject jobs, list them.
+"""``autopilot panda-devserver [submit | jobs | queue]``: run the PanDA dev server, inject jobs, list them,
+declare a queue's configuration (as CRIC gives it to PanDA).
 
 The dev server imports little beyond the standard library, so it answers within a second of starting.
 """
@@ -14,6 +15,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from autopilot_ops.cli.common import CommandError, print_table
 from autopilot_ops.config import state_dir
@@ -28,12 +30,15 @@ from autopilot_ops.panda.devserver.auth import (
 from autopilot_ops.panda.devserver.database import Database, DatabaseError
 from autopilot_ops.panda.devserver.jobspec import JobSpecError, build_job_spec
 from autopilot_ops.panda.devserver.jobstore import JobStore
+from autopilot_ops.panda.devserver.schedconfig import QueueConfigs
 from autopilot_ops.panda.devserver.server import PandaDevServer, ServerConfig, ServerError
 from autopilot_ops.panda.devserver.submitter import SubmitError, submit_specs
 from autopilot_ops.panda.protocol import DEFAULT_PORT
 
 #: Environment variable holding the bearer token (``--auth token``, and ``submit`` against such a server).
 TOKEN_ENV = "AUTOPILOT_DEVSERVER_TOKEN"
+#: CRIC's queue statuses.
+QUEUE_STATUSES = ("online", "offline", "test", "brokeroff")
 #: ``jobdispatcher/Watcher.py`` waits 360 minutes before failing a silent job.
 DEFAULT_HEARTBEAT_TIMEOUT = 360 * 60
 
@@ -97,6 +102,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jobs.add_argument("--id", type=int, metavar="PANDA_ID", help="everything about one job, with its history (JSON)")
     jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     jobs.set_defaults(func=jobs_command)
+
+    queue = commands.add_parser(
+        "queue",
+        help="show or set a queue's configuration (schedconfig): the factory serving it, its CEs, cores, ...",
+        description="With only NAME, print its configuration; with options, set those fields (others are kept). "
+        "Without NAME, list every configured queue. The server reads it at once, running or not.",
+    )
+    _add_db_argument(queue)
+    queue.add_argument("name", nargs="?", metavar="NAME", help="the PanDA queue")
+    queue.add_argument("--harvester", metavar="ID", help="the pilot factory (harvester_id) that serves the queue")
+    queue.add_argument(
+        "--ce", action="append", metavar="ENDPOINT", help="a CE of the queue (repeat); replaces the list"
+    )
+    queue.add_argument("--corecount", type=int, help="cores per pilot")
+    queue.add_argument("--maxrss", type=int, metavar="MB", help="memory per pilot")
+    queue.add_argument("--status", choices=QUEUE_STATUSES, help="the queue's status")
+    queue.add_argument(
+        "--ups", action="store_true", help="unified pilot streaming: capability ucore, workflow pull_ups"
+    )
+    queue.add_argument("--delete", action="store_true", help="remove the queue's configuration")
+    queue.set_defaults(func=queue_command)
 
 
 def _add_db_argument(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +223,77 @@ def jobs_command(args: argparse.Namespace) -> int:
             ["panda_id", "site", "status", "priority", "modified", "node", "trans_exit_code", "pilot_error_code"],
         )
     return 0
+
+
+def queue_command(args: argparse.Namespace) -> int:
+    changes = queue_changes(args)
+    if args.name is None and (changes or args.delete):
+        raise CommandError("give the queue's NAME to set or delete its configuration")
+    if args.delete and changes:
+        raise CommandError("--delete takes no other option")
+    database = _open_database(args.db)
+    try:
+        queues = QueueConfigs(database)
+        if args.name is None:
+            configured = queues.all()
+            print_table(
+                [{"queue": name, **summary(data)} for name, data in configured.items()],
+                ["queue", "harvester", "status", "corecount", "ces", "ups"],
+            )
+            return 0
+        if args.delete:
+            if not queues.delete(args.name):
+                raise CommandError(f"no configuration of queue {args.name} in {database.describe()}")
+            return 0
+        data = queues.get(args.name)
+        if data is None and not changes:
+            raise CommandError(f"no configuration of queue {args.name} in {database.describe()}")
+        if changes:
+            data = {"queues": [], **(data or {}), **changes}
+            queues.set(args.name, data)
+    finally:
+        database.close()
+    print(json.dumps(data, indent=2, sort_keys=True))
+    return 0
+
+
+def queue_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedconfig fields the options set."""
+    changes: dict[str, Any] = {}
+    if args.harvester is not None:
+        changes["harvester"] = args.harvester
+    if args.ce is not None:
+        changes["queues"] = [{"ce_endpoint": endpoint} for endpoint in args.ce]
+    for field in ("corecount", "maxrss"):
+        value = getattr(args, field)
+        if value is not None:
+            if value < 1:
+                raise CommandError(f"--{field} must be at least 1, got {value}")
+            changes[field] = value
+    if args.status is not None:
+        changes["status"] = args.status
+    if args.ups:
+        changes.update(capability="ucore", workflow="pull_ups")
+    return changes
+
+
+def summary(data: dict[str, Any]) -> dict[str, Any]:
+    """One queue's configuration as a row of ``queue``'s list."""
+    return {
+        "harvester": data.get("harvester", ""),
+        "status": data.get("status", ""),
+        "corecount": data.get("corecount", ""),
+        "ces": " ".join(str(ce.get("ce_endpoint", "")) for ce in data.get("queues") or [] if isinstance(ce, dict)),
+        "ups": "yes" if data.get("capability") == "ucore" and data.get("workflow") == "pull_ups" else "",
+    }
+
+
+def _open_database(db: str | None) -> Database:
+    """The dev server's database named by ``--db`` (created if missing, as the server does)."""
+    try:
+        return Database(db or str(default_db()))
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _authenticator(args: argparse.Namespace) -> Authenticator:

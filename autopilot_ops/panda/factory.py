@@ -32,7 +32,7 @@ def panda_time(value: dt.datetime) -> str:
     """A time as Harvester sends it (``work_spec.py: convert_to_propagate``): naive UTC, with a type prefix."""
     if value.tzinfo is not None:
         value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return "datetime/" + value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return "datetime/" + value.isoformat(" ", "microseconds")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from autopilot_ops.errors import describe_error
 from autopilot_ops.panda.errors import PandaError
 from autopilot_ops.panda.factory import WORKERS_PER_CALL, FactoryClient, panda_time
 from autopilot_ops.store.connection import Store
-from autopilot_ops.store.workers import mark_reported, unreported_workers
+from autopilot_ops.store.workers import mark_reported, unreported_workers, worker_contexts
 
 log = logging.getLogger(__name__)
 
@@ -101,41 +102,55 @@ def computing_element(row: Mapping[str, Any]) -> str:
     return submission_host(row.get("backend_parameters"))
 
 
-def log_url(monitor_url: str | None, log_root: Path | None, path: str | None) -> str | None:
-    """The monitor's URL of a pilot's log file under ``log_root``; ``None`` without a monitor URL."""
-    if not monitor_url or log_root is None or not path:
-        return None
-    try:
-        relative = Path(os.path.abspath(path)).relative_to(os.path.abspath(log_root))
-    except ValueError:
-        return None
-    return f"{monitor_url.rstrip('/')}/logs/{quote(relative.as_posix())}"
+class LogLinks:
+    """The monitor's URLs of pilot log files under ``log_root``; none without a monitor URL."""
+
+    def __init__(self, monitor_url: str | None, log_root: Path | None) -> None:
+        self._base = f"{monitor_url.rstrip('/')}/logs/" if monitor_url and log_root is not None else None
+        self._root = os.path.join(os.path.abspath(log_root), "") if log_root is not None else ""
+
+    def url(self, path: str | None) -> str | None:
+        """The URL of the log file at ``path``; ``None`` if there is no monitor or it lies outside the root."""
+        if self._base is None or not path:
+            return None
+        absolute = os.path.abspath(path)
+        if not absolute.startswith(self._root):
+            return None
+        return self._base + quote(absolute[len(self._root):])
 
 
-def worker_dict(
-    row: Mapping[str, Any], harvester_host: str, monitor_url: str | None = None, log_root: Path | None = None
-) -> dict[str, Any]:
-    """The worker dict of one pilot row (:func:`~autopilot_ops.store.workers.unreported_workers`)."""
-    state = row["state"]
-    worker: dict[str, Any] = {
-        "workerID": row["id"],
-        "batchID": row["batch_id"],
-        "queueName": row["queue"],
-        "computingSite": row["queue"],
-        "status": worker_state(state, row["started_at"] is not None),
-        "nativeStatus": state,
-        "nCore": row["corecount"] or 1,
-        "submitTime": panda_time(row["submitted_at"]),
-        "jobType": job_type(row["prod_source_labels"]),
-        "resourceType": resource_type(row["corecount"]),
-        "computingElement": computing_element(row),
-        "submissionHost": submission_host(row.get("backend_parameters")),
+def shared_worker_fields(context: Mapping[str, Any], queue: str, harvester_host: str) -> dict[str, Any]:
+    """What every worker dict of one queue and back end holds (``context``: :func:`~autopilot_ops.store.
+    workers.worker_contexts`)."""
+    fields: dict[str, Any] = {
+        "queueName": queue,
+        "computingSite": queue,
+        "nCore": context["corecount"] or 1,
+        "jobType": job_type(context["prod_source_labels"]),
+        "resourceType": resource_type(context["corecount"]),
+        "computingElement": computing_element(context),
+        "submissionHost": submission_host(context.get("backend_parameters")),
         "harvesterHost": harvester_host,
         "syncLevel": SYNC_LEVEL,
+    }
+    if context["maxrss"]:
+        fields["minRamCount"] = context["maxrss"]
+    return fields
+
+
+def worker_dict(row: Mapping[str, Any], shared: Mapping[str, Any], links: LogLinks) -> dict[str, Any]:
+    """The worker dict of one pilot row (:func:`~autopilot_ops.store.workers.unreported_workers`), with the
+    ``shared`` fields of its queue and back end."""
+    state = row["state"]
+    worker: dict[str, Any] = {
+        **shared,
+        "workerID": row["id"],
+        "batchID": row["batch_id"],
+        "status": worker_state(state, row["started_at"] is not None),
+        "nativeStatus": state,
+        "submitTime": panda_time(row["submitted_at"]),
         "pandaid_list": [],
     }
-    if row["maxrss"]:
-        worker["minRamCount"] = row["maxrss"]
     if row["started_at"] is not None:
         worker["startTime"] = panda_time(row["started_at"])
     if row["ended_at"] is not None:
@@ -147,7 +162,7 @@ def worker_dict(
     if row["state_reason"]:
         worker["diagMessage"] = str(row["state_reason"])[:500]
     for key, path in (("stdOut", row["stdout_path"]), ("stdErr", row["stderr_path"])):
-        url = log_url(monitor_url, log_root, path)
+        url = links.url(path)
         if url is not None:
             worker[key] = url
     if "stdErr" in worker:
@@ -165,25 +180,41 @@ def report_workers(
     log_root: Path | None = None,
     max_workers: int = MAX_WORKERS_PER_RUN,
 ) -> WorkerReport:
-    """Send the unreported changes of ``queues``' pilots, 100 per call, and mark what PanDA accepted."""
+    """Send the unreported changes of ``queues``' pilots, 100 per call, and mark what PanDA accepted.
+
+    While one call waits for PanDA, the accepted workers of the call before are marked and the next call's
+    worker dicts are built: the calls go one after another, as Harvester's do, and the sweep's own work
+    hides behind them.
+    """
     report = WorkerReport()
     if not queues:
         return report
     with store.transaction() as cur:
         rows = unreported_workers(cur, queues, now, max_workers)
-    host = socket.gethostname()
-    for start in range(0, len(rows), WORKERS_PER_CALL):
-        chunk = rows[start : start + WORKERS_PER_CALL]
-        try:
-            results = factory.update_workers([worker_dict(row, host, monitor_url, log_root) for row in chunk])
-        except PandaError as exc:  # the rest waits for the next run
-            report.error = describe_error(exc)
-            log.warning("worker report to PanDA stopped after %d workers: %s", report.sent, exc)
-            break
-        report.calls += 1
-        report.sent += len(chunk)
-        accepted = [(row["id"], row["state"]) for row, ok in zip(chunk, results) if ok]
-        report.accepted += len(accepted)
-        with store.transaction() as cur:
-            mark_reported(cur, accepted, now)
+        contexts = worker_contexts(cur, ((row["queue"], row["backend"]) for row in rows))
+    host, links = socket.gethostname(), LogLinks(monitor_url, log_root)
+    shared = {pair: shared_worker_fields(context, pair[0], host) for pair, context in contexts.items()}
+    chunks = [rows[start : start + WORKERS_PER_CALL] for start in range(0, len(rows), WORKERS_PER_CALL)]
+
+    def workers_of(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [worker_dict(row, shared[row["queue"], row["backend"]], links) for row in chunk]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-report") as sender:
+        pending = sender.submit(factory.update_workers, workers_of(chunks[0])) if chunks else None
+        for index, chunk in enumerate(chunks):
+            following = workers_of(chunks[index + 1]) if index + 1 < len(chunks) else None
+            try:
+                results = pending.result()
+            except PandaError as exc:  # the rest waits for the next run
+                report.error = describe_error(exc)
+                log.warning("worker report to PanDA stopped after %d workers: %s", report.sent, exc)
+                break
+            if following is not None:
+                pending = sender.submit(factory.update_workers, following)
+            report.calls += 1
+            report.sent += len(chunk)
+            accepted = [(row["id"], row["state"]) for row, ok in zip(chunk, results) if ok]
+            report.accepted += len(accepted)
+            with store.transaction() as cur:
+                mark_reported(cur, accepted, now)
     return report

@@ -144,3 +144,58 @@ def test_a_database_from_an_older_dev_server_is_refused(tmp_path, capsys):
     assert main(["panda-devserver", "jobs", "--db", str(old)]) == 2
     assert "table panda_jobs lacks column(s) attempt_nr" in capsys.readouterr().err
     assert main(["panda-devserver", "jobs", "--db", str(tmp_path / "none.db")]) == 2
+
+
+def test_a_queue_declared_from_the_command_line_is_served_at_once(tmp_path):
+    """``queue NAME --harvester ID`` writes the queue's schedconfig into a running server's database: its
+    ``add_sweep_command`` then finds the factory, and the ``--ce`` list filters the sweep."""
+    port, db = free_port(), tmp_path / "dev.db"
+    process = subprocess.Popen(
+        [AUTOPILOT, "panda-devserver", "--port", str(port), "--db", str(db), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+    def sweep() -> dict:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = json.dumps({"panda_queue": "SITE_Q", "status_list": ["running"], "ce_list": ["ce1.local:9619", "x"],
+                           "submission_host_list": []})
+        connection.request("POST", "/api/v1/harvester/add_sweep_command", body=body,
+                           headers={"Content-Type": "application/json", "Accept": "application/json"})
+        return json.loads(connection.getresponse().read())
+
+    try:
+        wait_alive(port, process)
+        assert sweep()["success"] is False, "no factory serves the queue yet"
+        declared = run_cli("queue", "--db", str(db), "SITE_Q", "--harvester", "site-factory", "--ce", "ce1.local:9619",
+                           "--corecount", "8", "--ups")
+        assert declared.returncode == 0, declared.stderr
+        assert json.loads(declared.stdout) == {
+            "harvester": "site-factory", "queues": [{"ce_endpoint": "ce1.local:9619"}], "corecount": 8,
+            "capability": "ucore", "workflow": "pull_ups",
+        }
+        assert sweep()["success"] is True
+        kept = run_cli("queue", "--db", str(db), "SITE_Q", "--status", "test")
+        assert json.loads(kept.stdout)["harvester"] == "site-factory", "other fields are kept"
+        listed = run_cli("queue", "--db", str(db))
+        assert listed.stdout.splitlines()[1].split() == ["SITE_Q", "site-factory", "test", "8", "ce1.local:9619", "yes"]
+    finally:
+        process.terminate()
+        process.wait(10)
+    with sqlite3.connect(db) as connection:
+        (params,) = connection.execute("SELECT params FROM harvester_commands").fetchone()
+    assert json.loads(params)["computingElement"] == ["ce1.local:9619"], "the sweep kept the queue's own CEs"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Q9"], "no configuration of queue Q9"),
+        (["--harvester", "h"], "give the queue's NAME"),
+        (["Q9", "--delete", "--harvester", "h"], "--delete takes no other option"),
+        (["Q9", "--corecount", "0"], "--corecount must be at least 1, got 0"),
+        (["Q9", "--delete"], "no configuration of queue Q9"),
+    ],
+)
+def test_queue_refuses_what_it_cannot_do_and_names_why(tmp_path, capsys, args, message):
+    assert main(["panda-devserver", "queue", "--db", str(tmp_path / "dev.db"), *args]) != 0
+    assert message in capsys.readouterr().err

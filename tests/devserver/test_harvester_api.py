@@ -382,3 +382,19 @@ def test_a_database_with_other_factory_columns_is_refused(tmp_path):
     message = str(caught.value)
     assert "table harvester_workers lacks column(s) batch_id" in message
     assert "has unknown column(s) colour" in message and "another version of the dev server" in message
+
+
+def test_a_worker_named_twice_in_one_call_sees_its_own_first_update(srv, client):
+    twice = [worker(1, "finished", batchID="7.0"), worker(1, "running", nCore=4)]
+    assert call(client, "harvester/update_workers", {"harvester_id": "h", "workers": twice})["data"] == [True, True]
+    stored = srv.worker("h", 1)
+    assert (stored["status"], stored["batchID"], stored["nCore"]) == ("finished", "7.0", 4)
+
+
+def test_a_worker_related_to_a_job_in_an_earlier_call_is_synced_with_it(srv, client):
+    call(client, "harvester/heartbeat", {"harvester_id": "h", "data": {}})
+    panda_id = acquire_with_worker(srv, client, 9)
+    client.update(panda_id, "running")
+    others = [worker(8, "finished", syncLevel=1), worker(9, "failed", syncLevel=1, diagMessage="lost")]
+    assert call(client, "harvester/update_workers", {"harvester_id": "h", "workers": others})["data"] == [True] * 2
+    assert srv.job(panda_id)["status"] == "failed"

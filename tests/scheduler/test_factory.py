@@ -12,11 +12,12 @@ import pytest
 import requests
 
 from autopilot_ops.panda.client import PandaClient, RetryPolicy
+from autopilot_ops.panda.errors import PandaCommunicationError
 from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.panda.factory import FactoryClient
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
-from autopilot_ops.scheduler.worker_reports import report_workers
+from autopilot_ops.scheduler.worker_reports import LogLinks, report_workers
 from autopilot_ops.store.connection import Store
 
 from .conftest import wait_for
@@ -151,3 +152,52 @@ def test_a_panda_outage_during_reporting_loses_no_worker_update(store, queues, p
     assert back.accepted == 3 and back.error is None
     assert {w["status"] for w in workers(panda).values()} == {"running"}
     assert report_workers(store, factory_of(panda.url), ["Q1"], now).sent == 0
+
+
+class FailingAfter:
+    """A factory client whose ``update_workers`` works ``calls`` times, then meets a PanDA outage."""
+
+    def __init__(self, factory: FactoryClient, calls: int) -> None:
+        self.factory, self.calls_left, self.sizes = factory, calls, []
+
+    def update_workers(self, workers):
+        self.sizes.append(len(workers))
+        if self.calls_left == 0:
+            raise PandaCommunicationError("harvester/update_workers", "connection refused")
+        self.calls_left -= 1
+        return self.factory.update_workers(workers)
+
+
+def test_an_outage_mid_report_keeps_what_was_accepted_and_sends_nothing_after_it(store, queues, panda) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    with store.transaction() as cur:
+        cur.execute(
+            "INSERT INTO pilots (queue, backend, batch_id, state, submitted_at) "
+            "SELECT 'Q1', 'local', 'b' || i, 'submitted', now() FROM generate_series(1, 250) AS i"
+        )
+    flaky = FailingAfter(factory_of(panda.url), calls=1)
+    report = report_workers(store, flaky, ["Q1"], now)
+    assert (report.calls, report.sent, report.accepted) == (1, 100, 100) and report.error is not None
+    assert flaky.sizes == [100, 100], "the third call is never sent"
+    with store.transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM pilots WHERE worker_reported_state IS NOT NULL")
+        assert cur.fetchone()["n"] == 100, "the first call's workers are marked, no others"
+    rest = report_workers(store, factory_of(panda.url), ["Q1"], now)
+    assert (rest.calls, rest.accepted) == (2, 150)
+    assert len(workers(panda)) == 250
+
+
+@pytest.mark.parametrize(
+    ("path", "url"),
+    [
+        ("/logs/a/1.out", "http://mon/autopilot/logs/a/1.out"),
+        ("/logs/a b/1#.out", "http://mon/autopilot/logs/a%20b/1%23.out"),
+        ("/logs/../etc/passwd", None),
+        ("/logsx/1.out", None),
+        ("/elsewhere/1.out", None),
+        (None, None),
+    ],
+)
+def test_log_links_point_into_the_log_root_only(path, url) -> None:
+    assert LogLinks("http://mon/autopilot/", Path("/logs")).url(path) == url
+    assert LogLinks(None, Path("/logs")).url(path) is None

@@ -16,6 +16,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -72,6 +73,37 @@ _INSTANCE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 _METRICS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
+@dataclass
+class KnownWorkers:
+    """The stored rows of the workers one call names, and which of them have related jobs: read in two
+    statements for the whole call, and kept current as the call writes."""
+
+    rows: dict[int, dict[str, Any]]
+    with_jobs: set[int]
+
+    @classmethod
+    def load(cls, cursor: Cursor, harvester_id: str, workers: Sequence[Any]) -> KnownWorkers:
+        ids = []
+        for worker in workers:
+            try:
+                ids.append(integer(worker["workerID"]))
+            except (ColumnError, KeyError, TypeError):
+                continue  # the call fails at this worker, in its turn
+        ids = sorted({worker_id for worker_id in ids if worker_id is not None})
+        if not ids:
+            return cls({}, set())
+        marks = ",".join("?" * len(ids))
+        rows = cursor.execute(
+            f"SELECT * FROM harvester_workers WHERE harvester_id = ? AND worker_id IN ({marks})", (harvester_id, *ids)
+        ).fetchall()
+        related = cursor.execute(
+            "SELECT DISTINCT worker_id FROM harvester_rel_jobs_workers"
+            f" WHERE harvester_id = ? AND worker_id IN ({marks})",
+            (harvester_id, *ids),
+        ).fetchall()
+        return cls({row["worker_id"]: row for row in rows}, {row["worker_id"] for row in related})
+
+
 class FactoryStore:
     """All reads and writes of the factory tables; safe to call from many threads at once."""
 
@@ -118,23 +150,27 @@ class FactoryStore:
 
     # -- workers ----------------------------------------------------------------------------------------
     def update_workers(self, harvester_id: str, workers: Sequence[Any]) -> list[bool] | None:
-        """``updateWorkers``: one transaction per worker; ``None`` at the first that fails (those before it
-        are kept)."""
-        done = []
-        for worker in workers:
-            try:
-                with self.database.transaction() as cursor:
-                    self._update_worker(cursor, harvester_id, worker, self._clock())
-            except (ColumnError, KeyError, TypeError, AttributeError):
-                return None
-            done.append(True)
+        """``updateWorkers``: each worker is its own unit of work (a savepoint here, a commit there); ``None``
+        at the first that fails (those before it are kept)."""
+        done: list[bool] = []
+        with self.database.transaction() as cursor:
+            known = KnownWorkers.load(cursor, harvester_id, workers)
+            for worker in workers:
+                cursor.execute("SAVEPOINT worker")
+                try:
+                    self._update_worker(cursor, harvester_id, worker, self._clock(), known)
+                except (ColumnError, KeyError, TypeError, AttributeError):
+                    cursor.execute("ROLLBACK TO worker")
+                    return None
+                cursor.execute("RELEASE worker")
+                done.append(True)
         return done
 
-    def _update_worker(self, cursor: Cursor, harvester_id: str, worker: Mapping[str, Any], now: float) -> None:
+    def _update_worker(
+        self, cursor: Cursor, harvester_id: str, worker: Mapping[str, Any], now: float, known: KnownWorkers
+    ) -> None:
         worker_id = integer(worker["workerID"])
-        row = cursor.execute(
-            "SELECT * FROM harvester_workers WHERE harvester_id = ? AND worker_id = ?", (harvester_id, worker_id)
-        ).fetchone()
+        row = known.rows.get(worker_id)
         values: dict[str, Any] = dict(row) if row else {"harvester_id": harvester_id, "worker_id": worker_id}
         old_status, old_update = values.get("status"), values.get("last_update")
         for key, value in worker.items():
@@ -146,14 +182,18 @@ class FactoryStore:
             values["status"] = old_status
         if values.get("status") is None:
             raise ColumnError('null value in column "status" of relation "harvester_workers"')
+        panda_ids = worker.get("pandaid_list")
+        related = [integer(panda_id) for panda_id in panda_ids] if panda_ids is not None else []
         cursor.execute(
             f"INSERT OR REPLACE INTO harvester_workers ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
             tuple(values.values()),
         )
-        panda_ids = worker.get("pandaid_list")
-        if panda_ids is not None and len(panda_ids) > 0:
-            _relate_jobs(cursor, harvester_id, worker_id, [integer(panda_id) for panda_id in panda_ids], now)
-        self._sync_jobs(cursor, harvester_id, worker_id, values, worker.get("syncLevel"), now)
+        known.rows[worker_id] = values
+        if related:
+            _relate_jobs(cursor, harvester_id, worker_id, related, now)
+            known.with_jobs.add(worker_id)
+        if worker_id in known.with_jobs:
+            self._sync_jobs(cursor, harvester_id, worker_id, values, worker.get("syncLevel"), now)
 
     def _sync_jobs(
         self, cursor: Cursor, harvester_id: str, worker_id: int, worker: Mapping[str, Any], sync_level: Any,
@@ -193,8 +233,9 @@ class FactoryStore:
         now = self._clock()
         with self.database.transaction() as cursor:
             worker = {"workerID": worker_id, "nJobs": 1, "status": "running"}
+            known = KnownWorkers.load(cursor, harvester_id, [worker])
             for panda_id in panda_ids:
-                self._update_worker(cursor, harvester_id, worker, now)
+                self._update_worker(cursor, harvester_id, worker, now, known)
                 known = cursor.execute(
                     "SELECT 1 FROM harvester_instances WHERE harvester_id = ?", (harvester_id,)
                 ).fetchone()

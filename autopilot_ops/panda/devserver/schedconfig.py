@@ -89,6 +89,14 @@ class QueueConfigs:
                 (panda_queue, json.dumps(dict(data)), self._clock()),
             )
 
+    def delete(self, panda_queue: str) -> bool:
+        """Remove a queue's configuration; whether there was one."""
+        with self.database.transaction() as cursor:
+            gone = cursor.execute(
+                "DELETE FROM schedconfig_json WHERE panda_queue = ? RETURNING panda_queue", (panda_queue,)
+            ).fetchall()
+        return bool(gone)
+
     def get(self, panda_queue: str) -> dict[str, Any] | None:
         """``entity_module.py: get_config_for_pq``: ``None`` for a queue without configuration."""
         with self.database.transaction() as cursor:
