@@ -32,7 +32,6 @@ from autopilot_ops.panda.devserver.jobspec import JobSpecError, build_job_spec
 from autopilot_ops.panda.devserver.jobstore import JobStore
 from autopilot_ops.panda.devserver.schedconfig import QueueConfigs
 from autopilot_ops.panda.devserver.server import PandaDevServer, ServerConfig, ServerError
-from autopilot_ops.panda.devserver.submitter import SubmitError, submit_specs
 from autopilot_ops.panda.protocol import DEFAULT_PORT
 
 #: Environment variable holding the bearer token (``--auth token``, and ``submit`` against such a server).
@@ -169,6 +168,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def submit_command(args: argparse.Namespace) -> int:
+    from autopilot_ops.panda.devserver.submitter import SubmitError, submit_specs  # urllib.request: only here
+
     if args.count < 1:
         raise CommandError(f"--count must be at least 1, got {args.count}")
     try:
