@@ -18,7 +18,8 @@ DEFAULT_TOKENS_VARIABLE = "autopilot_api_tokens"
 @dataclass(frozen=True)
 class WebSettings:
     """``dsn`` or ``postgres_conn_id`` locate the store; ``log_root`` bounds the log endpoint; machine tokens
-    come from the Variable ``tokens_variable`` and/or the connection ``tokens_conn_id``."""
+    come from the Variable ``tokens_variable`` and/or the connection ``tokens_conn_id``; the pilot bundles
+    served to batch nodes are in ``pilot_bundle_dir``."""
 
     dsn: str | None = None
     postgres_conn_id: str | None = None
@@ -27,6 +28,7 @@ class WebSettings:
     tokens_conn_id: str | None = None
     token_cache_seconds: float = 30.0
     store_pool_size: int = 4
+    pilot_bundle_dir: Path | None = None
 
     @classmethod
     def from_airflow_conf(cls) -> WebSettings:
@@ -44,4 +46,10 @@ class WebSettings:
             tokens_variable=option("api_tokens_variable", DEFAULT_TOKENS_VARIABLE),
             tokens_conn_id=option("api_tokens_conn_id"),
             token_cache_seconds=float(option("api_token_cache_seconds", "30") or 30),
+            pilot_bundle_dir=Path(option("pilot_bundle_dir") or str(default_bundle_dir())),
         )
+
+
+def default_bundle_dir() -> Path:
+    """Where the pilot bundles are kept without ``[autopilot] pilot_bundle_dir``."""
+    return state_dir() / "pilot-bundles"
