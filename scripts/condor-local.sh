@@ -10,7 +10,8 @@
 # Every step is idempotent; start on a running pool only refreshes the token and client env file.
 # Jobs run INSIDE the chroot as the job owner: their executable, its interpreter and their output and
 # log paths must exist there. The host's /tmp is bind-mounted at the chroot's /tmp, so put pilot
-# files under /tmp, in directories the job owner can write.
+# files under /tmp, in directories the job owner can write. The chroot has Debian's bare python3 (no
+# recommends) and nothing of AutoPilot, as a worker node has: pilots arrive as the wrapper and its bundle.
 #
 # Settings (environment):
 #   AUTOPILOT_CONDOR_HOME     state directory (default /var/lib/autopilot-condor; chroot in ./root)
@@ -55,6 +56,16 @@ chroot_works() {
     [ -f "$READY" ] && in_root /usr/sbin/condor_master -version >/dev/null 2>&1
 }
 
+# Debian's bare interpreter, as a worker node has it (python3 without recommends: no pip, no venv).
+ensure_python() {
+    in_root /usr/bin/python3 -I -S -c 'import http.client, json, ssl, zipimport' >/dev/null 2>&1 && return 0
+    log "installing python3 (no recommends) in the chroot"
+    { in_root apt-get update -q && in_root apt-get install -y -q --no-install-recommends python3; } \
+        >"$HOME_DIR/apt-python.log" 2>&1 \
+        || { tail -n 20 "$HOME_DIR/apt-python.log" >&2; die "apt-get install python3 in the chroot failed"; }
+    in_root apt-get clean
+}
+
 build_chroot() {
     local new=$HOME_DIR/root.new started=$SECONDS
     command -v debootstrap >/dev/null || {
@@ -72,7 +83,7 @@ build_chroot() {
     chmod 0755 "$new/usr/sbin/policy-rc.d"
     log "installing minicondor in the chroot"
     { "${CHROOT_ENV[@]}" chroot "$new" apt-get update -q \
-        && "${CHROOT_ENV[@]}" chroot "$new" apt-get install -y -q --no-install-recommends minicondor; } \
+        && "${CHROOT_ENV[@]}" chroot "$new" apt-get install -y -q --no-install-recommends minicondor python3; } \
         >"$HOME_DIR/apt.log" 2>&1 \
         || { tail -n 20 "$HOME_DIR/apt.log" >&2; die "apt-get install minicondor in the chroot failed"; }
     "${CHROOT_ENV[@]}" chroot "$new" apt-get clean
@@ -290,6 +301,7 @@ cmd_start() {
     local started=$SECONDS
     install -d -m 0755 "$HOME_DIR"
     ensure_chroot
+    ensure_python
     ensure_job_user
     mount_all
     write_config
