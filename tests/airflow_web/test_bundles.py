@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from autopilot_ops import __version__
 from autopilot_ops.airflow.webapp.app import create_app
-from autopilot_ops.airflow.webapp.bundles import BundleShelf, bundle_file_name
 from autopilot_ops.airflow.webapp.settings import WebSettings
+from autopilot_ops.pilot.shelf import BundleShelf, bundle_file_name
 
 
 class CountingBuilder:

@@ -11,6 +11,7 @@ from autopilot_ops.airflow.webapp import api, bundles, pages
 from autopilot_ops.airflow.webapp.auth import Authenticator, authenticator_from_settings
 from autopilot_ops.airflow.webapp.db import StorePool
 from autopilot_ops.airflow.webapp.settings import WebSettings, default_bundle_dir
+from autopilot_ops.pilot.shelf import BundleShelf
 from autopilot_ops.store.connection import Store, StoreError
 
 
@@ -44,7 +45,7 @@ def create_app(
         settings.tokens_variable, settings.tokens_conn_id, settings.token_cache_seconds
     )
     app.state.store_pool = StorePool(store_factory or store_factory_from_settings(settings), settings.store_pool_size)
-    app.state.bundle_shelf = bundles.BundleShelf(settings.pilot_bundle_dir or default_bundle_dir())
+    app.state.bundle_shelf = BundleShelf(settings.pilot_bundle_dir or default_bundle_dir())
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(bundles.router)
