@@ -14,6 +14,7 @@ from airflow.sdk import DAG, get_parsing_context
 from autopilot_ops.airflow.config import SchedulerConfig
 from autopilot_ops.airflow.naming import DAG_PREFIX, SCHEDULER_DAG_TAGS, scheduler_dag_id
 from autopilot_ops.airflow.schedconfig_snapshot import TagInfo, read_snapshot
+from autopilot_ops.store.queues import DEFAULT_WORKER_QUEUE
 
 SYNC_DAG_ID = "autopilot-sync"
 MONITOR_DAG_ID = "autopilot-monitor"
@@ -48,7 +49,8 @@ def _store_args(config: SchedulerConfig) -> dict[str, str | None]:
 
 
 def scheduler_dag(info: TagInfo, config: SchedulerConfig) -> DAG:
-    """The scheduler of one tag: a cycle every ``cycle_period`` seconds, one task per back-end kind."""
+    """The scheduler of one tag: a cycle every ``cycle_period`` seconds, one task per back-end kind (per group
+    of kinds one operator serves) and Airflow worker queue, run on that worker queue (``queue=``)."""
     from autopilot_ops.airflow.operators.scheduler import OPERATOR_FOR_KIND, PilotSchedulerOperator
 
     with DAG(
@@ -63,19 +65,27 @@ def scheduler_dag(info: TagInfo, config: SchedulerConfig) -> DAG:
         dagrun_timeout=dt.timedelta(seconds=max(info.cycle_period * 5, 300)),
         tags=[*SCHEDULER_DAG_TAGS, info.tag],
     ) as dag:
-        kinds = info.backend_kinds or ()
-        grouped: dict[type[PilotSchedulerOperator], list[str]] = {}
-        for kind in kinds:
-            grouped.setdefault(OPERATOR_FOR_KIND.get(kind, PilotSchedulerOperator), []).append(kind)
-        for operator, group in grouped.items():
-            operator(
-                task_id=f"cycle_{'_'.join(k.replace('-', '_') for k in group)}",
-                tag=info.tag,
-                backend_kinds=group,
-                panda_conn_id=config.panda_conn_id,
-                **_store_args(config),
-            )
+        for worker_queue, kinds in info.routes().items():
+            grouped: dict[type[PilotSchedulerOperator], list[str]] = {}
+            for kind in kinds:
+                grouped.setdefault(OPERATOR_FOR_KIND.get(kind, PilotSchedulerOperator), []).append(kind)
+            for operator, group in grouped.items():
+                operator(
+                    task_id=cycle_task_id(group, worker_queue),
+                    tag=info.tag,
+                    backend_kinds=group,
+                    worker_queue=worker_queue,
+                    queue=worker_queue,
+                    panda_conn_id=config.panda_conn_id,
+                    **_store_args(config),
+                )
     return dag
+
+
+def cycle_task_id(kinds: list[str], worker_queue: str) -> str:
+    """``cycle_<kinds>``, with ``_on_<worker queue>`` for a queue other than ``default``."""
+    task_id = f"cycle_{'_'.join(k.replace('-', '_') for k in kinds)}"
+    return task_id if worker_queue == DEFAULT_WORKER_QUEUE else f"{task_id}_on_{worker_queue}"
 
 
 def _service_dag(dag_id: str, description: str, schedule: dt.timedelta) -> DAG:

@@ -3,7 +3,12 @@
 Format (JSON)::
 
     {"version": 1, "generated_at": "...", "tags": {"<tag>": {"cycle_period": 60, "queues": 12,
-                                                            "backend_kinds": ["local", "slurm"]}}}
+                                                            "backend_kinds": ["local", "slurm"],
+                                                            "worker_queues": {"default": ["local"],
+                                                                              "slurm-host": ["slurm"]}}}}
+
+``worker_queues`` maps each Airflow worker queue the tag's queues are routed to onto the back-end kinds of those
+queues; a file without it (written before routing existed) routes every kind to ``default``.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ import datetime as dt
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autopilot_ops.store.connection import Store
-from autopilot_ops.store.queues import SCHEDULER_TAG_SQL
+from autopilot_ops.store.queues import DEFAULT_WORKER_QUEUE, SCHEDULER_TAG_SQL, WORKER_QUEUE_SQL
 
 SNAPSHOT_VERSION = 1
 
@@ -32,6 +37,12 @@ class TagInfo:
     cycle_period: int
     queues: int
     backend_kinds: tuple[str, ...]
+    #: back-end kinds by the Airflow worker queue their queues' cycle task runs on
+    worker_queues: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def routes(self) -> dict[str, tuple[str, ...]]:
+        """The kinds of each worker queue; every kind on ``default`` when the snapshot has no routing."""
+        return self.worker_queues or {DEFAULT_WORKER_QUEUE: self.backend_kinds}
 
 
 def collect(store: Store) -> dict[str, Any]:
@@ -43,11 +54,24 @@ def collect(store: Store) -> dict[str, Any]:
             "FROM schedconfig s LEFT JOIN backends b ON b.name = s.backend GROUP BY 1 ORDER BY 1"
         )
         rows = cur.fetchall()
+        cur.execute(
+            f"SELECT {SCHEDULER_TAG_SQL} AS tag, {WORKER_QUEUE_SQL} AS worker_queue, "
+            "array_remove(array_agg(DISTINCT b.kind ORDER BY b.kind), NULL) AS kinds "
+            "FROM schedconfig s LEFT JOIN backends b ON b.name = s.backend GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        routes: dict[str, dict[str, list[str]]] = {}
+        for route in cur.fetchall():
+            routes.setdefault(route["tag"], {})[route["worker_queue"]] = route["kinds"]
     return {
         "version": SNAPSHOT_VERSION,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "tags": {
-            row["tag"]: {"cycle_period": row["cycle_period"], "queues": row["queues"], "backend_kinds": row["kinds"]}
+            row["tag"]: {
+                "cycle_period": row["cycle_period"],
+                "queues": row["queues"],
+                "backend_kinds": row["kinds"],
+                "worker_queues": routes.get(row["tag"], {}),
+            }
             for row in rows
         },
     }
@@ -86,8 +110,18 @@ def read_snapshot(path: Path) -> list[TagInfo]:
         raise SnapshotError(f"{path}: field 'tags': expected an object")
     infos = []
     for tag, entry in sorted(tags.items()):
+        if not isinstance(entry, dict) or not isinstance(entry.get("worker_queues", {}), dict):
+            raise SnapshotError(f"{path}: tag {tag!r}: field 'worker_queues': expected an object")
         try:
-            infos.append(TagInfo(tag, int(entry["cycle_period"]), int(entry["queues"]), tuple(entry["backend_kinds"])))
+            infos.append(
+                TagInfo(
+                    tag,
+                    int(entry["cycle_period"]),
+                    int(entry["queues"]),
+                    tuple(entry["backend_kinds"]),
+                    {str(queue): tuple(kinds) for queue, kinds in entry.get("worker_queues", {}).items()},
+                )
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"{path}: tag {tag!r}: bad or missing field: {exc}") from None
     return infos

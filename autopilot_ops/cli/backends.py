@@ -10,6 +10,7 @@ from autopilot_ops.backends.registry import available_kinds
 from autopilot_ops.cli.common import add_dsn_argument, open_store, print_table
 from autopilot_ops.errors import CommandError
 from autopilot_ops.queues.errors import FieldError
+from autopilot_ops.queues.model import WORKER_QUEUE_NAME_MAX
 from autopilot_ops.queues.names import BACKEND_NAME_MAX, check_name
 from autopilot_ops.store.backends import BackendInUse, list_backends, remove_backend, upsert_backend
 from autopilot_ops.store.events import record_event
@@ -31,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a parameter (VALUE is parsed as JSON when it can be); repeatable",
     )
     add.add_argument("--owner", default=getpass.getuser())
+    add.add_argument(
+        "--worker-queue", help="the Airflow worker queue its queues' cycle tasks run on (default: 'default')"
+    )
     add.add_argument("--disabled", action="store_true")
     add_dsn_argument(add)
     add.set_defaults(func=add_command)
@@ -66,13 +70,20 @@ def add_command(args: argparse.Namespace) -> int:
         check_name(args.name, BACKEND_NAME_MAX)
     except FieldError as exc:
         raise CommandError(f"NAME {args.name!r}: {exc}") from None
+    if args.worker_queue is not None:
+        try:
+            check_name(args.worker_queue, WORKER_QUEUE_NAME_MAX)
+        except FieldError as exc:
+            raise CommandError(f"--worker-queue {args.worker_queue!r}: {exc}") from None
     if args.kind not in available_kinds():
         raise CommandError(
             f"--kind: no back end of kind {args.kind!r} is installed (known: {', '.join(available_kinds())})"
         )
     params = parse_params(args.param)
     with open_store(args) as store, store.transaction() as cur:
-        new = upsert_backend(cur, args.name, args.kind, args.submit_host, params, not args.disabled, args.owner)
+        new = upsert_backend(
+            cur, args.name, args.kind, args.submit_host, params, not args.disabled, args.owner, args.worker_queue
+        )
         record_event(
             cur,
             args.owner,
@@ -86,7 +97,7 @@ def add_command(args: argparse.Namespace) -> int:
 def list_command(args: argparse.Namespace) -> int:
     with open_store(args) as store, store.transaction() as cur:
         rows = list_backends(cur)
-    print_table(rows, ("name", "kind", "submit_host", "enabled", "owner", "parameters"))
+    print_table(rows, ("name", "kind", "submit_host", "worker_queue", "enabled", "owner", "parameters"))
     return 0
 
 

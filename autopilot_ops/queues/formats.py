@@ -21,6 +21,7 @@ from autopilot_ops.queues.model import (
     REQUIRED,
     REQUIRED_IN_CRIC,
     VALIDATORS,
+    WORKER_QUEUE_NAME_MAX,
     FieldError,
     QueueDefinition,
     json_object,
@@ -52,7 +53,7 @@ LABELS_BY_CRIC_TYPE = {
 #: Keys allowed in a CRIC queue's ``autopilot`` object: our settings that CRIC does not hold.
 AUTOPILOT_KEYS = frozenset(COLUMNS) - {"panda_queue", "site", "attributes"}
 SHORT_QUEUE_KEYS = (frozenset(COLUMNS) - {"panda_queue"}) | {"name"}
-BACKEND_KEYS = frozenset({"name", "kind", "submit_host", "parameters", "enabled", "owner"})
+BACKEND_KEYS = frozenset({"name", "kind", "submit_host", "parameters", "enabled", "owner", "worker_queue"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class BackendDefinition:
     parameters: dict[str, Any] | None = None
     enabled: bool = True
     owner: str | None = None
+    #: the Airflow worker queue its queues' cycle tasks run on (a queue's own ``worker_queue`` wins)
+    worker_queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,13 @@ def _parse_backends(entries: Any, source: str, problems: list[Problem]) -> list[
             problems.append(Problem(source, None, f"{where}.name", str(exc)))
             continue
         try:
+            worker_queue = entry.get("worker_queue")
+            if worker_queue is not None:
+                worker_queue = check_name(worker_queue, WORKER_QUEUE_NAME_MAX)
+        except FieldError as exc:
+            problems.append(Problem(source, None, f"{where}.worker_queue", str(exc)))
+            continue
+        try:
             backends.append(
                 BackendDefinition(
                     name=name,
@@ -235,6 +245,7 @@ def _parse_backends(entries: Any, source: str, problems: list[Problem]) -> list[
                     parameters=json_object(entry.get("parameters") or {}),
                     enabled=bool(entry.get("enabled", True)),
                     owner=entry.get("owner"),
+                    worker_queue=worker_queue,
                 )
             )
         except FieldError as exc:

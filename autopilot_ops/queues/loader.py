@@ -64,6 +64,7 @@ def load_queues(
                     backend.parameters,
                     backend.enabled,
                     backend.owner,
+                    backend.worker_queue,
                 )
             _check_backends(document, backend_names(cur), location)
             stored = read_queues(cur)

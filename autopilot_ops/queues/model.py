@@ -21,6 +21,8 @@ from autopilot_ops.queues.names import (
 )
 
 STATUSES = ("online", "offline", "test", "brokeroff")
+#: Airflow worker queues (Celery queues, Edge queues) become task ids too: the name rule, at most 50 characters.
+WORKER_QUEUE_NAME_MAX = 50
 
 
 def _integer(value: Any, minimum: int) -> int:
@@ -160,6 +162,8 @@ class QueueDefinition:
     panda_workers: str = "target"
     backend: str | None = None
     backend_parameters: dict[str, Any] = field(default_factory=dict)
+    #: the Airflow worker queue its cycle task runs on; ``None``: its back end's, else ``default``
+    worker_queue: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:
@@ -204,6 +208,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "panda_workers": panda_workers_mode,
     "backend": name_rule(BACKEND_NAME_MAX),
     "backend_parameters": json_object,
+    "worker_queue": name_rule(WORKER_QUEUE_NAME_MAX),
     "attributes": json_object,
 }
 REQUIRED = frozenset({"panda_queue", "site"})

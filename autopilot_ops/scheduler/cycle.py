@@ -58,6 +58,8 @@ class CycleSettings:
     sweep: bool = True
     #: Serve only queues whose back end is of these kinds; ``None``: all of the tag's queues.
     backend_kinds: Sequence[str] | None = None
+    #: Serve only queues routed to this Airflow worker queue (``WORKER_QUEUE_SQL``); ``None``: every queue.
+    worker_queue: str | None = None
     #: The monitor's URL (``.../autopilot``): workers' ``stdOut``/``stdErr`` link to their logs there.
     monitor_url: str | None = None
 
@@ -198,8 +200,8 @@ class SchedulingCycle:
                     cur, settings.scheduler_id, settings.tag, socket.gethostname(), getpass.getuser(), now
                 )
             backend_rows = {row["name"]: row for row in list_backends(cur)}
-            tag_backends = backends_of_tag(cur, settings.tag, settings.backend_kinds)
-            queues = queues_of_tag(cur, settings.tag, settings.backend_kinds)
+            tag_backends = backends_of_tag(cur, settings.tag, settings.backend_kinds, settings.worker_queue)
+            queues = queues_of_tag(cur, settings.tag, settings.backend_kinds, settings.worker_queue)
         names = [q["panda_queue"] for q in queues]
         holding = nullcontext(set(names)) if dry_run else locks_of(self.store).holding(QUEUE_LOCK_KEY, names)
         with holding as mine:

@@ -12,7 +12,7 @@ from autopilot_ops.store.controls import controls_in_scope
 from autopilot_ops.store.cycles import last_good_stats, live_instances
 from autopilot_ops.store.panda_commands import worker_targets
 from autopilot_ops.store.pilots import QueueActivity, queue_activity
-from autopilot_ops.store.queues import SCHEDULER_TAG_SQL
+from autopilot_ops.store.queues import SCHEDULER_TAG_SQL, WORKER_QUEUE_SQL
 from autopilot_ops.store.submissions import submission_outcomes
 
 #: PanDA's ``active_job_stats_by_site`` has no prodSourceLabel breakdown; its counts serve every label.
@@ -21,24 +21,30 @@ ANY_RESOURCE_TYPE = "*"
 
 
 _KIND_FILTER = "(%(kinds)s::text[] IS NULL OR b.kind = ANY(%(kinds)s::text[]))"
+_WORKER_QUEUE_FILTER = f"(%(worker_queue)s::text IS NULL OR {WORKER_QUEUE_SQL} = %(worker_queue)s)"
 
 
-def queues_of_tag(cur: Any, tag: str, backend_kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The ``schedconfig`` rows this tag's scheduler serves, optionally only those on back ends of a kind."""
+def queues_of_tag(
+    cur: Any, tag: str, backend_kinds: Sequence[str] | None = None, worker_queue: str | None = None
+) -> list[dict[str, Any]]:
+    """The ``schedconfig`` rows this tag's scheduler serves, optionally only those on back ends of a kind and
+    those routed to one Airflow worker queue."""
     cur.execute(
         f"SELECT s.* FROM schedconfig s LEFT JOIN backends b ON b.name = s.backend "
-        f"WHERE {SCHEDULER_TAG_SQL} = %(tag)s AND {_KIND_FILTER} ORDER BY s.panda_queue",
-        {"tag": tag, "kinds": _kinds(backend_kinds)},
+        f"WHERE {SCHEDULER_TAG_SQL} = %(tag)s AND {_KIND_FILTER} AND {_WORKER_QUEUE_FILTER} ORDER BY s.panda_queue",
+        {"tag": tag, "kinds": _kinds(backend_kinds), "worker_queue": worker_queue},
     )
     return [dict(row) for row in cur.fetchall()]
 
 
-def backends_of_tag(cur: Any, tag: str, backend_kinds: Sequence[str] | None = None) -> list[str]:
-    """The back ends this tag's queues submit to."""
+def backends_of_tag(
+    cur: Any, tag: str, backend_kinds: Sequence[str] | None = None, worker_queue: str | None = None
+) -> list[str]:
+    """The back ends this tag's queues submit to (those of one worker queue's queues, with ``worker_queue``)."""
     cur.execute(
         f"SELECT DISTINCT s.backend FROM schedconfig s JOIN backends b ON b.name = s.backend "
-        f"WHERE {SCHEDULER_TAG_SQL} = %(tag)s AND {_KIND_FILTER} ORDER BY s.backend",
-        {"tag": tag, "kinds": _kinds(backend_kinds)},
+        f"WHERE {SCHEDULER_TAG_SQL} = %(tag)s AND {_KIND_FILTER} AND {_WORKER_QUEUE_FILTER} ORDER BY s.backend",
+        {"tag": tag, "kinds": _kinds(backend_kinds), "worker_queue": worker_queue},
     )
     return [row["backend"] for row in cur.fetchall()]
 

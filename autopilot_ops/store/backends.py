@@ -6,7 +6,9 @@ from typing import Any
 
 import psycopg2.extras
 
-_SELECT = "SELECT name, kind, submit_host, parameters, enabled, owner, created_at, updated_at FROM backends"
+_SELECT = (
+    "SELECT name, kind, submit_host, parameters, enabled, owner, worker_queue, created_at, updated_at FROM backends"
+)
 
 
 class BackendInUse(Exception):
@@ -21,14 +23,18 @@ def upsert_backend(
     parameters: dict[str, Any] | None = None,
     enabled: bool = True,
     owner: str | None = None,
+    worker_queue: str | None = None,
 ) -> bool:
-    """Add or update a back end; return True if it was new."""
+    """Add or update a back end; return True if it was new. ``worker_queue``: the Airflow worker queue its
+    queues' cycle tasks run on (``None``: the default one)."""
     cur.execute(
-        "INSERT INTO backends (name, kind, submit_host, parameters, enabled, owner) VALUES (%s, %s, %s, %s, %s, %s) "
+        "INSERT INTO backends (name, kind, submit_host, parameters, enabled, owner, worker_queue) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, submit_host = EXCLUDED.submit_host, "
-        "parameters = EXCLUDED.parameters, enabled = EXCLUDED.enabled, owner = EXCLUDED.owner, updated_at = now() "
+        "parameters = EXCLUDED.parameters, enabled = EXCLUDED.enabled, owner = EXCLUDED.owner, "
+        "worker_queue = EXCLUDED.worker_queue, updated_at = now() "
         "RETURNING (xmax = 0) AS inserted",
-        (name, kind, submit_host, psycopg2.extras.Json(parameters or {}), enabled, owner),
+        (name, kind, submit_host, psycopg2.extras.Json(parameters or {}), enabled, owner, worker_queue),
     )
     return cur.fetchone()["inserted"]
 

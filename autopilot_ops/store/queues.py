@@ -11,6 +11,10 @@ from autopilot_ops.queues.model import COLUMNS, STATUSES, QueueDefinition
 
 #: Which scheduler serves a queue: its first tag, or its site when it has no tag (SQL over ``schedconfig``).
 SCHEDULER_TAG_SQL = "coalesce(tags[1], site)"
+#: The Airflow worker queue of a queue's cycle task when neither the queue nor its back end names one.
+DEFAULT_WORKER_QUEUE = "default"
+#: The worker queue a queue's cycle task runs on (SQL over ``schedconfig s LEFT JOIN backends b``).
+WORKER_QUEUE_SQL = f"coalesce(s.worker_queue, b.worker_queue, '{DEFAULT_WORKER_QUEUE}')"
 
 _JSON_COLUMNS = ("backend_parameters", "attributes")
 _SELECT = f"SELECT {', '.join(COLUMNS)}, source, updated_at FROM schedconfig"

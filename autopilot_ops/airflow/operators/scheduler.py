@@ -20,7 +20,8 @@ from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
 
 
 class PilotSchedulerOperator(BaseOperator):
-    """Run one scheduling cycle for the queues of ``tag`` whose back end is of one of ``backend_kinds``.
+    """Run one scheduling cycle for the queues of ``tag`` whose back end is of one of ``backend_kinds`` (and,
+    with ``worker_queue``, that are routed to that Airflow worker queue; give the task ``queue=`` the same).
 
     The store comes from ``postgres_conn_id`` or ``dsn``; PanDA from the HTTP connection ``panda_conn_id``.
     ``pilot_command`` items may use ``{queue}``, ``{site}`` and ``{panda_url}``.
@@ -43,6 +44,7 @@ class PilotSchedulerOperator(BaseOperator):
         log_root: str | None = None,
         global_cap: int | None = None,
         scheduler_id: str | None = None,
+        worker_queue: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -56,6 +58,7 @@ class PilotSchedulerOperator(BaseOperator):
         self.log_root = log_root
         self.global_cap = global_cap
         self.scheduler_id = scheduler_id
+        self.worker_queue = worker_queue
 
     def cycle_settings(self, defaults: SchedulerConfig, panda_url: str) -> CycleSettings:
         """This task's cycle settings; the scheduler id is ``<tag>@<deployment id>`` on whichever worker."""
@@ -67,6 +70,7 @@ class PilotSchedulerOperator(BaseOperator):
             panda_url=panda_url,
             global_cap=self.global_cap if self.global_cap is not None else defaults.global_cap,
             backend_kinds=self.backend_kinds,
+            worker_queue=self.worker_queue,
             monitor_url=defaults.monitor_url,
         )
 
