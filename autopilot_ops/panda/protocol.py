@@ -22,7 +22,8 @@ Replies
 Quirks of the real server that clients must expect
     - ``acquire_jobs`` with no work: ``success`` false and ``message`` ``"No jobs in PanDA"``.
     - ``active_job_stats_by_site`` with no active job anywhere: ``success`` false and ``message``
-      ``"Database failure getting the job statistics"`` (``statistics_api.py``: ``success = data != {}``).
+      ``"Database failure getting the job statistics"`` (``statistics_api.py``: ``success = data != {}``);
+      ``active_job_detailed_stats_by_site`` likewise, with ``" with resource_type and prodsourcelabel"`` added.
     - ``update_job`` for a job the server no longer holds as active answers ``success`` true with
       ``command`` ``"tobekilled"`` (``job_complex_module.py: updateJobStatus``).
 """
@@ -55,6 +56,7 @@ MESSAGE_PROD_ROLE = "production or pilot role required"
 #: ``acquire_jobs`` of non-user jobs without a production role (``pilot_api.py``).
 MESSAGE_NO_PILOT_ROLE = "no production/pilot role in VOMS FQANs or non pilot owner"
 MESSAGE_NO_STATS = "Database failure getting the job statistics"
+MESSAGE_NO_DETAILED_STATS = f"{MESSAGE_NO_STATS} with resource_type and prodsourcelabel"
 
 #: Pilot commands in ``update_job`` replies (``command``).
 COMMAND_NONE = "NULL"

@@ -5,7 +5,8 @@ to the reason trace; the last line is always ``submit <n>``.
 
 1. Gates, each of which gives 0: status ``offline``/``brokeroff``; a control that pauses or drains the
    queue (controls whose ``expires_at`` is not after ``snapshot.now`` are ignored and say so); PanDA data
-   older than ``stale_polls`` poll periods, or none at all.
+   older than ``stale_polls`` poll periods, or none at all; a credential the pilots would carry with less than
+   the queue's minimum lifetime left, or one that cannot be read (:mod:`autopilot_ops.policy.credentials`).
 2. The number: a control's ``fixed_number`` if one is in force; else, on status ``test``, enough pilots
    to keep ``test_pilots`` queued; else the core formula::
 
@@ -20,6 +21,8 @@ to the reason trace; the last line is always ``submit <n>``.
    ``panda_workers`` is ``target``) or bound it (``cap``).
 3. The caps, on every number from step 2: ``max_pilots - alive`` (held pilots are alive), the smaller of
    the queue's and the controls' ``max_per_cycle``, and ``snapshot.global_cap``.
+4. The labels (:mod:`autopilot_ops.policy.labels`): a unified queue's pilots split in proportion to the activated
+   jobs of each label it serves; a test queue's pilots ask for ``test``.
 
 Known faults of the two schedulers this follows, and what is done here instead (files read at
 PanDAWMS/autopyfactory 9d0d389, paths under autopyfactory/plugins/queue/, and HSF/harvester d561b72):
@@ -61,7 +64,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from autopilot_ops.policy.credentials import credential_gate
 from autopilot_ops.policy.inputs import Control, Snapshot
+from autopilot_ops.policy.labels import ANY_LABEL, split_by_label
 
 # floor(ratio * running) must not lose a pilot to binary fractions: 0.29 * 100 == 28.999999999999996.
 _RATIO_EPSILON = 1e-9
@@ -69,10 +74,12 @@ _RATIO_EPSILON = 1e-9
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The number of pilots to submit, and the steps that led to it (for ``cycles.reason``)."""
+    """The number of pilots to submit, the steps that led to it (for ``cycles.reason``), and how many of them
+    ask for each prodSourceLabel (:func:`~autopilot_ops.policy.labels.split_by_label`)."""
 
     n: int
     reason: tuple[str, ...]
+    labels: tuple[tuple[str, int], ...] = ()
 
     def __str__(self) -> str:
         return "; ".join(self.reason)
@@ -100,6 +107,9 @@ def decide(snapshot: Snapshot) -> Decision:
     stale = _staleness(snapshot)
     if stale:
         return _stop(trace, stale)
+    expiring = credential_gate(snapshot.credentials)
+    if expiring:
+        return _stop(trace, expiring)
 
     if controls.fixed is not None:
         n = controls.fixed.fixed_number or 0
@@ -111,8 +121,19 @@ def decide(snapshot: Snapshot) -> Decision:
         n = _core(snapshot, trace)
         n = _panda_targets(snapshot, n, trace)
     n = _caps(snapshot, controls.per_cycle, n, trace)
+    split = split_by_label(n, _activated_by_label(snapshot), queue.prod_source_labels, queue.status)
+    if split.reason:
+        trace.append(split.reason)
     trace.append(f"submit {n}")
-    return Decision(n, tuple(trace))
+    return Decision(n, tuple(trace), split.numbers)
+
+
+def _activated_by_label(snapshot: Snapshot) -> dict[str, int]:
+    """Activated jobs per label, over every resource type."""
+    by_label: dict[str, int] = {}
+    for job_count in snapshot.activated:
+        by_label[job_count.prod_source_label] = by_label.get(job_count.prod_source_label, 0) + job_count.count
+    return by_label
 
 
 def _panda_targets(snapshot: Snapshot, n: int, trace: list[str]) -> int:
@@ -207,8 +228,9 @@ def _core(snapshot: Snapshot, trace: list[str]) -> int:
 
 
 def _activated(snapshot: Snapshot, trace: list[str]) -> int:
-    """Activated jobs with the labels the queue serves; the trace lists the others apart."""
-    served_labels = snapshot.queue.prod_source_labels
+    """Activated jobs with the labels the queue serves (``*`` serves every label); the trace lists the others
+    apart."""
+    served_labels = (*snapshot.queue.prod_source_labels, ANY_LABEL)
     served: dict[str, int] = {}
     other: dict[str, int] = {}
     for job_count in snapshot.activated:

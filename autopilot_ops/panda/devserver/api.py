@@ -20,6 +20,7 @@ from autopilot_ops.panda.devserver.jobstore import DispatchFilter, JobStore
 from autopilot_ops.panda.devserver.schedconfig import QueueConfigs
 from autopilot_ops.panda.protocol import (
     DATE_FORMAT,
+    MESSAGE_NO_DETAILED_STATS,
     MESSAGE_NO_JOBS,
     MESSAGE_NO_PILOT_ROLE,
     MESSAGE_NO_STATS,
@@ -308,8 +309,7 @@ def active_job_detailed_stats_by_site(context: Context, request: Request) -> dic
     """``statistics_api.py``: site -> resource type -> prodSourceLabel -> state -> count."""
     data = context.store.detailed_stats_by_site()
     success = data != {}
-    message = "" if success else f"{MESSAGE_NO_STATS} with resource_type and prodsourcelabel"
-    return make_envelope(success, message, data)
+    return make_envelope(success, "" if success else MESSAGE_NO_DETAILED_STATS, data)
 
 
 def _non_negative(value: Any) -> int:
