@@ -13,8 +13,12 @@ from autopilot_ops.config import state_dir
 
 def default_pilot_command() -> str:
     """The pilot as the local back end runs it: this environment's ``python -m autopilot_ops.pilot run``
-    (lighter than the ``autopilot`` command, which loads the scheduler's modules too)."""
-    return f"{shlex.quote(sys.executable)} -m autopilot_ops.pilot run --queue {{queue}} --server {{panda_url}}"
+    (lighter than the ``autopilot`` command, which loads the scheduler's modules too), asking PanDA for jobs of
+    the label the pilot was submitted for."""
+    return (
+        f"{shlex.quote(sys.executable)} -m autopilot_ops.pilot run --queue {{queue}} --server {{panda_url}} "
+        "--prod-source-label {label}"
+    )
 
 
 #: The deployment id when none is configured: one AutoPilot installation, counted as one instance.

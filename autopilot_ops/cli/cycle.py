@@ -48,6 +48,7 @@ def cycle_command(args: argparse.Namespace) -> int:
     from autopilot_ops.panda.errors import PandaError
     from autopilot_ops.panda.factory import FactoryClient
     from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
+    from autopilot_ops.scheduler.job_stats import job_stats
 
     defaults = SchedulerConfig.from_airflow_conf()
     auth = PandaAuth(token=os.environ.get("AUTOPILOT_PANDA_TOKEN") or None)
@@ -71,7 +72,7 @@ def cycle_command(args: argparse.Namespace) -> int:
     cycle_id = args.cycle_id or f"cli-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
     with open_store(args) as store:
         cycle = SchedulingCycle(
-            store, settings, client.active_job_stats_by_site, client, connection_backend, factory=factory
+            store, settings, lambda: job_stats(client), client, connection_backend, factory=factory
         )
         report = cycle.run(cycle_id, dry_run=args.dry_run)
     for line in report.lines():

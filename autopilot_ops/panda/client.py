@@ -1,8 +1,9 @@
 """PanDA HTTP client for pilots and pilot schedulers: the ``/api/v1`` wire format, or the legacy dispatcher.
 
 v1 follows PanDAWMS/panda-server ``pandaserver/api/v1/pilot_api.py`` (``acquire_jobs``, ``update_job``,
-``get_job_status``) and ``statistics_api.py`` (``active_job_stats_by_site``): typed JSON POST bodies, GET
-query strings, and ``{"success", "message", "data"}`` envelopes. Legacy follows the pre-1.0
+``get_job_status``) and ``statistics_api.py`` (``active_job_stats_by_site``,
+``active_job_detailed_stats_by_site``): typed JSON POST bodies, GET query strings, and
+``{"success", "message", "data"}`` envelopes. Legacy follows the pre-1.0
 ``pandaserver/server/panda.py`` dispatcher (``getJob``, ``updateJob``): form-encoded requests and
 url-encoded ``StatusCode=...&...`` replies.
 
@@ -20,17 +21,15 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import requests
-from urllib3.exceptions import MaxRetryError, NewConnectionError
-
-from autopilot_ops.netutil import is_loopback
+from autopilot_ops import __version__
+from autopilot_ops.netutil import ConnectError, HttpClient, Response, TLSSettings, is_loopback
 from autopilot_ops.panda import protocol
 from autopilot_ops.panda.errors import (
     PandaCommunicationError,
@@ -133,19 +132,13 @@ class _Retryable(Exception):
 
 def never_sent(exc: BaseException) -> bool:
     """Whether a failed try cannot have reached the server: the connection was never made (refused, name not
-    resolved, connect time-out). ``NameResolutionError`` is a ``NewConnectionError`` in urllib3 2."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError) or not exc.args:
-        return False
-    cause = exc.args[0]
-    return isinstance(cause, NewConnectionError) or (
-        isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError)
-    )
+    resolved, connect time-out, TLS handshake or proxy tunnel failed)."""
+    return isinstance(exc, ConnectError)
 
 
 class PandaClient:
-    """A keep-alive session to one PanDA server."""
+    """A keep-alive session to one PanDA server, on the standard library alone (``netutil.HttpClient``):
+    the pilot runs it on bare worker nodes. Proxies come from ``https_proxy``/``http_proxy`` and ``no_proxy``."""
 
     def __init__(
         self,
@@ -173,18 +166,16 @@ class PandaClient:
         self.max_reply_bytes = max_reply_bytes
         #: how the client waits between tries; a pilot swaps in a wait that a signal cuts short
         self.sleep: Callable[[float], object] = time.sleep
-        self.session = requests.Session()
-        if self.auth.cert:
-            self.session.cert = (self.auth.cert, self.auth.key or self.auth.cert)
-        if self.auth.ca_bundle:
-            self.session.verify = self.auth.ca_bundle
+        headers = {"User-Agent": f"autopilot/{__version__}"}
         if self.auth.token:
-            self.session.headers["Authorization"] = f"Bearer {self.auth.token}"
+            headers["Authorization"] = f"Bearer {self.auth.token}"
             if self.auth.origin:
-                self.session.headers["Origin"] = self.auth.origin
+                headers["Origin"] = self.auth.origin
+        tls = TLSSettings(ca=self.auth.ca_bundle, cert=self.auth.cert, key=self.auth.key)
+        self.http = HttpClient(tls=tls, headers=headers)
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     def __enter__(self) -> PandaClient:
         return self
@@ -208,27 +199,26 @@ class PandaClient:
         """One call with retries; returns a 2xx/3xx response, raises on 4xx or when retries run out. A call
         that is not ``idempotent`` is tried again only when the failed try never reached the server."""
         policy = retry or self.retry
-        headers = {"Accept": "application/json"} if form is None else {}
+        url = self.url + path + (f"?{urlencode(params, doseq=True)}" if params else "")
+        if form is not None:
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            body: bytes | None = urlencode(form).encode()
+        else:
+            headers = {"Accept": "application/json"}
+            body = None
+            if json_body is not None:
+                headers["Content-Type"] = "application/json"
+                body = json.dumps(json_body, allow_nan=False).encode()
         last = ""
         for attempt in range(policy.attempts):
             deadline = time.monotonic() + self.timeout
             try:
-                response = self.session.request(
-                    method,
-                    self.url + path,
-                    json=json_body,
-                    data=form,
-                    params=params,
-                    headers=headers,
-                    timeout=self.timeout,
-                    stream=True,
-                )
-                with response:
-                    reply = Reply(response.status_code, self._read_body(path, response, deadline))
+                with self.http.request(method, url, body=body, headers=headers, timeout=self.timeout) as response:
+                    reply = Reply(response.status, self._read_body(path, response, deadline))
                 if reply.status_code >= 500:
                     raise _Retryable(f"HTTP {reply.status_code}: {reply.text.strip()[:200]}")
-            except (requests.ConnectionError, requests.Timeout, _Retryable) as exc:
-                last = str(exc) if isinstance(exc, _Retryable) else f"{type(exc).__name__}: {exc}"
+            except (OSError, _Retryable) as exc:
+                last = str(exc) if isinstance(exc, _Retryable) else f"{_describe(exc)}: {exc}"
                 if not idempotent and not never_sent(exc):
                     self._log_maybe_orphaned(path, exc, json_body or form or params or {})
                     detail = f"not sent again (the server may have acted on it): {last}"
@@ -240,18 +230,18 @@ class PandaClient:
                     )
                     self.sleep(pause)
                 continue
-            except requests.RequestException as exc:
-                raise PandaCommunicationError(path, str(exc)) from exc
+            except ValueError as exc:  # a proxy variable it cannot use, named by the transport
+                raise PandaCommunicationError(path, str(exc)) from None
             if reply.status_code >= 400:
                 raise PandaHTTPError(path, reply.status_code, reply.text)
             return reply
         raise PandaCommunicationError(path, f"no answer after {policy.attempts} tries; last: {last}")
 
-    def _read_body(self, path: str, response: requests.Response, deadline: float) -> bytes:
+    def _read_body(self, path: str, response: Response, deadline: float) -> bytes:
         """The whole body, in at most ``max_reply_bytes`` and by ``deadline`` (a reply dripped byte by byte
         must not hold a caller for ever: that try fails, and an idempotent call is tried again)."""
         body = bytearray()
-        for chunk in response.iter_content(_CHUNK):
+        while chunk := response.read(_CHUNK):
             body += chunk
             if len(body) > self.max_reply_bytes:
                 raise PandaReplyError(path, "body", f"is over {self.max_reply_bytes} bytes; not read further")
@@ -262,7 +252,7 @@ class PandaClient:
     @staticmethod
     def _log_maybe_orphaned(path: str, exc: BaseException, request: Mapping[str, Any]) -> None:
         """Leave a trace of a request whose reply was lost: the server may have handed out a job for it."""
-        if isinstance(exc, requests.ReadTimeout):
+        if isinstance(exc, socket.timeout):
             what = "read timeout"
         elif isinstance(exc, _Retryable):
             what = "server error"
@@ -272,7 +262,7 @@ class PandaClient:
             "PanDA %s: %s at %s on node %s; request %s: a job handed out for it may be orphaned",
             path,
             what,
-            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
             request.get("node", request.get("node_name", "-")),
             dict(request),
         )
@@ -453,6 +443,13 @@ class PandaClient:
         self._require_v1(path)
         return job_stats_from(path, self._envelope(path, self._send("GET", path)))
 
+    def active_job_detailed_stats_by_site(self) -> dict[str, dict[str, dict[str, dict[str, int]]]]:
+        """``{site: {resource type: {prodSourceLabel: {state: count}}}}`` of active jobs (``statistics_api.py:
+        active_job_detailed_stats_by_site``, PanDA 0.7 and later); empty when the server has none anywhere."""
+        path = protocol.api_path("statistics", "active_job_detailed_stats_by_site")
+        self._require_v1(path)
+        return detailed_job_stats_from(path, self._envelope(path, self._send("GET", path)))
+
     def alive(self) -> protocol.Envelope:
         """The envelope of ``/api/v1/system/is_alive`` (``system_api.py``), in one try."""
         path = protocol.api_path("system", "is_alive")
@@ -526,6 +523,11 @@ class PandaClient:
             raise PandaError(path, f"not available with the {self.protocol} protocol")
 
 
+def _describe(exc: BaseException) -> str:
+    """The kind of a transport failure, as the log and the error name it."""
+    return "ReadTimeout" if isinstance(exc, socket.timeout) else type(exc).__name__
+
+
 def job_stats_from(path: str, envelope: protocol.Envelope) -> dict[str, dict[str, int]]:
     """The ``{site: {state: count}}`` of an ``active_job_stats_by_site`` reply, checked field by field."""
     if not envelope.success:
@@ -540,4 +542,27 @@ def job_stats_from(path: str, envelope: protocol.Envelope) -> dict[str, dict[str
             isinstance(n, int) and not isinstance(n, bool) for n in states.values()
         ):
             raise PandaReplyError(path, f"data.{site}", "is not a {state: count} dict")
+    return envelope.data
+
+
+def detailed_job_stats_from(path: str, envelope: protocol.Envelope) -> dict[str, dict[str, dict[str, dict[str, int]]]]:
+    """The ``{site: {resource type: {label: {state: count}}}}`` of an ``active_job_detailed_stats_by_site``
+    reply, checked field by field (``job_standalone_module.py: getDetailedJobStatistics`` builds it)."""
+    if not envelope.success:
+        if envelope.message == protocol.MESSAGE_NO_DETAILED_STATS:
+            return {}
+        raise PandaRefused(path, envelope.message)
+    if not isinstance(envelope.data, dict):
+        raise PandaReplyError(path, "data", f"is a {type(envelope.data).__name__}, not a dict")
+    for site, by_resource in envelope.data.items():
+        if not isinstance(by_resource, dict):
+            raise PandaReplyError(path, f"data.{site}", "is not a {resource type: {label: {state: count}}} dict")
+        for resource, by_label in by_resource.items():
+            if not isinstance(by_label, dict):
+                raise PandaReplyError(path, f"data.{site}.{resource}", "is not a {label: {state: count}} dict")
+            for label, states in by_label.items():
+                if not isinstance(states, dict) or not all(
+                    isinstance(n, int) and not isinstance(n, bool) for n in states.values()
+                ):
+                    raise PandaReplyError(path, f"data.{site}.{resource}.{label}", "is not a {state: count} dict")
     return envelope.data

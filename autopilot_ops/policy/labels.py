@@ -23,7 +23,7 @@ from dataclasses import dataclass
 #: The label of counts that serve every label (a statistics reply with no per-label breakdown).
 ANY_LABEL = "*"
 #: What the pilots of a queue with no label ask for: ``getJobs`` reads no label as ``managed``
-#: (``job_complex_module.py``), and so does pilot3 (``--job-label`` defaults to ``managed``).
+#: (``job_complex_module.py``), and our pilot's ``--prod-source-label`` defaults to it.
 DEFAULT_LABEL = "managed"
 #: What a test queue's pilots ask for (pilot3 ``get_job_label``; PanDA's ``pilot_api.py``).
 TEST_LABEL = "test"

@@ -19,18 +19,20 @@ import psycopg2
 
 from autopilot_ops.backends.base import Backend, PilotSpec
 from autopilot_ops.backends.registry import BackendFactory, UnusableBackend, backend_from_row, usable_backend
+from autopilot_ops.credentials.checks import credential_for
 from autopilot_ops.errors import describe_error
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.factory import FactoryClient
 from autopilot_ops.pilot.config import HARVESTER_ID_VARIABLE, KEPT_DIR_VARIABLE
 from autopilot_ops.policy import Decision, decide
 from autopilot_ops.scheduler.factory_reports import FactoryReport, send_due_reports
+from autopilot_ops.scheduler.job_stats import JobStats, as_job_stats
 from autopilot_ops.scheduler.kept_updates import DeliveryReport, deliver_kept_updates, kept_dir_of
 from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
 from autopilot_ops.scheduler.observe import Observation, backends_of_tag, observe, panda_data, queues_of_tag
 from autopilot_ops.scheduler.panda_commands import CommandReport, take_commands
 from autopilot_ops.scheduler.pilot_sweep import SweepReport, sweep_backend, utcnow
-from autopilot_ops.scheduler.submission import PilotSubmitter, SubmitOutcome
+from autopilot_ops.scheduler.submission import PilotSubmitter, SubmitOutcome, submission_key
 from autopilot_ops.scheduler.worker_reports import WorkerReport, report_workers
 from autopilot_ops.store.backends import list_backends
 from autopilot_ops.store.connection import Store, StoreError
@@ -39,13 +41,15 @@ from autopilot_ops.store.submissions import queues_with_pending, settle_pending
 
 log = logging.getLogger(__name__)
 
-StatsSource = Callable[[], Mapping[str, Mapping[str, int]]]
+#: PanDA's statistics: :func:`~autopilot_ops.scheduler.job_stats.job_stats` of a client (per label), or the
+#: reply of the older ``active_job_stats_by_site`` (``{site: {state: count}}``, for every label).
+StatsSource = Callable[[], JobStats | Mapping[str, Mapping[str, int]]]
 
 
 @dataclass(frozen=True)
 class CycleSettings:
-    """How a tag's scheduler submits. ``pilot_command`` items may use ``{queue}``, ``{site}`` and
-    ``{panda_url}``, filled in per queue."""
+    """How a tag's scheduler submits. ``pilot_command`` items may use ``{queue}``, ``{site}``, ``{panda_url}``
+    and ``{label}`` (the prodSourceLabel the pilots ask for), filled in per queue and label."""
 
     tag: str
     scheduler_id: str
@@ -190,7 +194,7 @@ class SchedulingCycle:
         report = CycleReport(settings.tag, cycle_id)
         stats = None
         try:
-            stats = self.stats_source()
+            stats = as_job_stats(self.stats_source())
         except Exception as exc:  # a dead or broken PanDA server stops submission, with the reason logged
             report.stats_error = describe_error(exc)
             log.warning("tag %s: PanDA statistics failed: %s", settings.tag, exc)
@@ -222,7 +226,8 @@ class SchedulingCycle:
             with self.store.transaction() as cur:
                 panda = panda_data(cur, [q["panda_queue"] for q in ours], stats, report.stats_error, now)
                 seen = observe(
-                    cur, ours, settings.tag, panda, now, window_s=settings.window_s, global_cap=settings.global_cap
+                    cur, ours, settings.tag, panda, now, window_s=settings.window_s, global_cap=settings.global_cap,
+                    backend_parameters={name: row["parameters"] or {} for name, row in backend_rows.items()},
                 )
             done: list[CycleRow] = []  # rows of queues that called no back end, written in bulk
 
@@ -324,13 +329,17 @@ class SchedulingCycle:
             except Exception as exc:  # one bad queue must not stop its tag
                 log.exception("queue %s: cycle %s failed", name, cycle_id)
                 detail = f"error: {describe_error(exc)}"
+                labels = queue["prod_source_labels"]
                 with self.store.transaction() as cur:
-                    settle_pending(cur, name, cycle_id, detail)
+                    for label, _ in decision.labels:
+                        settle_pending(cur, name, submission_key(cycle_id, label, labels), detail)
                 outcome = SubmitOutcome(missed=decision.n, skipped=detail)
         reason = list(decision.reason)
         stats_error = seen.inputs[name]["stats_error"]
         if stats_error:
             reason.insert(0, f"PanDA statistics failed: {stats_error}")
+        elif seen.inputs[name]["stats_note"]:
+            reason.insert(0, seen.inputs[name]["stats_note"])
         if outcome.skipped:
             reason.append(f"not submitted: {outcome.skipped}")
         row = CycleRow(
@@ -359,18 +368,27 @@ class SchedulingCycle:
         backend = self._backend_or_reason(queue["backend"], backend_rows)
         if not isinstance(backend, Backend):
             return SubmitOutcome(missed=decision.n, skipped=backend)
-        return PilotSubmitter(self.store, backend, who).submit(decision.n, self._spec(queue, cycle_id))
+        submitter = PilotSubmitter(self.store, backend, who)
+        parameters = backend_rows[backend.name]["parameters"] or {}
+        return SubmitOutcome.combined(
+            submitter.submit(n, self._spec(queue, cycle_id, parameters, label), label) for label, n in decision.labels
+        )
 
     def _factory_environment(self) -> dict[str, str]:
         """``HARVESTER_ID`` for the pilots of a factory: with their worker id, they send it to PanDA."""
         return {HARVESTER_ID_VARIABLE: self.factory.harvester_id} if self.factory is not None else {}
 
-    def _spec(self, queue: Mapping[str, Any], cycle_id: str) -> PilotSpec:
+    def _spec(
+        self, queue: Mapping[str, Any], cycle_id: str, backend_parameters: Mapping[str, Any], label: str
+    ) -> PilotSpec:
+        """The submission of ``label``'s pilots; they carry the credential of that job type (a test queue's
+        ``test`` pilots, that of the queue's first)."""
         settings = self.settings
-        fields = {"queue": queue["panda_queue"], "site": queue["site"], "panda_url": settings.panda_url}
+        labels = queue["prod_source_labels"]
+        fields = {"queue": queue["panda_queue"], "site": queue["site"], "panda_url": settings.panda_url, "label": label}
         return PilotSpec(
             queue=queue["panda_queue"],
-            cycle_id=cycle_id,
+            cycle_id=submission_key(cycle_id, label, labels),
             scheduler=settings.scheduler_id,
             command=[part.format(**fields) for part in settings.pilot_command],
             log_root=settings.log_root,
@@ -380,4 +398,5 @@ class SchedulingCycle:
             memory_mb=queue["maxrss"] or None,
             walltime_s=queue["maxtime"] or None,
             parameters=queue["backend_parameters"],
+            credential=credential_for(queue, backend_parameters, label if label in labels else labels[0]),
         )

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from autopilot_ops.policy import JobCount, PandaTarget, PilotCounts, QueueConfig, RecentActivity, Snapshot
+from autopilot_ops.credentials.checks import credential_lifetimes
+from autopilot_ops.policy import ANY_LABEL, JobCount, PandaTarget, PilotCounts, QueueConfig, RecentActivity, Snapshot
+from autopilot_ops.scheduler.job_stats import JobStats
 from autopilot_ops.store.controls import controls_in_scope
 from autopilot_ops.store.cycles import last_good_stats, live_instances
 from autopilot_ops.store.panda_commands import worker_targets
 from autopilot_ops.store.pilots import QueueActivity, queue_activity
 from autopilot_ops.store.queues import SCHEDULER_TAG_SQL, WORKER_QUEUE_SQL
 from autopilot_ops.store.submissions import submission_outcomes
-
-#: PanDA's ``active_job_stats_by_site`` has no prodSourceLabel breakdown; its counts serve every label.
-ANY_LABEL = "*"
-ANY_RESOURCE_TYPE = "*"
-
 
 _KIND_FILTER = "(%(kinds)s::text[] IS NULL OR b.kind = ANY(%(kinds)s::text[]))"
 _WORKER_QUEUE_FILTER = f"(%(worker_queue)s::text IS NULL OR {WORKER_QUEUE_SQL} = %(worker_queue)s)"
@@ -55,22 +52,28 @@ def _kinds(backend_kinds: Sequence[str] | None) -> list[str] | None:
 
 @dataclass(frozen=True)
 class PandaData:
-    """Activated jobs per queue, and when PanDA said so: this cycle's reply, or else the last good one (so
-    ``stale_polls`` sees the real age of the data), with why this cycle's call failed."""
+    """Activated jobs per queue (in all, and per label and resource type), and when PanDA said so: this cycle's
+    reply, or else the last good one (so ``stale_polls`` sees the real age of the data; its total only, for
+    every label), with why this cycle's call failed or why its counts have no label."""
 
     activated: Mapping[str, int]
     fetched_at: Mapping[str, dt.datetime]
     error: str | None = None
+    counts: Mapping[str, tuple[JobCount, ...]] = field(default_factory=dict)
+    note: str | None = None
 
 
 def panda_data(
-    cur: Any, names: Sequence[str], stats: Mapping[str, Mapping[str, int]] | None, error: str | None, now: dt.datetime
+    cur: Any, names: Sequence[str], stats: JobStats | None, error: str | None, now: dt.datetime
 ) -> PandaData:
     """This cycle's statistics for ``names``, or, when the call failed, the last good reply persisted."""
     if stats is not None:
-        return PandaData({n: int(stats.get(n, {}).get("activated", 0)) for n in names}, dict.fromkeys(names, now))
+        counts = {n: stats.activated.get(n, ()) for n in names}
+        totals = {n: sum(c.count for c in found) for n, found in counts.items()}
+        return PandaData(totals, dict.fromkeys(names, now), counts=counts, note=stats.note)
     last = last_good_stats(cur, names)
-    return PandaData({n: a for n, (a, _) in last.items()}, {n: at for n, (_, at) in last.items()}, error)
+    counts = {n: (JobCount(ANY_LABEL, ANY_LABEL, a),) for n, (a, _) in last.items()}
+    return PandaData({n: a for n, (a, _) in last.items()}, {n: at for n, (_, at) in last.items()}, error, counts)
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,10 @@ def observe(
     *,
     window_s: int = 3600,
     global_cap: int | None = None,
+    backend_parameters: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Observation:
-    """Snapshots of ``queues`` (rows of :func:`queues_of_tag`) for the policy, and the inputs to log."""
+    """Snapshots of ``queues`` (rows of :func:`queues_of_tag`) for the policy, and the inputs to log;
+    ``backend_parameters`` (by back-end name) hold the back ends' credentials."""
     names = [q["panda_queue"] for q in queues]
     since = now - dt.timedelta(seconds=window_s)
     activity = queue_activity(cur, names, since)
@@ -119,9 +124,10 @@ def observe(
             PandaTarget(t.command_id, t.job_type, t.resource_type, t.n_workers, t.expires_at)
             for t in targets.get(name, ())
         )
+        credentials = credential_lifetimes(queue, (backend_parameters or {}).get(queue["backend"] or ""), now)
         snapshots[name] = Snapshot(
-            queue=_queue_config(queue),
-            activated=(JobCount(ANY_LABEL, ANY_RESOURCE_TYPE, activated),) if activated is not None else (),
+            queue=QueueConfig.from_row(queue),
+            activated=panda.counts.get(name, ()),
             pilots=PilotCounts(queued=act.queued, running=act.running, held=act.held),
             recent=RecentActivity(attempts=attempts, missed=missed, ended=act.ended, empty=act.empty),
             controls=controls,
@@ -131,9 +137,13 @@ def observe(
             global_cap=global_cap,
             now=now,
             panda_targets=panda_targets,
+            credentials=credentials,
         )
         inputs[name] = {
             "activated": activated,
+            "activated_by_label": {f"{c.prod_source_label}/{c.resource_type}": c.count
+                                   for c in panda.counts.get(name, ())},
+            "stats_note": panda.note,
             "stats_at": fetched_at.isoformat() if fetched_at is not None else None,
             "stats_error": panda.error,
             "queued": act.queued,
@@ -147,10 +157,6 @@ def observe(
             "panda_data_age": age,
             "controls": [c.label for c in controls],
             "panda_targets": [t.describe() for t in panda_targets],
+            "credentials": [c.describe() for c in credentials],
         }
     return Observation(queues, snapshots, inputs)
-
-
-def _queue_config(row: Mapping[str, Any]) -> QueueConfig:
-    labels = (*row["prod_source_labels"], ANY_LABEL)
-    return QueueConfig.from_row({**row, "prod_source_labels": labels})

@@ -5,14 +5,19 @@ retried cycle never submits twice; a key left ``pending`` by a crash is reconcil
 (:meth:`PilotSubmitter.reconcile`, called by the cycle before it decides). A session-level advisory lock per
 queue, on a connection of its own (:mod:`autopilot_ops.scheduler.locks`), keeps two schedulers from submitting
 for the same queue at once, and a lost lock stops the submission before the back end is called.
+
+Each submission is of one prodSourceLabel's pilots: a unified queue's cycle has one per label it submits for,
+each with its own key (:func:`submission_key`), and its pilot rows record the label.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from autopilot_ops.backends.base import FIRST_PILOT_ID_VARIABLE, Backend, PilotSpec
 from autopilot_ops.errors import describe_error
+from autopilot_ops.policy.labels import DEFAULT_LABEL
 from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.events import record_event
@@ -36,6 +41,25 @@ class SubmitOutcome:
     skipped: str | None = None
     reconciled: int = 0
 
+    @classmethod
+    def combined(cls, outcomes: Iterable[SubmitOutcome]) -> SubmitOutcome:
+        """The outcome of a cycle's submissions for one queue (one per label), as one."""
+        outcomes = list(outcomes)
+        skipped = "; ".join(o.skipped for o in outcomes if o.skipped)
+        return cls(
+            submitted=sum(o.submitted for o in outcomes),
+            missed=sum(o.missed for o in outcomes),
+            skipped=skipped or None,
+            reconciled=sum(o.reconciled for o in outcomes),
+        )
+
+
+def submission_key(cycle_id: str, label: str, labels: Sequence[str]) -> str:
+    """The key (and the back end's cycle id) of the submission of ``label``'s pilots in cycle ``cycle_id``, for a
+    queue serving ``labels``: the cycle's id for the first label (and for ``test``, a test queue's one label),
+    ``<cycle>.<label>`` for the others. The same cycle gives the same keys, so none is submitted twice."""
+    return f"{cycle_id}.{label}" if label in labels[1:] else cycle_id
+
 
 class PilotSubmitter:
     """Submits pilots for queues of one back end, each ``(queue, cycle)`` at most once."""
@@ -46,8 +70,9 @@ class PilotSubmitter:
         self.who = who
         self.locks = locks_of(store)
 
-    def submit(self, n: int, spec: PilotSpec) -> SubmitOutcome:
-        """Submit ``n`` pilots for ``spec.queue`` in cycle ``spec.cycle_id``, at most once per key.
+    def submit(self, n: int, spec: PilotSpec, label: str = DEFAULT_LABEL) -> SubmitOutcome:
+        """Submit ``n`` pilots asking for prodSourceLabel ``label`` (the pilot's default: ``managed``) for
+        ``spec.queue`` under the key ``spec.cycle_id`` (:func:`submission_key`), at most once per key.
 
         Whatever the back end raises (``BackendError``, or ``ValueError`` for a bad configuration) settles the
         key as ``failed`` with the exception named, and counts the pilots as missed."""
@@ -76,7 +101,7 @@ class PilotSubmitter:
                 self._failed(spec, n, describe_error(exc))
                 return SubmitOutcome(missed=n, reconciled=reconciled, skipped=f"submit failed: {describe_error(exc)}")
             with self.store.transaction() as cur:
-                insert_pilots(cur, spec.queue, self.backend.name, spec.cycle_id, pilots, first_id)
+                insert_pilots(cur, spec.queue, self.backend.name, spec.cycle_id, pilots, first_id, label)
                 finish_submission(cur, spec.queue, spec.cycle_id, DONE, f"{len(pilots)} of {n}")
                 record_event(
                     cur,
@@ -86,6 +111,7 @@ class PilotSubmitter:
                     details={
                         "cycle": spec.cycle_id,
                         "requested": n,
+                        "prod_source_label": label,
                         "submitted": len(pilots),
                         "batch_ids": [p.batch_id for p in pilots[:20]],
                     },

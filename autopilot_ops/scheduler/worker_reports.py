@@ -77,7 +77,7 @@ def resource_type(corecount: int | None) -> str:
 
 
 def job_type(prod_source_labels: Sequence[str] | None) -> str:
-    """The job type a queue's pilots ask for: its first served label (``managed`` by default)."""
+    """The job type of a queue's pilots with no recorded label: its first served label (``managed`` by default)."""
     return (list(prod_source_labels or []) or ["managed"])[0]
 
 
@@ -140,7 +140,7 @@ def shared_worker_fields(context: Mapping[str, Any], queue: str, harvester_host:
 
 def worker_dict(row: Mapping[str, Any], shared: Mapping[str, Any], links: LogLinks) -> dict[str, Any]:
     """The worker dict of one pilot row (:func:`~autopilot_ops.store.workers.unreported_workers`), with the
-    ``shared`` fields of its queue and back end."""
+    ``shared`` fields of its queue and back end; its ``jobType`` is the label the pilot asks for, when known."""
     state = row["state"]
     worker: dict[str, Any] = {
         **shared,
@@ -151,6 +151,8 @@ def worker_dict(row: Mapping[str, Any], shared: Mapping[str, Any], links: LogLin
         "submitTime": panda_time(row["submitted_at"]),
         "pandaid_list": [],
     }
+    if row["prod_source_label"]:
+        worker["jobType"] = row["prod_source_label"]
     if row["started_at"] is not None:
         worker["startTime"] = panda_time(row["started_at"])
     if row["ended_at"] is not None:

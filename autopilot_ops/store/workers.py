@@ -20,7 +20,7 @@ _COLUMNS = (
 #: A pilot's own columns in a worker report; its queue's and back end's come once per pair (``worker_contexts``).
 _PILOT_COLUMNS = (
     "id", "queue", "backend", "batch_id", "state", "state_reason", "submitted_at", "started_at", "ended_at",
-    "exit_code", "stdout_path", "stderr_path",
+    "exit_code", "stdout_path", "stderr_path", "prod_source_label",
 )
 
 

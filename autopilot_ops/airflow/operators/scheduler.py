@@ -17,6 +17,7 @@ from autopilot_ops.airflow.config import SchedulerConfig, scheduler_id_for
 from autopilot_ops.airflow.hooks.backend_factory import connection_backend
 from autopilot_ops.airflow.hooks.store import open_store
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
+from autopilot_ops.scheduler.job_stats import job_stats
 
 
 class PilotSchedulerOperator(BaseOperator):
@@ -24,7 +25,7 @@ class PilotSchedulerOperator(BaseOperator):
     with ``worker_queue``, that are routed to that Airflow worker queue; give the task ``queue=`` the same).
 
     The store comes from ``postgres_conn_id`` or ``dsn``; PanDA from the HTTP connection ``panda_conn_id``.
-    ``pilot_command`` items may use ``{queue}``, ``{site}`` and ``{panda_url}``.
+    ``pilot_command`` items may use ``{queue}``, ``{site}``, ``{panda_url}`` and ``{label}``.
     """
 
     template_fields: Sequence[str] = ("tag", "log_root")
@@ -83,7 +84,7 @@ class PilotSchedulerOperator(BaseOperator):
             cycle = SchedulingCycle(
                 store,
                 settings,
-                panda.active_job_stats_by_site,
+                lambda: job_stats(panda.get_client()),
                 panda.get_client(),
                 backend_factory=connection_backend,
                 factory=panda.get_factory(),
