@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from autopilot_ops.credentials.model import Credential
+
 #: The environment variable in which every back end gives a pilot its batch id (the pilot's name to the monitor).
 PILOT_ID_VARIABLE = "AUTOPILOT_PILOT_ID"
 #: The environment variable in which every back end gives a pilot its index in its submission (0 to n-1).
@@ -57,6 +59,8 @@ class PilotSpec:
     memory_mb: int | None = None
     walltime_s: int | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    #: the credential file the pilots carry (a token or a proxy; a path, never its value)
+    credential: Credential | None = None
 
     def log_dir(self, day: dt.date | None = None) -> Path:
         """``<log_root>/<YYYY-MM-DD>/<queue>``: where this submission's pilot logs go."""

@@ -26,6 +26,11 @@ ones for one queue):
   and the spec's ``walltime_s`` (hold pilots running longer).
 - ``submit``: extra submit commands, added last (for example ``requirements`` or ``+AccountingGroup``).
 
+A queue's credential (``PilotSpec.credential``) travels with the job: a proxy as ``x509userproxy``, a PanDA token
+in ``transfer_input_files`` (the pilot reads it from its scratch directory, by ``PANDA_AUTH_TOKEN_FILE``); through
+a CE the token is also HTCondor's ``scitokens_file`` unless the back end names one. HTCondor reads the files when
+it submits, so a replaced file reaches the next cycle's pilots.
+
 The local pool of ``scripts/condor-local.sh`` runs jobs inside a Debian 13 chroot that shares only
 ``/tmp`` with the host: the pilot command, its interpreter and the log root must exist there (put
 scripts and logs under ``/tmp``; host virtualenvs such as the one ``autopilot pilot run`` lives in
@@ -62,6 +67,8 @@ from autopilot_ops.backends.base import (
     PilotStatus,
     SubmittedPilot,
 )
+from autopilot_ops.credentials.model import PROXY, TOKEN
+from autopilot_ops.credentials.shipping import PROXY_VARIABLE, pilot_environment
 
 TAG_QUEUE = "AutoPilotQueue"
 TAG_CYCLE = "AutoPilotCycle"
@@ -202,14 +209,17 @@ class CondorBackend(Backend):
         }
         if not arguments:
             del description["arguments"]
+        shipping, variables = self._credential_commands(spec, options)
         # The pilot names itself to the monitor by its batch id; HTCondor expands the macros.
         description["environment"] = condor_environment(
-            spec.environment, {PILOT_ID_VARIABLE: "$(Cluster).$(Process)", PILOT_INDEX_VARIABLE: "$(Process)"}
+            {**spec.environment, **variables},
+            {PILOT_ID_VARIABLE: "$(Cluster).$(Process)", PILOT_INDEX_VARIABLE: "$(Process)"},
         )
         if spec.memory_mb:
             description["request_memory"] = str(spec.memory_mb)
         description.update(limits(spec.walltime_s, options))
         description.update(self._grid_commands(spec, options))
+        description.update(shipping)
         extra = options.get("submit") or {}
         if not isinstance(extra, Mapping):
             raise ValueError(f"back end {self.name!r}: parameter 'submit' must be a mapping, got {extra!r}")
@@ -221,6 +231,29 @@ class CondorBackend(Backend):
     def _grid_commands(self, spec: PilotSpec, options: Mapping[str, Any]) -> dict[str, str]:
         """Commands a subclass adds to send the pilots elsewhere; none for the local pool."""
         return {}
+
+    def _credential_commands(
+        self, spec: PilotSpec, options: Mapping[str, Any]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The submit commands that ship the spec's credential, and the pilot's variables for it: a proxy as
+        ``x509userproxy`` (HTCondor copies it with the job and sets ``X509_USER_PROXY``), a token as an input file
+        the pilot finds in its working directory (its output still streamed to the log directory)."""
+        credential = spec.credential
+        if credential is None:
+            return {}, {}
+        if credential.kind == PROXY:
+            variables = {k: v for k, v in pilot_environment(credential).items() if k != PROXY_VARIABLE}
+            return {"x509userproxy": escape_macros(credential.path)}, variables
+        if "," in credential.path:
+            raise ValueError(f"credential path {credential.path!r} holds a comma, which transfer_input_files splits at")
+        commands = {
+            "transfer_input_files": escape_macros(credential.path),
+            "should_transfer_files": "YES",
+            "when_to_transfer_output": "ON_EXIT",
+            "stream_output": "True",
+            "stream_error": "True",
+        }
+        return commands, pilot_environment(credential, os.path.basename(credential.path))
 
     def _owner(self) -> str | None:
         owner = self.parameters.get("job_owner")
@@ -359,6 +392,19 @@ class CondorCEBackend(CondorBackend):
         if options.get("scitokens_file"):
             commands["scitokens_file"] = str(options["scitokens_file"])
         return commands
+
+    def _credential_commands(
+        self, spec: PilotSpec, options: Mapping[str, Any]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """As for a pool; a token also authenticates HTCondor to the CE (``scitokens_file``) unless the back end
+        names a CE token of its own, and the output comes back when the job ends (a CE streams none)."""
+        commands, variables = super()._credential_commands(spec, options)
+        if spec.credential is not None and spec.credential.kind == TOKEN:
+            commands.pop("stream_output")
+            commands.pop("stream_error")
+            if not options.get("scitokens_file"):
+                commands["scitokens_file"] = escape_macros(spec.credential.path)
+        return commands, variables
 
 
 def htcondor_ce_attributes(spec: PilotSpec, options: Mapping[str, Any]) -> dict[str, str]:

@@ -46,6 +46,7 @@ from autopilot_ops.backends.base import (
     SubmittedPilot,
     safe_name,
 )
+from autopilot_ops.credentials.shipping import pilot_environment
 
 _BATCH_ID = re.compile(r"^(?P<submission>\d{8}T\d{6}-[0-9a-f]{8})-(?P<index>\d+)$")
 _META = "submission.json"
@@ -61,7 +62,7 @@ class LocalBackend(Backend):
     Parameters: ``state_dir`` (default ``<log_root>/.local-backend/<name>`` when ``log_root`` is given, else
     ``<AUTOPILOT_HOME>/local-backend/<name>``), ``workdir`` (the pilots' working directory; default their
     log directory) and ``kill_grace_s`` (seconds between TERM and KILL on cancel; default 5).
-    Walltime, memory and core count are not enforced.
+    Walltime, memory and core count are not enforced. A credential is given to the pilots by its path.
     """
 
     kind = "local"
@@ -97,7 +98,7 @@ class LocalBackend(Backend):
             done = subprocess.run(
                 [*argv, *spec.command],
                 cwd=workdir,
-                env={**os.environ, **spec.environment},
+                env={**os.environ, **spec.environment, **pilot_environment(spec.credential)},
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,

@@ -3,6 +3,13 @@
 Batch ids are ``<array job id>_<task id>``. ``sacct`` is never used: it needs slurmdbd. While the controller
 knows a job (``MinJobAge`` seconds after it ends) ``squeue -t all`` reports it; after that the
 ``jobcomp/filetxt`` log (``JobCompLoc``) does.
+
+A credential reaches the pilots by its path, on the file system the nodes share with the scheduler: the batch
+script exports ``PANDA_AUTH_TOKEN_FILE`` (and ``PANDA_AUTH_ORIGIN``) or ``X509_USER_PROXY``, never the file's
+content. Written into the script, the secret would be kept by slurmctld with the job (``scontrol write
+batch_script`` shows it) and would be the one of submission time: a pilot queued for a day would start with an
+expired token. By path, a pilot reads the file when it starts, so replacing the file rotates it for queued pilots
+too. The file must be readable by the pilots' user on the nodes, and by no one else.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from autopilot_ops.backends.base import (
     SubmittedPilot,
     safe_name,
 )
+from autopilot_ops.credentials.shipping import pilot_environment
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +348,7 @@ def parse_jobcomp_line(line: str) -> dict[str, str]:
 def _batch_script(spec: PilotSpec) -> str:
     """The batch script given to ``sbatch`` on stdin: the spec's environment, then the pilot command."""
     lines = ["#!/bin/sh", f"# AutoPilot pilot: queue {safe_name(spec.queue)}, cycle {safe_name(spec.cycle_id)}"]
-    for key, value in spec.environment.items():
+    for key, value in {**spec.environment, **pilot_environment(spec.credential)}.items():
         if not _ENV_NAME.match(key):
             raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'environment' has a bad name {key!r}")
         lines.append(f"export {key}={shlex.quote(str(value))}")

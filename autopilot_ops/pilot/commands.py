@@ -21,6 +21,7 @@ from autopilot_ops.panda.errors import PandaError
 from autopilot_ops.pilot import errorcodes
 from autopilot_ops.pilot.config import PilotConfig, default_home, default_kept_dir
 from autopilot_ops.pilot.job import JobDefinitionError, describe, parse_job
+from autopilot_ops.pilot.payload import PASS_CREDENTIALS_VARIABLE
 from autopilot_ops.pilot.slot import slot_end
 
 DEFAULT_SERVER = f"http://127.0.0.1:{protocol.DEFAULT_PORT}"
@@ -138,6 +139,13 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         type=_key_value,
         metavar="URL=SHA256",
         help="pin the sha256 of a transformation URL (repeatable)",
+    )
+    limits.add_argument(
+        "--pass-credentials",
+        action="store_true",
+        default=os.environ.get(PASS_CREDENTIALS_VARIABLE) == "1",
+        help="give the payload the proxy, token file and origin this pilot uses; by default its environment has"
+        f" none of them (default: ${PASS_CREDENTIALS_VARIABLE}=1)",
     )
     limits.add_argument("--vo", default="generic", help="VO plugin (entry point in autopilot.vo)")
     limits.add_argument("--vo-option", action="append", default=[], type=_key_value, metavar="KEY=VALUE")
@@ -260,6 +268,20 @@ def config_from_args(args: argparse.Namespace) -> PilotConfig:
     )
 
 
+def _export_credentials(args: argparse.Namespace) -> None:
+    """With ``--pass-credentials``, the variables through which the payload finds this pilot's credentials (files
+    as absolute paths: the payload runs in a directory of its own)."""
+    if not args.pass_credentials:
+        return
+    exported = {PASS_CREDENTIALS_VARIABLE: "1"}
+    for name, value in (("X509_USER_PROXY", args.proxy), ("PANDA_AUTH_TOKEN_FILE", args.token_file)):
+        if value:
+            exported[name] = os.path.abspath(value)
+    if args.origin:
+        exported["PANDA_AUTH_ORIGIN"] = args.origin
+    os.environ.update(exported)
+
+
 def load_job_file(path: Path) -> list[dict[str, Any]]:
     """Job dicts from a file holding one job dict, a list of them, or a saved ``acquire_jobs`` reply."""
     try:
@@ -292,6 +314,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     _setup_logging(args.verbose)
     config = config_from_args(args)
+    _export_credentials(args)
     jobs = load_job_file(args.job_file) if args.job_file else None
     if args.dry_run and jobs is None:
         request = {

@@ -48,16 +48,24 @@ PAYLOAD_ENVIRONMENT = (
 )
 
 
+#: The variables naming the pilot's PanDA credentials: never in the payload's environment unless the pilot passes
+#: them on (``--pass-credentials``, or ``AUTOPILOT_PASS_CREDENTIALS=1``, which a back end sets for a queue whose
+#: credential says ``pass_to_payload``).
+CREDENTIAL_VARIABLES = ("X509_USER_PROXY", "PANDA_AUTH_TOKEN_FILE", "PANDA_AUTH_ORIGIN")
+PASS_CREDENTIALS_VARIABLE = "AUTOPILOT_PASS_CREDENTIALS"
+
 #: The guard: ``$1`` is the payload's process group.
 _GUARD_SCRIPT = 'read -r verdict; [ "$verdict" = done ] || kill -s KILL -- "-$1" 2>/dev/null'
 
 
 def payload_environment(base: Mapping[str, str]) -> dict[str, str]:
-    """The variables of ``base`` that :data:`PAYLOAD_ENVIRONMENT` lets through."""
+    """The variables of ``base`` that :data:`PAYLOAD_ENVIRONMENT` lets through, and the credentials' when ``base``
+    says to pass them (:data:`PASS_CREDENTIALS_VARIABLE`)."""
+    passing = CREDENTIAL_VARIABLES if base.get(PASS_CREDENTIALS_VARIABLE) == "1" else ()
     return {
         name: value
         for name, value in base.items()
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in PAYLOAD_ENVIRONMENT)
+        if name in passing or any(fnmatch.fnmatchcase(name, pattern) for pattern in PAYLOAD_ENVIRONMENT)
     }
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from autopilot_ops.policy.credentials import CredentialLifetime
+
 # The values allowed by the CHECK on schedconfig.status in sql/tables.sql.
 STATUSES = frozenset({"online", "offline", "test", "brokeroff"})
 CONTROL_SCOPES = frozenset({"queue", "tag"})
@@ -240,6 +242,7 @@ class Snapshot:
       an expiry, so the caller may pass every control row and leave expiry to the policy (and the trace).
     - ``panda_targets``: PanDA's numbers of new workers for the queue (``SET_N_WORKERS_JOBTYPE``); they always
       expire, so they need ``now``.
+    - ``credentials``: the lifetimes of the credentials the queue's pilots would carry, as read this cycle.
     """
 
     queue: QueueConfig
@@ -253,13 +256,15 @@ class Snapshot:
     global_cap: int | None = None
     now: dt.datetime | None = None
     panda_targets: tuple[PandaTarget, ...] = ()
+    credentials: tuple[CredentialLifetime, ...] = ()
 
     def __post_init__(self) -> None:
         owner = f"snapshot of {getattr(self.queue, 'panda_queue', self.queue)!r}"
         for name, kind in (("queue", QueueConfig), ("pilots", PilotCounts), ("recent", RecentActivity)):
             if not isinstance(getattr(self, name), kind):
                 raise ValueError(f"{owner}: {name} must be a {kind.__name__}, got {getattr(self, name)!r}")
-        for name, kind in (("activated", JobCount), ("controls", Control), ("panda_targets", PandaTarget)):
+        for name, kind in (("activated", JobCount), ("controls", Control), ("panda_targets", PandaTarget),
+                           ("credentials", CredentialLifetime)):
             items = tuple(getattr(self, name))
             bad = [item for item in items if not isinstance(item, kind)]
             if bad:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from autopilot_ops.credentials.model import with_checked_credentials
 from autopilot_ops.queues.cric import attribute_problems
 from autopilot_ops.queues.errors import Problem, QueueFileError
 from autopilot_ops.queues.model import (
@@ -237,12 +238,17 @@ def _parse_backends(entries: Any, source: str, problems: list[Problem]) -> list[
             problems.append(Problem(source, None, f"{where}.worker_queue", str(exc)))
             continue
         try:
+            parameters = with_checked_credentials(json_object(entry.get("parameters") or {}))
+        except FieldError as exc:
+            problems.append(Problem(source, None, f"{where}.parameters", str(exc)))
+            continue
+        try:
             backends.append(
                 BackendDefinition(
                     name=name,
                     kind=text(entry.get("kind")),
                     submit_host=entry.get("submit_host"),
-                    parameters=json_object(entry.get("parameters") or {}),
+                    parameters=parameters,
                     enabled=bool(entry.get("enabled", True)),
                     owner=entry.get("owner"),
                     worker_queue=worker_queue,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from autopilot_ops.credentials.model import credentials_field
 from autopilot_ops.policy.inputs import PANDA_WORKERS_MODES
 from autopilot_ops.queues.errors import FieldError
 from autopilot_ops.queues.names import (
@@ -160,6 +161,10 @@ class QueueDefinition:
     held_timeout: int = 3600
     unknown_timeout: int = 3600
     panda_workers: str = "target"
+    #: by job type (``*``: any): ``{"kind": "token"|"proxy", "path": ..., "origin": ..., "pass_to_payload": ...}``
+    credentials: dict[str, Any] = field(default_factory=dict)
+    #: seconds a credential must have left for the queue to submit; ``None``: ``maxtime``, at least 1 h
+    min_credential_lifetime: int | None = None
     backend: str | None = None
     backend_parameters: dict[str, Any] = field(default_factory=dict)
     #: the Airflow worker queue its cycle task runs on; ``None``: its back end's, else ``default``
@@ -206,6 +211,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "held_timeout": positive_int,
     "unknown_timeout": positive_int,
     "panda_workers": panda_workers_mode,
+    "credentials": credentials_field,
+    "min_credential_lifetime": non_negative_int,
     "backend": name_rule(BACKEND_NAME_MAX),
     "backend_parameters": json_object,
     "worker_queue": name_rule(WORKER_QUEUE_NAME_MAX),

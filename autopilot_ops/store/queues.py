@@ -16,7 +16,7 @@ DEFAULT_WORKER_QUEUE = "default"
 #: The worker queue a queue's cycle task runs on (SQL over ``schedconfig s LEFT JOIN backends b``).
 WORKER_QUEUE_SQL = f"coalesce(s.worker_queue, b.worker_queue, '{DEFAULT_WORKER_QUEUE}')"
 
-_JSON_COLUMNS = ("backend_parameters", "attributes")
+_JSON_COLUMNS = ("backend_parameters", "credentials", "attributes")
 _SELECT = f"SELECT {', '.join(COLUMNS)}, source, updated_at FROM schedconfig"
 
 
