@@ -24,6 +24,7 @@ stop:
 test: $(STAMP)
 	scripts/slurm-local.sh start
 	scripts/condor-local.sh start
+	scripts/arc-local.sh start
 	scripts/browser-deps.sh
 	$(BIN)/ruff check autopilot_ops dags plugins tests bench
 	$(BIN)/pytest -q

@@ -46,6 +46,7 @@ setup(
             "slurm = autopilot_ops.backends.slurm:SlurmBackend",
             "condor = autopilot_ops.backends.condor:CondorBackend",
             "condor-ce = autopilot_ops.backends.condor:CondorCEBackend",
+            "arc = autopilot_ops.backends.arc:ArcBackend",
         ],
         "autopilot.datamovers": [
             "file = autopilot_ops.pilot.movers.file:FileMover",
