@@ -9,10 +9,11 @@ from autopilot_ops.errors import CommandError
 from autopilot_ops.pilot import commands
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, bundle_command: bool = True) -> int:
+    """Run ``pilot <argv>``; a pilot bundle runs it without the ``bundle`` command (it holds no builder)."""
     parser = argparse.ArgumentParser(prog="autopilot-pilot", description="The generic PanDA pilot.")
     subcommands = parser.add_subparsers(dest="command", required=True)
-    commands.register(subcommands)
+    commands.register(subcommands, bundle_command=bundle_command)
     args = parser.parse_args(["pilot", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.func(args) or 0)

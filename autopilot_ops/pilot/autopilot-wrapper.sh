@@ -4,8 +4,10 @@
 # cleans up, and prints a one-line summary.
 #
 # usage: autopilot-wrapper.sh [wrapper options] [--] <options of `autopilot pilot run`>
-#   --pilot-url URL       fetch the pilot code (a .whl, or a .tar.gz/.tgz holding autopilot_ops/ and its
-#                         egg-info); "{version}" in URL is replaced by --pilot-version
+#   --pilot-url URL       fetch the pilot code: a pilot bundle (`autopilot pilot bundle`, a zipapp needing only
+#                         python3; any URL not ending in .whl/.tar.gz/.tgz), a .whl, or a .tar.gz/.tgz holding
+#                         autopilot_ops/ and its egg-info; "{version}" in URL is replaced by --pilot-version.
+#                         Fetched with curl, else wget, else python's urllib.
 #   --pilot-version V     a pinned version, or "current" (default)
 #   --pilot-sha256 HEX    sha256 of the pilot code; for "current" it may come from URL.sha256 instead
 #   --python PATH         python 3.10+ to run the pilot with (default: python3)
@@ -37,6 +39,7 @@ min_disk_mb=1024
 stale_timeout=3600
 kill_grace=30
 pilot_log=""
+bundle=""
 started_at=$(date +%s)
 
 log() { echo "$PROG: $*" >&2; }
@@ -85,16 +88,22 @@ if [ "${free_kb:-0}" -lt $(( min_disk_mb * 1024 )) ]; then
 fi
 
 # --- the pilot code: fetched by URL and checked, or the installed one ---
-fetch() {  # <url> <file>: download with python, so that no curl/wget is needed
-    "$python" - "$1" "$2" <<'EOF'
+fetch() {  # <url> <file>: with curl, else wget, else python's urllib (a bare node may have neither tool)
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsSL --connect-timeout 30 --max-time 300 -o "$2" "$1"
+    elif command -v wget >/dev/null 2>&1; then
+        wget -q -T 60 -O "$2" "$1"
+    else
+        "$python" -I -S - "$1" "$2" <<'EOF'
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=60) as reply, open(sys.argv[2], "wb") as out:
     while chunk := reply.read(1 << 20):
         out.write(chunk)
 EOF
+    fi
 }
 sha256_of() {
-    "$python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$1"
+    "$python" -I -S -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$1"
 }
 
 if [ -n "$pilot_url" ]; then
@@ -108,32 +117,42 @@ if [ -n "$pilot_url" ]; then
     case "$url" in
         *.whl) code="$workdir/$(basename "$url")" ;;
         *.tar.gz|*.tgz) code="$workdir/pilot.tar.gz" ;;
-        *) cleanup; die "pilot URL $url is neither a .whl nor a .tar.gz/.tgz" ;;
+        *) code="$workdir/pilot.pyz" ;;
     esac
     fetch "$url" "$code" 2>"$workdir/fetch.err" || { cleanup; die "cannot fetch $url: $(tail -n 1 "$workdir/fetch.err")"; }
     actual=$(sha256_of "$code")
     if [ "$actual" != "$(printf '%s' "$pilot_sha256" | tr 'A-F' 'a-f')" ]; then
-        cleanup; die "pilot code $url has sha256 $actual, expected $pilot_sha256"
+        cleanup; die "pilot code $url has sha256 $actual, expected $pilot_sha256: refusing to run it"
     fi
-    if [ "${code%.whl}" != "$code" ]; then
+    if [ "$code" = "$workdir/pilot.pyz" ]; then
+        bundle="$code"
+    elif [ "${code%.whl}" != "$code" ]; then
         pythonpath="$code"
     else
         mkdir "$workdir/code" && tar -xzf "$code" -C "$workdir/code" || { cleanup; die "cannot unpack $url"; }
         pythonpath=$(dirname "$(find "$workdir/code" -type d -name autopilot_ops | head -n 1)")
         [ -n "$pythonpath" ] && [ "$pythonpath" != . ] || { cleanup; die "$url holds no autopilot_ops package"; }
     fi
-    PYTHONPATH="$pythonpath${PYTHONPATH:+:$PYTHONPATH}"
-    export PYTHONPATH
-    log "pilot code $url ($actual) at $pythonpath"
+    if [ -z "$bundle" ]; then
+        PYTHONPATH="$pythonpath${PYTHONPATH:+:$PYTHONPATH}"
+        export PYTHONPATH
+    fi
+    log "pilot code $url ($actual) at ${bundle:-$pythonpath}"
 fi
 cd "$workdir" || die "cannot enter $workdir"  # python -m puts the current dir first on sys.path
-"$python" -c 'import autopilot_ops.pilot.loop' 2>"$workdir/import.err" \
-    || { cleanup; die "the pilot cannot be imported: $(tail -n 1 "$workdir/import.err")"; }
+if [ -z "$bundle" ]; then  # a bundle is whole once its sha256 matched; other code is tried first
+    "$python" -c 'import autopilot_ops.pilot.loop' 2>"$workdir/import.err" \
+        || { cleanup; die "the pilot cannot be imported: $(tail -n 1 "$workdir/import.err")"; }
+fi
 
 # --- start the pilot, forward signals, supervise its log ---
 [ -n "$pilot_log" ] || pilot_log="$workdir/pilot.log"
 mkdir -p "$workdir/jobs"
-"$python" -m autopilot_ops.pilot run --workdir "$workdir/jobs" "$@" >>"$pilot_log" 2>&1 &
+if [ -n "$bundle" ]; then  # isolated (-I -S): no site-packages, no PYTHON* variables, only the bundle's code
+    "$python" -I -S "$bundle" run --workdir "$workdir/jobs" "$@" >>"$pilot_log" 2>&1 &
+else
+    "$python" -m autopilot_ops.pilot run --workdir "$workdir/jobs" "$@" >>"$pilot_log" 2>&1 &
+fi
 pilot_pid=$!
 log "pilot started, pid $pilot_pid, log $pilot_log"
 

@@ -27,7 +27,8 @@ from autopilot_ops.pilot.slot import slot_end
 DEFAULT_SERVER = f"http://127.0.0.1:{protocol.DEFAULT_PORT}"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, *, bundle_command: bool = True) -> None:
+    """Add ``pilot run | show-job | resend``, and ``pilot bundle`` unless ``bundle_command`` is false."""
     pilot = subparsers.add_parser("pilot", help="run the generic PanDA pilot, inspect jobs, resend reports")
     commands = pilot.add_subparsers(dest="pilot_command", required=True)
 
@@ -45,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resend.add_argument("--server", help="send them here instead of to the server each was meant for")
     _add_auth_arguments(resend)
     resend.set_defaults(func=resend_command)
+
+    if bundle_command:
+        bundle = commands.add_parser("bundle", help="build the pilot as one zipapp for bare worker nodes")
+        bundle.add_argument(
+            "-o", "--output", type=Path, default=Path("."), metavar="DIR", help="where to write it (default: .)"
+        )
+        bundle.set_defaults(func=build_bundle_command)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -344,6 +352,18 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+
+
+def build_bundle_command(args: argparse.Namespace) -> int:
+    """Build ``autopilot-pilot-<version>.pyz`` and its ``.sha256`` in ``--output``."""
+    from autopilot_ops.pilot.bundle import BundleError, build_bundle
+
+    try:
+        bundle = build_bundle(args.output)
+    except (BundleError, OSError) as exc:
+        raise CommandError(f"cannot build the pilot bundle in {args.output}: {exc}") from None
+    print(f"{bundle.path} version={bundle.version} size={bundle.size} sha256={bundle.sha256}")
+    return 0
 
 
 def show_job_command(args: argparse.Namespace) -> int:

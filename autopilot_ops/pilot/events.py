@@ -6,13 +6,14 @@ delays a job); without them, events only go to the pilot's own log.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
 from typing import Any
 
-import requests
+from autopilot_ops.netutil import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,17 @@ class EventReporter:
         self._queue.put(record)
 
     def _post_loop(self) -> None:
-        with requests.Session() as session:
-            session.headers["Authorization"] = f"Bearer {self.token}"
-            while (record := self._queue.get()) is not _STOP:
-                try:
-                    reply = session.post(self.url, json=record, timeout=self.timeout)
-                    if reply.status_code >= 400:
-                        log.warning("monitor refused event %s: HTTP %d", record["event"], reply.status_code)
-                except requests.RequestException as exc:
-                    log.warning("monitor unreachable for event %s: %s", record["event"], exc)
+        assert self.url is not None
+        http = HttpClient(headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        while (record := self._queue.get()) is not _STOP:
+            try:
+                with http.request("POST", self.url, body=json.dumps(record).encode(), timeout=self.timeout) as reply:
+                    reply.read()
+                if reply.status >= 400:
+                    log.warning("monitor refused event %s: HTTP %d", record["event"], reply.status)
+            except (OSError, ValueError) as exc:
+                log.warning("monitor unreachable for event %s: %s", record["event"], exc)
+        http.close()
 
     def close(self, wait: float = 10.0) -> None:
         """Deliver what is queued (waiting at most ``wait`` s), then stop the poster."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import psutil
+from autopilot_ops.pilot.procfs import tree_rss_kb
 
 #: The pilot's variables a payload gets (``fnmatch`` patterns); everything else, the PanDA token file
 #: (``PANDA_AUTH_TOKEN_FILE``), the proxy and the monitor token included, stays with the pilot. A VO plugin
@@ -198,18 +198,7 @@ class Payload:
 
     def tree_rss_kb(self) -> int:
         """Current RSS of the payload and all its descendants, in kB (also kept as a running maximum)."""
-        try:
-            leader = psutil.Process(self.pid)
-            processes = [leader, *leader.children(recursive=True)]
-        except psutil.Error:
-            return 0
-        total = 0
-        for process in processes:
-            try:
-                total += process.memory_info().rss
-            except psutil.Error:
-                continue
-        total_kb = total // 1024
+        total_kb = tree_rss_kb(self.pid)
         self._sampled_rss_kb = max(self._sampled_rss_kb, total_kb)
         return total_kb
 

@@ -8,13 +8,15 @@ import os
 import shutil
 from collections.abc import Mapping
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from autopilot_ops.pilot import errorcodes, jobpars
 from autopilot_ops.pilot.job import Job
+from autopilot_ops.pilot.plugins import load_plugin
 
 ENTRY_POINT_GROUP = "autopilot.vo"
+#: This package's own VO plugins (its ``setup.py`` entry points), found without reading installed metadata.
+BUILTIN = {"generic": "autopilot_ops.pilot.vo.generic:GenericVO"}
 
 
 class TransformationNotFound(LookupError):
@@ -81,10 +83,7 @@ class UnknownVOError(LookupError):
 @cache
 def vo_class(name: str) -> type[VOPlugin]:
     """The plugin class registered under ``name`` in ``autopilot.vo``."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
-        return ep.load()
-    known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
-    raise UnknownVOError(f"no VO plugin {name!r} is installed (known: {', '.join(known) or 'none'})")
+    return load_plugin(ENTRY_POINT_GROUP, BUILTIN, name, UnknownVOError, "VO plugin")
 
 
 def load_vo(name: str, options: Mapping[str, str] | None = None) -> VOPlugin:
