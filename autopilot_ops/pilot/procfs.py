@@ -17,11 +17,19 @@ def _stat_fields(pid: str, proc: str) -> list[str] | None:
     return text[text.rfind(b")") + 2 :].decode("ascii", "replace").split()
 
 
+def _resident_pages(pid: int, proc: str) -> int:
+    """The resident pages of ``pid`` (``/proc/<pid>/statm``, what ``psutil``'s ``memory_info().rss`` reads)."""
+    try:
+        with open(f"{proc}/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def tree_rss_kb(root: int, proc: str = "/proc") -> int:
-    """RSS in kB of ``root`` and all its live descendants (0 when ``root`` is gone), as ``psutil``'s
-    ``memory_info().rss`` of each: the ``rss`` field of ``/proc/<pid>/stat`` in pages."""
+    """RSS in kB of ``root`` and all its live descendants (0 when ``root`` is gone), as the sum of ``psutil``'s
+    ``memory_info().rss`` over ``Process(root)`` and its ``children(recursive=True)``."""
     children: dict[int, list[int]] = {}
-    rss_pages: dict[int, int] = {}
     try:
         names = os.listdir(proc)
     except OSError:
@@ -30,16 +38,11 @@ def tree_rss_kb(root: int, proc: str = "/proc") -> int:
         if not name.isdigit():
             continue
         fields = _stat_fields(name, proc)
-        if fields is None or len(fields) < 22:
-            continue
-        pid = int(name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        rss_pages[pid] = int(fields[21])
-    if root not in rss_pages:
-        return 0
+        if fields is not None and len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(name))
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
-        total += rss_pages.get(pid, 0)
+        total += _resident_pages(pid, proc)
         todo.extend(children.get(pid, ()))
     return total * _PAGE_KB

@@ -184,3 +184,62 @@ def test_missing_python_is_reported(tmp_path, panda):
     command[command.index("--python") + 1] = str(tmp_path / "no-python")
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 3 and "not found" in result.stderr
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+needs_system_python = pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="needs the system python3")
+
+
+@pytest.fixture
+def bundle_url(tmp_path, panda):
+    """(URL, sha256) of this checkout's pilot bundle, served by the dev server."""
+    from autopilot_ops.pilot.bundle import build_bundle
+
+    built = build_bundle(tmp_path / "files")
+    return f"{panda.url}/{built.path.name}", built.sha256
+
+
+def bare_wrapper(tmp_path, panda, *wrapper_args, path="/usr/bin:/bin"):
+    """The wrapper with the system python3 in an empty environment, as a batch system on a bare node runs it."""
+    command = wrapper_command(tmp_path, panda, *wrapper_args)
+    command[command.index("--python") + 1] = SYSTEM_PYTHON
+    env = ["env", "-i", f"PATH={path}", f"HOME={tmp_path}"]
+    return subprocess.run([*env, *command], capture_output=True, text=True, timeout=120)
+
+
+@needs_system_python
+def test_fetched_bundle_runs_the_job_on_a_bare_node(tmp_path, panda, bundle_url, make_script):
+    url, digest = bundle_url
+    job_id = panda.submit_jobs(QUEUE, 1, str(make_script("t.sh", "echo bundled\n")), "")[0]
+    result = bare_wrapper(tmp_path, panda, "--pilot-url", url, "--pilot-sha256", digest)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert panda.job(job_id)["status"] == "finished"
+    assert f"pilot code {url} ({digest}) at " in result.stderr and "pilot.pyz" in result.stderr
+    assert "wrapper_exit=0 pilot_exit=0" in summary(result)
+    assert scratch_is_clean(tmp_path)
+
+
+@needs_system_python
+def test_bundle_with_a_wrong_sha256_is_refused(tmp_path, panda, bundle_url, make_script):
+    url, digest = bundle_url
+    job_id = panda.submit_jobs(QUEUE, 1, str(make_script("t.sh", "exit 0\n")), "")[0]
+    result = bare_wrapper(tmp_path, panda, "--pilot-url", url, "--pilot-sha256", "cd" * 32)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"pilot code {url} has sha256 {digest}, expected {'cd' * 32}: refusing to run it" in result.stderr
+    assert "wrapper_exit=3" in summary(result) and panda.job(job_id)["status"] == "activated"
+    assert scratch_is_clean(tmp_path)
+
+
+@needs_system_python
+def test_bundle_fetched_with_python_when_the_node_has_no_curl_or_wget(tmp_path, panda, bundle_url, make_script):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for directory in ("/bin", "/usr/bin"):
+        for tool in Path(directory).iterdir():
+            if tool.name not in ("curl", "wget") and not (tools / tool.name).exists():
+                (tools / tool.name).symlink_to(tool)
+    url, digest = bundle_url
+    job_id = panda.submit_jobs(QUEUE, 1, str(make_script("t.sh", "echo fetched by urllib\n")), "")[0]
+    result = bare_wrapper(tmp_path, panda, "--pilot-url", url, "--pilot-sha256", digest, path=str(tools))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert panda.job(job_id)["status"] == "finished"

@@ -1,0 +1,133 @@
+"""The pilot bundle: built reproducibly, standard library only, run the way a bare worker node runs it (the
+system python3, an empty environment, ``-I -S``) against the dev server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import autopilot_ops
+from autopilot_ops.pilot import bundle as bundle_module
+from autopilot_ops.pilot.bundle import Bundle, BundleError, build_bundle
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+QUEUE = "BARE_QUEUE"
+
+pytestmark = pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="needs the system python3")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Bundle:
+    return build_bundle(tmp_path_factory.mktemp("dist"))
+
+
+def bare(home: Path, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``command`` as a worker node runs it: ``env -i PATH=/usr/bin:/bin HOME=<home>``."""
+    env = ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={home}"]
+    return subprocess.run([*env, *command], capture_output=True, text=True, timeout=timeout, cwd=home)
+
+
+def test_the_bundle_is_one_zipapp_with_its_sha256(built):
+    version = autopilot_ops.__version__
+    assert built.path.name == f"autopilot-pilot-{version}.pyz" and built.version == version
+    assert built.size == built.path.stat().st_size
+    assert built.sha256_path.read_text() == f"{built.sha256}  {built.path.name}\n"
+    check = subprocess.run(["sha256sum", "-c", built.sha256_path.name], cwd=built.path.parent, capture_output=True)
+    assert check.returncode == 0, check.stdout
+
+
+def test_the_build_is_reproducible(built, tmp_path):
+    again = build_bundle(tmp_path / "again")
+    assert again.sha256 == built.sha256
+    assert again.path.read_bytes() == built.path.read_bytes()
+
+
+def test_the_bundle_holds_only_the_pilot(built):
+    with zipfile.ZipFile(built.path) as archive:
+        names = archive.namelist()
+    modules = {name[:-3].replace("/", ".").removesuffix(".__init__") for name in names if name.endswith(".py")}
+    assert {"autopilot_ops.pilot.loop", "autopilot_ops.panda.client", "autopilot_ops.pilot.movers.http"} <= modules
+    assert "autopilot_ops.pilot.vo.generic" in modules and "__main__" in modules
+    outside = [m for m in modules if m.startswith(("autopilot_ops.airflow", "autopilot_ops.scheduler",
+                                                   "autopilot_ops.store", "autopilot_ops.panda.devserver",
+                                                   "autopilot_ops.backends", "autopilot_ops.cli"))]
+    assert outside == [] and "autopilot_ops.pilot.bundle" not in modules
+    assert names == sorted(names, key=lambda name: name.removesuffix("c"))  # sorted; each .pyc after its .py
+
+
+def test_every_module_of_the_bundle_imports_with_the_standard_library_alone(built, tmp_path):
+    with zipfile.ZipFile(built.path) as archive:
+        modules = sorted(
+            name[:-3].replace("/", ".").removesuffix(".__init__")
+            for name in archive.namelist()
+            if name.endswith(".py") and name != "__main__.py"
+        )
+    script = (
+        f"import sys; sys.path.insert(0, {str(built.path)!r})\n"
+        f"for name in {modules!r}: __import__(name)\n"
+        "outside = sorted({m.partition('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)"
+        " - {'autopilot_ops', '__main__'})\n"
+        "print('outside:', outside)\n"
+        "print('from:', sorted({sys.modules[m].__file__.startswith(sys.path[0]) for m in sys.modules"
+        " if m.startswith('autopilot_ops')}))\n"
+    )
+    result = bare(tmp_path, SYSTEM_PYTHON, "-I", "-S", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert "outside: []" in result.stdout and "from: [True]" in result.stdout
+
+
+def test_the_builder_refuses_a_module_importing_outside_the_standard_library(monkeypatch, tmp_path):
+    rogue = tmp_path / "rogue.py"
+    rogue.write_text("def f():\n    import requests\n")
+    monkeypatch.setattr(bundle_module, "ROOTS", ("autopilot_ops.rogue",))
+    monkeypatch.setattr(bundle_module, "_source_of", lambda module: rogue if module == "autopilot_ops.rogue" else None)
+    with pytest.raises(BundleError, match=r"autopilot_ops.rogue .*imports 'requests'"):
+        bundle_module.pilot_modules()
+
+
+def test_on_a_bare_node_the_bundle_runs_dev_server_jobs_to_finished(built, panda, tmp_path, make_script):
+    trf = make_script("bare.sh", 'echo "bare node $PANDAID"\n')
+    ids = panda.submit_jobs(QUEUE, 2, str(trf), "")
+    (tmp_path / "work").mkdir()
+    result = bare(
+        tmp_path,
+        SYSTEM_PYTHON, "-I", "-S", str(built.path), "run",
+        "--queue", QUEUE, "--server", panda.url, "--workdir", str(tmp_path / "work"),
+        "--max-jobs", "2", "--time-floor", "600",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [panda.job(panda_id)["status"] for panda_id in ids] == ["finished", "finished"]
+    assert f"version={built.version}" in result.stderr
+
+
+def test_the_bundle_takes_exactly_the_options_of_autopilot_pilot_run(built, tmp_path):
+    ours = bare(tmp_path, SYSTEM_PYTHON, "-I", "-S", str(built.path), "run", "--help")
+    installed = subprocess.run(
+        [sys.executable, "-m", "autopilot_ops.cli.main", "pilot", "run", "--help"], capture_output=True, text=True
+    )
+    assert ours.returncode == 0 and installed.returncode == 0, ours.stderr + installed.stderr
+
+    def options(text: str) -> str:
+        return text[text.index("\noptions:"):]
+
+    assert options(ours.stdout) == options(installed.stdout)
+
+
+def test_the_bundle_has_no_bundle_command(built, tmp_path):
+    result = bare(tmp_path, SYSTEM_PYTHON, "-I", "-S", str(built.path), "bundle")
+    assert result.returncode == 2 and "invalid choice: 'bundle'" in result.stderr
+
+
+def test_autopilot_pilot_bundle_command(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "autopilot_ops.cli.main", "pilot", "bundle", "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "out" / f"autopilot-pilot-{autopilot_ops.__version__}.pyz"
+    assert result.stdout.startswith(f"{path} version=") and Path(f"{path}.sha256").is_file()
