@@ -1,10 +1,11 @@
 """Job types end to end: PanDA's per-label statistics from the dev server decide each label's pilots; real pilots
-on the local back end ask for their own label and run the jobs of that label; a server without the per-label call
-is asked the older one, and the reason says so."""
+on the local back end ask for their own label and run the jobs of that label, and the monitor shows it; a server
+without the per-label call is asked the older one, and the reason says so."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from autopilot_ops.airflow.webapp.app import create_app
+from autopilot_ops.airflow.webapp.settings import WebSettings
 from autopilot_ops.backends.local import LocalBackend
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.devserver.testing import DevServer
@@ -34,6 +38,7 @@ queues:
   - {{name: TEST_Q, site: S3, status: test, test_pilots: 1}}
 """
 HARVESTER_ID = "autopilot-job-types"
+VIEWER_TOKEN = "viewer-token-0123456789abcdef"
 REPLIES = json.loads((Path(__file__).parents[1] / "data" / "panda-server-1.0.4" / "replies.json").read_text())
 
 
@@ -170,6 +175,24 @@ def test_job_labels_count_for_the_pilots_that_fetch_them(panda: DevServer) -> No
     counts = {(c.prod_source_label, c.resource_type): c.count for c in stats.activated["UNI_Q"]}
     assert counts == {("user", "Undefined"): 3, ("managed", "Undefined"): 7, ("install", "Undefined"): 5,
                       ("managed", "MCORE"): 6}
+
+
+def test_queue_page_shows_each_pilots_label(store: Store, queues: None, panda: DevServer, pg_dsn: str,
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monitor tells analysis (``user``) pilots from production (``managed``) ones."""
+    viewer = {VIEWER_TOKEN: {"identity": "dashboard", "role": "viewer"}}
+    monkeypatch.setenv("AIRFLOW_VAR_AUTOPILOT_API_TOKENS", json.dumps(viewer))
+    panda.submit_jobs("UNI_Q", 1, f"{panda.url}/ok.sh", "")
+    panda.submit_jobs("UNI_Q", 1, f"{panda.url}/ok.sh", "", prod_source_label="user")
+    make_cycle(store, panda.url, tmp_path, ("true",)).run("run-1")
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    app = create_app(WebSettings(dsn=pg_dsn, log_root=tmp_path / "logs", token_cache_seconds=0))
+    with TestClient(app, root_path="/autopilot") as client:
+        page = client.get("/queues/UNI_Q", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"}).text
+    app.state.store_pool.close()
+    table = page[page.index("Recent pilots</h2>"):page.index("<h2>Recent events</h2>")]
+    assert ">label</th>" in table
+    assert sorted(re.findall(r"<td>(managed|user)</td>", table)) == ["managed", "user"]
 
 
 class _OldServer(BaseHTTPRequestHandler):
