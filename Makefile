@@ -26,6 +26,7 @@ test: $(STAMP)
 	scripts/condor-local.sh start
 	scripts/arc-local.sh start
 	scripts/browser-deps.sh
+	scripts/redis-deps.sh
 	$(BIN)/ruff check autopilot_ops dags plugins tests bench
 	$(BIN)/pytest -q
 

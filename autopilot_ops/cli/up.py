@@ -2,7 +2,9 @@
 
 Ports and paths come from the environment: ``AUTOPILOT_HOME`` (default ``./.autopilot``),
 ``AUTOPILOT_PANDA_PORT`` (25080), ``AUTOPILOT_AIRFLOW_PORT`` (8080), ``AUTOPILOT_EMBEDDED_PG_PORT`` (55432),
-``AUTOPILOT_DSN`` (an existing PostgreSQL instead of the embedded one), ``AUTOPILOT_DEMO_JOBS`` (12).
+``AUTOPILOT_DSN`` (an existing PostgreSQL instead of the embedded one), ``AUTOPILOT_DEMO_JOBS`` (12),
+``AUTOPILOT_DEMO_QUEUES`` (a queue file instead of the demo queues; its queues tagged ``demo`` get the jobs);
+with ``--executor celery``: ``AUTOPILOT_REDIS_PORT`` (26379), ``AUTOPILOT_WORKER_QUEUES``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import sys
 
 from autopilot_ops.errors import CommandError
-from autopilot_ops.quickstart.settings import QuickstartError, Settings
+from autopilot_ops.quickstart.settings import EXECUTORS, QuickstartError, Settings
 from autopilot_ops.quickstart.stack import down, started_services, stay_in_foreground, up
 from autopilot_ops.store.connection import StoreError
 from autopilot_ops.store.embedded import EmbeddedPostgresError
@@ -25,10 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "show progress until the demo jobs are done. Services that already run are reused.",
         epilog="Environment: AUTOPILOT_HOME (default ./.autopilot), AUTOPILOT_PANDA_PORT (25080), "
         "AUTOPILOT_AIRFLOW_PORT (8080), AUTOPILOT_EMBEDDED_PG_PORT (55432), AUTOPILOT_DSN (an existing "
-        "PostgreSQL instead of the embedded one), AUTOPILOT_DEMO_JOBS (12).",
+        "PostgreSQL instead of the embedded one), AUTOPILOT_DEMO_JOBS (12), AUTOPILOT_DEMO_QUEUES (a queue file "
+        "instead of the demo queues).",
     )
     parser.add_argument(
         "--foreground", action="store_true", help="stay attached after the demo; Ctrl-C stops every service"
+    )
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help="Airflow's executor: local (LocalExecutor, the default; AUTOPILOT_EXECUTOR) or celery "
+        "(CeleryExecutor with a Redis broker on AUTOPILOT_REDIS_PORT, 26379, and two Celery workers; the second "
+        "also serves the worker queues in AUTOPILOT_WORKER_QUEUES)",
     )
     parser.set_defaults(func=up_command)
     stop = subparsers.add_parser("down", help="stop what `autopilot up` started")
@@ -37,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def up_command(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.from_environment()
+        settings = Settings.from_environment(args.executor)
         up(settings)
         if args.foreground:
             stay_in_foreground(settings)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from autopilot_ops.airflow.naming import scheduler_dag_id
 from autopilot_ops.airflow.rest_api import AirflowAPI
-from autopilot_ops.quickstart.processes import MARKER_VARIABLE, Service
+from autopilot_ops.quickstart.celery import celery_environment, celery_workers
+from autopilot_ops.quickstart.processes import MARKER_VARIABLE, Service, stop_services
 from autopilot_ops.quickstart.readiness import check_alive, wait_for_url
 from autopilot_ops.quickstart.settings import REPO_ROOT, QuickstartError, Settings, require_free_port
 
@@ -79,7 +80,31 @@ def airflow_environment(settings: Settings, dsn: str, metadata_url: str, jwt_sec
         "AIRFLOW__AUTOPILOT__PILOT_COMMAND": pilot_command,
         "AIRFLOW__AUTOPILOT__PANDA_CONN_ID": "panda_default",
         "AIRFLOW_CONN_PANDA_DEFAULT": json.dumps({"conn_type": "panda", "host": settings.panda_url}),
+        **(celery_environment(settings) if settings.executor == "celery" else {}),
     }
+
+
+def environment_file(settings: Settings) -> Path:
+    return settings.airflow_home / "environment.json"
+
+
+def record_environment(settings: Settings, env: dict[str, str]) -> None:
+    """Keep the running Airflow's settings (mode 0600: they hold the JWT secret and the broker's password), so
+    a later ``up`` starts a missing worker with them and knows which executor runs."""
+    path = environment_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(env, handle)
+
+
+def recorded_environment(settings: Settings) -> dict[str, str]:
+    """The settings the running Airflow was started with (empty if none were kept)."""
+    try:
+        document = json.loads(environment_file(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 def airflow_services(settings: Settings, env: dict[str, str]) -> list[Service]:
@@ -137,12 +162,16 @@ def run_step(step: str, argv: list[str], env: dict[str, str], settings: Settings
 
 
 def start_airflow(settings: Settings, env: dict[str, str]) -> list[Service]:
-    """Start every component (stopping any half-running set first, since they share a JWT secret)."""
+    """Start every component, and the Celery workers with the CeleryExecutor (stopping any half-running set
+    first, since they share a JWT secret); the settings are kept for :func:`recorded_environment`."""
     services = airflow_services(settings, env)
-    for service in services:
-        service.stop()
+    workers = celery_workers(settings, env)
+    stop_services([*services, *workers])
     require_free_port(settings.airflow_port, "Airflow API server", "AUTOPILOT_AIRFLOW_PORT")
     migrate(settings, env)
+    record_environment(settings, env)
+    if settings.executor == "celery":
+        services += workers
     for service in services:
         service.start()
     return services

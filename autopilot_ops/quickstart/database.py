@@ -16,6 +16,7 @@ import psycopg2.extensions
 
 from autopilot_ops.config import EMBEDDED_PG_PORT, resolve_dsn, state_dir
 from autopilot_ops.queues.loader import LoadResult, load_queues
+from autopilot_ops.quickstart.settings import QuickstartError
 from autopilot_ops.store.connection import Store, StoreError, redact
 from autopilot_ops.store.embedded import EmbeddedPostgres, create_database_if_missing
 from autopilot_ops.store.schema import apply_schema
@@ -32,7 +33,13 @@ def uses_embedded_server() -> bool:
 
 
 def demo_queue_files() -> list[str]:
-    """The demo queues: three on the local back end, and one on Slurm when this machine's Slurm answers."""
+    """The demo queues: three on the local back end, and one on Slurm when this machine's Slurm answers; or
+    the file in ``AUTOPILOT_DEMO_QUEUES`` (its queues tagged ``demo`` get the demo jobs)."""
+    chosen = os.environ.get("AUTOPILOT_DEMO_QUEUES", "").strip()
+    if chosen:
+        if not os.path.isfile(chosen):
+            raise QuickstartError(f"AUTOPILOT_DEMO_QUEUES={chosen!r}: no such queue file")
+        return [chosen]
     data = resources.files("autopilot_ops") / "data"
     files = [str(data / "demo-queues.yaml")]
     if slurm_answers():

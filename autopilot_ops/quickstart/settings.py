@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_ops.config import EMBEDDED_PG_PORT, state_dir
+
+#: The executors ``autopilot up --executor`` runs Airflow with.
+EXECUTORS = ("local", "celery")
+_WORKER_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,49}")
 
 #: Where the repository's ``dags/`` and ``plugins/`` folders are (the package sits in the repository root).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,15 +32,26 @@ class Settings:
     airflow_port: int
     pg_port: int
     demo_jobs: int
+    #: Airflow's executor: ``local`` (LocalExecutor) or ``celery`` (CeleryExecutor, a Redis broker, two workers)
+    executor: str = "local"
+    redis_port: int = 26379
+    #: the Airflow worker queues the second Celery worker serves besides ``default``
+    worker_queues: tuple[str, ...] = ()
 
     @classmethod
-    def from_environment(cls) -> Settings:
+    def from_environment(cls, executor: str | None = None) -> Settings:
+        executor = executor or os.environ.get("AUTOPILOT_EXECUTOR", "").strip() or "local"
+        if executor not in EXECUTORS:
+            raise QuickstartError(f"executor {executor!r} is not one of: {', '.join(EXECUTORS)}")
         return cls(
             home=state_dir(),
             panda_port=_port("AUTOPILOT_PANDA_PORT", 25080),
             airflow_port=_port("AUTOPILOT_AIRFLOW_PORT", 8080),
             pg_port=EMBEDDED_PG_PORT,
             demo_jobs=_count("AUTOPILOT_DEMO_JOBS", 12),
+            executor=executor,
+            redis_port=_port("AUTOPILOT_REDIS_PORT", 26379),
+            worker_queues=_names("AUTOPILOT_WORKER_QUEUES"),
         )
 
     @property
@@ -72,6 +88,17 @@ def _port(variable: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise QuickstartError(f"{variable}={raw!r} is not a port number (1-65535)")
     return int(raw)
+
+
+def _names(variable: str) -> tuple[str, ...]:
+    """A comma-separated list of Airflow worker queue names (the queue files' name rule)."""
+    names = tuple(part.strip() for part in os.environ.get(variable, "").split(",") if part.strip())
+    for name in names:
+        if not _WORKER_QUEUE.fullmatch(name):
+            raise QuickstartError(
+                f"{variable}: {name!r} is not a worker queue name (letters, digits, '_', '-', '.', at most 50)"
+            )
+    return names
 
 
 def _count(variable: str, default: int) -> int:
