@@ -235,24 +235,24 @@ class CondorBackend(Backend):
     def _credential_commands(
         self, spec: PilotSpec, options: Mapping[str, Any]
     ) -> tuple[dict[str, str], dict[str, str]]:
-        """The submit commands that ship the spec's credential, and the pilot's variables for it: a proxy as
-        ``x509userproxy`` (HTCondor copies it with the job and sets ``X509_USER_PROXY``), a token as an input file
-        the pilot finds in its working directory (its output still streamed to the log directory)."""
+        """The submit commands that ship the spec's credential with the job, into its scratch directory where the
+        pilot runs (its output still streamed to the log directory), and the pilot's variables for it: a proxy as
+        ``x509userproxy`` (HTCondor sets ``X509_USER_PROXY`` to its copy), a token as an input file."""
         credential = spec.credential
         if credential is None:
             return {}, {}
-        if credential.kind == PROXY:
-            variables = {k: v for k, v in pilot_environment(credential).items() if k != PROXY_VARIABLE}
-            return {"x509userproxy": escape_macros(credential.path)}, variables
-        if "," in credential.path:
-            raise ValueError(f"credential path {credential.path!r} holds a comma, which transfer_input_files splits at")
         commands = {
-            "transfer_input_files": escape_macros(credential.path),
             "should_transfer_files": "YES",
             "when_to_transfer_output": "ON_EXIT",
             "stream_output": "True",
             "stream_error": "True",
         }
+        if credential.kind == PROXY:
+            commands["x509userproxy"] = escape_macros(credential.path)
+            return commands, {k: v for k, v in pilot_environment(credential).items() if k != PROXY_VARIABLE}
+        if "," in credential.path:
+            raise ValueError(f"credential path {credential.path!r} holds a comma, which transfer_input_files splits at")
+        commands["transfer_input_files"] = escape_macros(credential.path)
         return commands, pilot_environment(credential, os.path.basename(credential.path))
 
     def _owner(self) -> str | None:
@@ -399,11 +399,10 @@ class CondorCEBackend(CondorBackend):
         """As for a pool; a token also authenticates HTCondor to the CE (``scitokens_file``) unless the back end
         names a CE token of its own, and the output comes back when the job ends (a CE streams none)."""
         commands, variables = super()._credential_commands(spec, options)
-        if spec.credential is not None and spec.credential.kind == TOKEN:
-            commands.pop("stream_output")
-            commands.pop("stream_error")
-            if not options.get("scitokens_file"):
-                commands["scitokens_file"] = escape_macros(spec.credential.path)
+        commands.pop("stream_output", None)
+        commands.pop("stream_error", None)
+        if spec.credential is not None and spec.credential.kind == TOKEN and not options.get("scitokens_file"):
+            commands["scitokens_file"] = escape_macros(spec.credential.path)
         return commands, variables
 
 

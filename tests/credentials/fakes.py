@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 
@@ -30,8 +30,8 @@ def make_token(path: Path, lifetime_s: float) -> str:
     return token
 
 
-def _certificate(key: ec.EllipticCurvePrivateKey, subject: str, not_after: dt.datetime,
-                 issuer_key: ec.EllipticCurvePrivateKey, issuer: str) -> x509.Certificate:
+def _certificate(key: rsa.RSAPrivateKey, subject: str, not_after: dt.datetime,
+                 issuer_key: rsa.RSAPrivateKey, issuer: str) -> x509.Certificate:
     now = dt.datetime.now(dt.timezone.utc)
     return (
         x509.CertificateBuilder()
@@ -50,7 +50,7 @@ def make_proxy(path: Path, lifetime_s: float, issuer_lifetime_s: float | None = 
     certificate expires in ``lifetime_s``, the issuer in ``issuer_lifetime_s`` (default: a day later). Returns the
     earliest expiry, to the second."""
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    issuer_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    issuer_key, key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
     issuer_s = issuer_lifetime_s if issuer_lifetime_s is not None else lifetime_s + 86400
     issuer_after = now + dt.timedelta(seconds=issuer_s)
     issuer = _certificate(issuer_key, "Test User", issuer_after, issuer_key, "Test User")
