@@ -171,12 +171,13 @@ class ArcBackend(Backend):
         if not by_job:
             return known
         finals: dict[str, tuple[str, PilotStatus]] = {}
-        for answer in self.client.jobs("status", list(by_job)):
-            job_id = answer.get("id")
-            if job_id not in by_job or str(answer.get("status-code")) == "404":
-                continue  # the CE no longer knows it: left out
+        rest = {answer.get("id"): str(answer.get("state") or "") for answer in self.client.jobs("status", list(by_job))
+                if answer.get("id") in by_job and str(answer.get("status-code")) != "404"}  # 404: gone, left out
+        lagging = [job_id for job_id, state in rest.items() if not _final_in_rest(state)]
+        control = self.client.diagnose_many(lagging, "status")
+        for job_id, rest_state in rest.items():
             submission, batch, record = by_job[job_id]
-            state = self._state_of(job_id, str(answer.get("state") or ""), batch in record["cancelled"])
+            state = current_state(rest_state, control.get(job_id), batch in record["cancelled"])
             if state is None:
                 continue
             if state.is_final:
@@ -188,18 +189,6 @@ class ArcBackend(Backend):
             self._record_finals(by_job, finals)
             self.client.jobs("clean", list(finals))
         return known
-
-    def _state_of(self, job_id: str, rest_state: str, cancelled: bool) -> PilotState | None:
-        state = REST_STATES.get(rest_state)
-        if state is None or not state.is_final:
-            control = (self.client.diagnose(job_id, "status") or "").strip().split(":")[-1]
-            if not control:
-                return None  # gone between the two calls
-            current = CONTROL_STATES.get(control, state or PilotState.SUBMITTED)
-            state = PilotState.QUEUED if current is PilotState.RUNNING and state is PilotState.QUEUED else current
-        if state.is_final and cancelled:
-            return PilotState.CANCELLED
-        return state
 
     def _collect(self, job_id: str, batch: str, record: dict[str, Any], state: PilotState) -> PilotStatus:
         """A final job's exit code, times and failure, and its stdout and stderr copied into our log root."""
@@ -314,6 +303,26 @@ class ArcBackend(Backend):
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         temporary.write_text(json.dumps(record))
         os.replace(temporary, path)
+
+
+def _final_in_rest(state: str) -> bool:
+    found = REST_STATES.get(state)
+    return found is not None and found.is_final
+
+
+def current_state(rest_state: str, control: str | None, cancelled: bool) -> PilotState | None:
+    """A job's state from its REST state and, where REST may lag, its control directory's (``None``: it went
+    between the two calls)."""
+    state = REST_STATES.get(rest_state)
+    if state is None or not state.is_final:
+        word = (control or "").strip().split(":")[-1]
+        if not word:
+            return None
+        now = CONTROL_STATES.get(word, state or PilotState.SUBMITTED)
+        state = PilotState.QUEUED if now is PilotState.RUNNING and state is PilotState.QUEUED else now
+    if state.is_final and cancelled:
+        return PilotState.CANCELLED
+    return state
 
 
 def launcher(spec: PilotSpec, name: str, index: int, shipped: Path | None) -> bytes:

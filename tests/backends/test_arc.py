@@ -175,3 +175,23 @@ def test_times_come_from_a_rex_diag() -> None:
 
     assert _arc_time("20261202204757Z") == dt.datetime(2026, 12, 2, 20, 47, 57, tzinfo=dt.timezone.utc)
     assert _arc_time("soon") is None
+
+
+@pytest.mark.parametrize(
+    ("rest", "control", "cancelled", "state"),
+    [
+        ("ACCEPTED", "INLRMS", False, PilotState.RUNNING),  # REST lags: the control directory is current
+        ("QUEUING", "INLRMS", False, PilotState.QUEUED),  # in the LRMS but not started yet, as REST says
+        ("RUNNING", "FINISHED", False, PilotState.FINISHED),
+        ("EXITINGLRMS", "FINISHED", True, PilotState.CANCELLED),
+        ("ACCEPTED", "PENDING:PREPARING", False, PilotState.SUBMITTED),
+        ("FAILED", None, False, PilotState.FAILED),  # a final REST state needs no second look
+        ("KILLED", None, False, PilotState.CANCELLED),
+        ("RUNNING", None, False, None),  # gone between the two calls
+        ("RUNNING", "DELETED", False, PilotState.MISSED),
+    ],
+)
+def test_the_state_is_the_control_directorys_where_rest_lags(rest, control, cancelled, state) -> None:
+    from autopilot_ops.backends.arc import current_state
+
+    assert current_state(rest, control, cancelled) is state
