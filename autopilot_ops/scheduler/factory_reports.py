@@ -74,7 +74,7 @@ def send_due_reports(
 
 
 def worker_statistics(store: Store, queues: Sequence[str], now: dt.datetime) -> dict[str, dict[str, Any]]:
-    """Each queue's worker statistics."""
+    """Each queue's worker statistics, per pilot label (job type) and resource type."""
     if not queues:
         return {}
     since = now - dt.timedelta(seconds=FINISHED_WINDOW_S)
@@ -86,7 +86,8 @@ def worker_statistics(store: Store, queues: Sequence[str], now: dt.datetime) -> 
         state = worker_state(row["state"], row["started"])
         if state not in ("submitted", "running", "finished"):
             continue
-        kind = stats.setdefault(row["queue"], {}).setdefault(job_type(row["prod_source_labels"]), {})
+        label = row["prod_source_label"] or job_type(row["prod_source_labels"])
+        kind = stats.setdefault(row["queue"], {}).setdefault(label, {})
         counts = kind.setdefault(resource_type(row["corecount"]), _zero())
         counts[state] += int(row["n"])
     for queue, found in targets.items():

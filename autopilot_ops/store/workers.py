@@ -74,12 +74,12 @@ def mark_reported(cur: Any, accepted: Iterable[tuple[int, str]], now: dt.datetim
 
 
 def worker_counts(cur: Any, queues: Sequence[str], since: dt.datetime) -> list[dict[str, Any]]:
-    """Per queue and state, pilots live now or ended since ``since``, for the worker statistics."""
+    """Per queue, pilot label and state, pilots live now or ended since ``since``, for the worker statistics."""
     cur.execute(
-        "SELECT p.queue, p.state, p.started_at IS NOT NULL AS started, s.corecount, s.prod_source_labels, "
-        "count(*) AS n FROM pilots p LEFT JOIN schedconfig s ON s.panda_queue = p.queue "
+        "SELECT p.queue, p.prod_source_label, p.state, p.started_at IS NOT NULL AS started, s.corecount, "
+        "s.prod_source_labels, count(*) AS n FROM pilots p LEFT JOIN schedconfig s ON s.panda_queue = p.queue "
         "WHERE p.queue = ANY(%s) AND (p.state IN %s OR p.state_changed_at >= %s) "
-        "GROUP BY p.queue, p.state, started, s.corecount, s.prod_source_labels",
+        "GROUP BY p.queue, p.prod_source_label, p.state, started, s.corecount, s.prod_source_labels",
         (list(queues), LIVE_STATES, since),
     )
     return [dict(row) for row in cur.fetchall()]

@@ -152,8 +152,9 @@ def test_the_pilot_command_gets_its_label(store: Store, queues: None, panda: Dev
     assert outputs == ["label=managed queue=UNI_Q", "label=user queue=UNI_Q"]
 
 
-def test_workers_report_the_pilots_own_label_as_job_type(store: Store, queues: None, panda: DevServer,
-                                                        tmp_path: Path) -> None:
+def test_workers_and_their_statistics_carry_the_pilots_own_label(
+    store: Store, queues: None, panda: DevServer, tmp_path: Path
+) -> None:
     panda.set_queue("UNI_Q", harvester=HARVESTER_ID)
     panda.submit_jobs("UNI_Q", 1, f"{panda.url}/ok.sh", "")
     panda.submit_jobs("UNI_Q", 1, f"{panda.url}/ok.sh", "", prod_source_label="user")
@@ -163,6 +164,10 @@ def test_workers_report_the_pilots_own_label_as_job_type(store: Store, queues: N
     labels = {p["id"]: p["prod_source_label"] for p in pilots_of(store, "UNI_Q")}
     reported = {w["workerID"]: w["jobType"] for w in panda.workers(HARVESTER_ID) if w["workerID"] in labels}
     assert reported == labels and sorted(labels.values()) == ["managed", "user"]
+    assert report.factory is not None and "UNI_Q" in report.factory.statistics
+    by_type = panda.worker_statistics()["UNI_Q"][HARVESTER_ID]
+    assert {job_type: sum(n for states in by_rt.values() for n in states.values())
+            for job_type, by_rt in by_type.items()} == {"managed": 1, "user": 1}
 
 
 def test_job_labels_count_for_the_pilots_that_fetch_them(panda: DevServer) -> None:
