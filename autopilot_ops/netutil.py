@@ -11,7 +11,6 @@ from ``https_proxy``/``http_proxy`` and ``no_proxy``. It follows no redirects an
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import select
 import socket
@@ -25,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 MAX_LINE = 65536
 MAX_HEADERS = 200
 _SEND_CHUNK = 1 << 20
+_IPV6_LOOPBACK = bytes(15) + b"\x01"
 
 
 def is_loopback(host: str | None) -> bool:
@@ -33,10 +33,13 @@ def is_loopback(host: str | None) -> bool:
         return False
     if host == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    for family in (socket.AF_INET, socket.AF_INET6):  # not ipaddress: 1 MB of the pilot's memory
+        try:
+            packed = socket.inet_pton(family, host.strip("[]"))
+        except OSError:
+            continue
+        return packed[0] == 127 if family == socket.AF_INET else packed == _IPV6_LOOPBACK
+    return False
 
 
 class ConnectError(OSError):

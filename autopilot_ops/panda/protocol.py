@@ -30,10 +30,7 @@ Quirks of the real server that clients must expect
 
 from __future__ import annotations
 
-import ast
-import io
 import json
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -217,6 +214,8 @@ def parse_envelope(text: str | bytes) -> Envelope:
     try:
         value = json.loads(stripped)
     except ValueError:
+        import ast  # only for a reply in Python's repr
+
         try:
             value = ast.literal_eval(stripped)
         except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
@@ -249,17 +248,18 @@ def parse_legacy_reply(text: str | bytes) -> dict[str, str]:
     return fields
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles only built-in containers and scalars: any class reference is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise ProtocolError(f"legacy reply pickles {module}.{name}; only plain data is accepted")
-
-
 def parse_legacy_pickle(payload: bytes) -> Any:
-    """Decode the pickled dict of legacy ``getJobStatisticsPerSite`` without running any code."""
+    """Decode the pickled dict of legacy ``getJobStatisticsPerSite`` without running any code: only built-in
+    containers and scalars; any class reference is refused. (``pickle`` is imported here, not by the pilot.)"""
+    import io
+    import pickle
+
+    class PlainUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            raise ProtocolError(f"legacy reply pickles {module}.{name}; only plain data is accepted")
+
     try:
-        return _PlainUnpickler(io.BytesIO(payload)).load()
+        return PlainUnpickler(io.BytesIO(payload)).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
         raise ProtocolError(f"legacy reply is not a plain pickle: {exc}") from exc
 

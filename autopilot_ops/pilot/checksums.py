@@ -1,8 +1,11 @@
-"""File checksums as PanDA writes them: ``ad:<8 hex>`` for adler32, ``md5:<32 hex>`` for md5."""
+"""File checksums as PanDA writes them: ``ad:<8 hex>`` for adler32, ``md5:<32 hex>`` for md5.
+
+``hashlib`` is imported only for md5 and sha256: it loads OpenSSL (3.7 MB of the pilot's memory), and most jobs
+need only adler32 (``zlib``).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from pathlib import Path
 
@@ -24,6 +27,8 @@ def adler32(path: Path) -> str:
 
 def md5(path: Path) -> str:
     """The md5 of ``path`` as 32 lower-case hex digits."""
+    import hashlib
+
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -33,6 +38,8 @@ def md5(path: Path) -> str:
 
 def sha256(path: Path) -> str:
     """The sha256 of ``path`` as 64 lower-case hex digits."""
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):

@@ -4,11 +4,8 @@ The process is reaped with ``os.wait4`` so that its CPU time comes from the kern
 the descendants it waited for). Its maximum RSS is the largest sample of the whole live process tree: the
 rusage ``ru_maxrss`` of a child forked from the pilot counts the pilot's own pages up to ``exec``.
 
-The payload dies with the pilot. A guard (``/bin/sh``, in a session of its own so that a signal to the
-pilot's group spares it) waits on a pipe whose only writer is the pilot. When the pilot ends the payload it
-writes ``done``; when the pilot dies, even by SIGKILL, the pipe closes unwritten and the guard kills the
-payload's process group. (``PR_SET_PDEATHSIG`` would reach only the payload's first process, and the
-``preexec_fn`` it needs is unsafe in a pilot with threads.)
+The payload dies with the pilot: the pilot's guard (``guard.py``) watches the payload's process group from its
+start until it is reaped, and kills it should the pilot die first, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from autopilot_ops.pilot.guard import GUARD
 from autopilot_ops.pilot.procfs import tree_rss_kb
 
 #: The pilot's variables a payload gets (``fnmatch`` patterns); everything else, the PanDA token file
@@ -53,9 +51,6 @@ PAYLOAD_ENVIRONMENT = (
 #: credential says ``pass_to_payload``).
 CREDENTIAL_VARIABLES = ("X509_USER_PROXY", "PANDA_AUTH_TOKEN_FILE", "PANDA_AUTH_ORIGIN")
 PASS_CREDENTIALS_VARIABLE = "AUTOPILOT_PASS_CREDENTIALS"
-
-#: The guard: ``$1`` is the payload's process group.
-_GUARD_SCRIPT = 'read -r verdict; [ "$verdict" = done ] || kill -s KILL -- "-$1" 2>/dev/null'
 
 
 def payload_environment(base: Mapping[str, str]) -> dict[str, str]:
@@ -111,8 +106,6 @@ class Payload:
         self._start = 0.0
         self._sampled_rss_kb = 0
         self._copiers: list[threading.Thread] = []
-        self._guard: subprocess.Popen[bytes] | None = None
-        self._guard_pipe: int | None = None
 
     @property
     def pid(self) -> int:
@@ -146,34 +139,13 @@ class Payload:
         threading.Thread(target=self._reap, args=(on_exit,), daemon=True, name="payload-reaper").start()
 
     def _start_guard(self) -> None:
-        """Start the guard that kills the payload's group should the pilot die first."""
-        read_end, write_end = os.pipe()  # not inheritable: only the guard gets the read end, as its stdin
+        """Have the guard kill the payload's group should the pilot die first."""
         try:
-            self._guard = subprocess.Popen(
-                ["/bin/sh", "-c", _GUARD_SCRIPT, "autopilot-payload-guard", str(self.pid)],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            GUARD.watch(self.pid)
         except OSError:
-            os.close(write_end)
             self._signal_group(signal.SIGKILL)  # a payload no guard watches must not run
             self._process.wait()
             raise
-        finally:
-            os.close(read_end)
-        self._guard_pipe = write_end
-
-    def _release_guard(self) -> None:
-        """Tell the guard the payload's group is gone, so that it kills nothing."""
-        if self._guard_pipe is None or self._guard is None:
-            return
-        with contextlib.suppress(OSError):
-            os.write(self._guard_pipe, b"done\n")
-        os.close(self._guard_pipe)
-        self._guard_pipe = None
-        self._guard.wait()
 
     def _reap(self, on_exit: threading.Event | None) -> None:
         assert self._process is not None
@@ -181,7 +153,7 @@ class Payload:
         end = time.time()
         self._process.returncode = os.waitstatus_to_exitcode(status)
         self._signal_group(signal.SIGKILL)  # no orphan of the payload outlives it
-        self._release_guard()
+        GUARD.release(self.pid)
         for copier in self._copiers:
             copier.join()
         self.result = PayloadResult(

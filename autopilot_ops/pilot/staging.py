@@ -8,8 +8,8 @@ JSON string ``{lfn: {"guid", "fsize", "adler32"}}`` that ``update_job`` hands to
 from __future__ import annotations
 
 import json
+import os
 import tarfile
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +102,16 @@ def stage_out_file(
         _mover(url, mover, options or {}, errorcodes.STAGEOUTFAILED).put(path, url)
     except TransferError as exc:
         raise JobFailure(errorcodes.STAGEOUTFAILED, f"stage-out of {spec.lfn}: {exc}") from exc
-    return StagedFile(spec.lfn, spec.guid or str(uuid.uuid4()), path.stat().st_size, checksums.adler32(path), url)
+    return StagedFile(spec.lfn, spec.guid or new_guid(), path.stat().st_size, checksums.adler32(path), url)
+
+
+def new_guid() -> str:
+    """A random (version 4) UUID, as ``str(uuid.uuid4())`` without importing ``uuid`` (and ``platform``)."""
+    value = bytearray(os.urandom(16))
+    value[6] = (value[6] & 0x0F) | 0x40
+    value[8] = (value[8] & 0x3F) | 0x80
+    text = value.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def make_log_tarball(job: Job, workdir: Path, exclude: Iterable[str]) -> Path:

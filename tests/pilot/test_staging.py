@@ -105,3 +105,13 @@ def test_stage_out_missing_output(storage):
     with pytest.raises(JobFailure) as caught:
         stage_out_file(job.output_files[0], storage / "work" / "out.dat", template(storage))
     assert caught.value.code == errorcodes.MISSINGOUTPUTFILE
+
+
+def test_new_guid_is_a_random_uuid4():
+    import uuid
+
+    from autopilot_ops.pilot.staging import new_guid
+
+    first, second = new_guid(), new_guid()
+    parsed = uuid.UUID(first)
+    assert str(parsed) == first and parsed.version == 4 and parsed.variant == uuid.RFC_4122 and first != second

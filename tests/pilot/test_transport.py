@@ -258,3 +258,10 @@ def test_tree_rss_matches_psutil():
         child.kill()
         child.wait()
     assert tree_rss_kb(child.pid) == 0
+
+
+def test_loopback_names_and_addresses():
+    from autopilot_ops.netutil import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.0.1", "::1", "0:0:0:0:0:0:0:1", "localhost"))
+    assert not any(is_loopback(h) for h in ("10.0.0.1", "::2", "panda.example", "", None, "128.0.0.1"))
