@@ -67,8 +67,8 @@ from autopilot_ops.backends.base import (
     PilotStatus,
     SubmittedPilot,
 )
+from autopilot_ops.backends.credentials import PROXY_VARIABLE, pilot_environment
 from autopilot_ops.credentials.model import PROXY, TOKEN
-from autopilot_ops.credentials.shipping import PROXY_VARIABLE, pilot_environment
 
 TAG_QUEUE = "AutoPilotQueue"
 TAG_CYCLE = "AutoPilotCycle"

@@ -46,7 +46,7 @@ from autopilot_ops.backends.base import (
     SubmittedPilot,
     safe_name,
 )
-from autopilot_ops.credentials.shipping import pilot_environment
+from autopilot_ops.backends.credentials import pilot_environment
 
 _BATCH_ID = re.compile(r"^(?P<submission>\d{8}T\d{6}-[0-9a-f]{8})-(?P<index>\d+)$")
 _META = "submission.json"

@@ -36,7 +36,7 @@ from autopilot_ops.backends.base import (
     SubmittedPilot,
     safe_name,
 )
-from autopilot_ops.credentials.shipping import pilot_environment
+from autopilot_ops.backends.credentials import pilot_environment
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from autopilot_ops.credentials.lifetime import check
-from autopilot_ops.credentials.model import Credential, backend_credentials, parse_credentials, resolve
+from autopilot_ops.credentials.model import (
+    Credential,
+    CredentialError,
+    backend_credentials,
+    parse_credentials,
+    resolve,
+)
 from autopilot_ops.policy.credentials import CredentialLifetime
-from autopilot_ops.queues.errors import FieldError
 
 #: The least a credential must have left when a queue sets no minimum and no ``maxtime`` above it.
 DEFAULT_MIN_LIFETIME_S = 3600
@@ -26,7 +31,7 @@ def minimum_lifetime(queue: Mapping[str, Any]) -> int:
 def credential_for(
     queue: Mapping[str, Any], backend_parameters: Mapping[str, Any] | None, job_type: str
 ) -> Credential | None:
-    """The credential a ``job_type`` submission of ``queue`` carries; a bad setting raises ``FieldError``."""
+    """The credential a ``job_type`` submission of ``queue`` carries; a bad setting raises ``CredentialError``."""
     own = parse_credentials(queue.get("credentials") or {})
     return resolve(own, backend_credentials(backend_parameters, queue.get("backend") or "-"), job_type)
 
@@ -43,7 +48,7 @@ def credential_lifetimes(
             credential = credential_for(queue, backend_parameters, job_type)
             if credential is not None:
                 job_types.setdefault(credential, []).append(job_type)
-    except FieldError as exc:
+    except CredentialError as exc:
         return (CredentialLifetime("setting", "credentials", minimum, error=f"setting unusable: {exc}"),)
     lifetimes = []
     for credential, served in job_types.items():

@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from autopilot_ops.queues.errors import FieldError
-
 TOKEN = "token"
 PROXY = "proxy"
 KINDS = (TOKEN, PROXY)
@@ -22,6 +20,10 @@ ANY_JOB_TYPE = "*"
 #: The key of a back end's ``parameters`` that holds its credentials.
 BACKEND_PARAMETER = "credentials"
 _FIELDS = frozenset({"kind", "path", "origin", "pass_to_payload"})
+
+
+class CredentialError(ValueError):
+    """A credential setting that breaks its rules; the message names the job type and the field."""
 
 
 @dataclass(frozen=True)
@@ -46,17 +48,17 @@ class Credential:
 
 
 def parse_credentials(value: Any) -> dict[str, Credential]:
-    """Credentials by job type; raises ``FieldError`` naming the job type and the field that is wrong."""
+    """Credentials by job type; raises ``CredentialError`` naming the job type and the field that is wrong."""
     if not isinstance(value, Mapping):
-        raise FieldError(f"must be an object of job types ('*' for any), got {type(value).__name__}")
+        raise CredentialError(f"must be an object of job types ('*' for any), got {type(value).__name__}")
     parsed = {}
     for job_type, entry in value.items():
         if not isinstance(job_type, str) or not job_type.strip() or job_type != job_type.strip():
-            raise FieldError(f"job type {job_type!r} must be a prodSourceLabel or '*'")
+            raise CredentialError(f"job type {job_type!r} must be a prodSourceLabel or '*'")
         try:
             parsed[job_type] = _credential(entry)
-        except FieldError as exc:
-            raise FieldError(f"job type {job_type!r}: {exc}") from None
+        except CredentialError as exc:
+            raise CredentialError(f"job type {job_type!r}: {exc}") from None
     return parsed
 
 
@@ -67,26 +69,27 @@ def credentials_field(value: Any) -> dict[str, dict[str, Any]]:
 
 def _credential(entry: Any) -> Credential:
     if not isinstance(entry, Mapping):
-        raise FieldError(f"must be an object with kind and path, got {type(entry).__name__}")
+        raise CredentialError(f"must be an object with kind and path, got {type(entry).__name__}")
     unknown = sorted(set(entry) - _FIELDS)
     if unknown:
-        raise FieldError(f"field {unknown[0]!r} is not a credential field (expected: {', '.join(sorted(_FIELDS))})")
+        expected = ", ".join(sorted(_FIELDS))
+        raise CredentialError(f"field {unknown[0]!r} is not a credential field (expected: {expected})")
     kind = entry.get("kind")
     if kind not in KINDS:
-        raise FieldError(f"field 'kind': unknown kind {kind!r} (expected one of: {', '.join(KINDS)})")
+        raise CredentialError(f"field 'kind': unknown kind {kind!r} (expected one of: {', '.join(KINDS)})")
     path = entry.get("path")
     if not isinstance(path, str) or not path.strip():
-        raise FieldError(f"field 'path': must be the path of the {kind} file, got {path!r}")
+        raise CredentialError(f"field 'path': must be the path of the {kind} file, got {path!r}")
     if not os.path.isabs(path) or any(c in path for c in "\n\r\0"):
-        raise FieldError(f"field 'path': {path!r} must be an absolute path on one line")
+        raise CredentialError(f"field 'path': {path!r} must be an absolute path on one line")
     origin = entry.get("origin")
     if kind == TOKEN and (not isinstance(origin, str) or not origin.strip()):
-        raise FieldError("field 'origin': a token needs the origin PanDA's pilot sends (its Origin header)")
+        raise CredentialError("field 'origin': a token needs the origin PanDA's pilot sends (its Origin header)")
     if kind == PROXY and origin is not None:
-        raise FieldError("field 'origin': only a token has an origin")
+        raise CredentialError("field 'origin': only a token has an origin")
     passing = entry.get("pass_to_payload", False)
     if not isinstance(passing, bool):
-        raise FieldError(f"field 'pass_to_payload': must be true or false, got {passing!r}")
+        raise CredentialError(f"field 'pass_to_payload': must be true or false, got {passing!r}")
     return Credential(kind, os.path.normpath(path), origin.strip() if origin else None, passing)
 
 
@@ -96,19 +99,19 @@ def with_checked_credentials(parameters: dict[str, Any]) -> dict[str, Any]:
         return parameters
     try:
         return {**parameters, BACKEND_PARAMETER: credentials_field(parameters[BACKEND_PARAMETER])}
-    except FieldError as exc:
-        raise FieldError(f"{BACKEND_PARAMETER}: {exc}") from None
+    except CredentialError as exc:
+        raise CredentialError(f"{BACKEND_PARAMETER}: {exc}") from None
 
 
 def backend_credentials(parameters: Mapping[str, Any] | None, backend: str) -> dict[str, Credential]:
-    """The credentials in a back end's ``parameters``; a bad entry raises ``FieldError`` naming the back end."""
+    """The credentials in a back end's ``parameters``; a bad entry raises ``CredentialError`` naming the back end."""
     value = (parameters or {}).get(BACKEND_PARAMETER)
     if value is None:
         return {}
     try:
         return parse_credentials(value)
-    except FieldError as exc:
-        raise FieldError(f"back end {backend!r}: parameter {BACKEND_PARAMETER!r}: {exc}") from None
+    except CredentialError as exc:
+        raise CredentialError(f"back end {backend!r}: parameter {BACKEND_PARAMETER!r}: {exc}") from None
 
 
 def resolve(

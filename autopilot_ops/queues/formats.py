@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from autopilot_ops.credentials.model import with_checked_credentials
+from autopilot_ops.credentials.model import CredentialError, with_checked_credentials
 from autopilot_ops.queues.cric import attribute_problems
 from autopilot_ops.queues.errors import Problem, QueueFileError
 from autopilot_ops.queues.model import (
@@ -239,7 +239,7 @@ def _parse_backends(entries: Any, source: str, problems: list[Problem]) -> list[
             continue
         try:
             parameters = with_checked_credentials(json_object(entry.get("parameters") or {}))
-        except FieldError as exc:
+        except (FieldError, CredentialError) as exc:
             problems.append(Problem(source, None, f"{where}.parameters", str(exc)))
             continue
         try:

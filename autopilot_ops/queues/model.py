@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from autopilot_ops.credentials.model import credentials_field
+from autopilot_ops.credentials.model import CredentialError, credentials_field
 from autopilot_ops.policy.inputs import PANDA_WORKERS_MODES
 from autopilot_ops.queues.errors import FieldError
 from autopilot_ops.queues.names import (
@@ -94,6 +94,14 @@ def panda_workers_mode(value: Any) -> str:
     if value not in PANDA_WORKERS_MODES:
         raise FieldError(f"unknown mode {value!r} (expected one of: {', '.join(PANDA_WORKERS_MODES)})")
     return value
+
+
+def credentials(value: Any) -> dict[str, Any]:
+    """Credentials by job type, in their stored form (:mod:`autopilot_ops.credentials.model`)."""
+    try:
+        return credentials_field(value)
+    except CredentialError as exc:
+        raise FieldError(str(exc)) from None
 
 
 def text_list(value: Any) -> list[str]:
@@ -211,7 +219,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "held_timeout": positive_int,
     "unknown_timeout": positive_int,
     "panda_workers": panda_workers_mode,
-    "credentials": credentials_field,
+    "credentials": credentials,
     "min_credential_lifetime": non_negative_int,
     "backend": name_rule(BACKEND_NAME_MAX),
     "backend_parameters": json_object,
