@@ -72,8 +72,16 @@ def panda_data(
         totals = {n: sum(c.count for c in found) for n, found in counts.items()}
         return PandaData(totals, dict.fromkeys(names, now), counts=counts, note=stats.note)
     last = last_good_stats(cur, names)
-    counts = {n: (JobCount(ANY_LABEL, ANY_LABEL, a),) for n, (a, _) in last.items()}
-    return PandaData({n: a for n, (a, _) in last.items()}, {n: at for n, (_, at) in last.items()}, error, counts)
+    counts = {n: _recorded_counts(total, by_label) for n, (total, _, by_label) in last.items()}
+    return PandaData({n: a for n, (a, _, _) in last.items()}, {n: at for n, (_, at, _) in last.items()}, error, counts)
+
+
+def _recorded_counts(total: int, by_label: Mapping[str, int] | None) -> tuple[JobCount, ...]:
+    """The counts a cycle recorded (``inputs.activated_by_label``: ``label/resource type`` -> n), or, from a cycle
+    that recorded none, its total for every label."""
+    if by_label is None:
+        return (JobCount(ANY_LABEL, ANY_LABEL, total),)
+    return tuple(JobCount(*key.split("/", 1), int(n)) for key, n in by_label.items())
 
 
 @dataclass(frozen=True)

@@ -76,14 +76,15 @@ def live_instances(cur: Any, tag: str, since: dt.datetime) -> int:
     return max(int(cur.fetchone()["n"]), 1)
 
 
-def last_good_stats(cur: Any, queues: Sequence[str]) -> dict[str, tuple[int, dt.datetime]]:
-    """Per queue, the activated count of the newest good PanDA statistics reply and when it came, from the
-    ``stats_at`` the cycles record in ``inputs`` (a cycle without a reply carries the last one forward)."""
+def last_good_stats(cur: Any, queues: Sequence[str]) -> dict[str, tuple[int, dt.datetime, dict[str, int] | None]]:
+    """Per queue, the activated count of the newest good PanDA statistics reply, when it came, and its counts per
+    ``label/resource type`` (``None`` where a cycle did not record them), from the ``stats_at`` the cycles record in
+    ``inputs`` (a cycle without a reply carries the last one forward)."""
     cur.execute(
         "SELECT DISTINCT ON (queue) queue, (inputs->>'activated')::integer AS activated, "
-        "(inputs->>'stats_at')::timestamptz AS stats_at FROM cycles "
+        "(inputs->>'stats_at')::timestamptz AS stats_at, inputs->'activated_by_label' AS by_label FROM cycles "
         "WHERE queue = ANY(%s) AND inputs->>'stats_at' IS NOT NULL AND inputs->>'activated' IS NOT NULL "
         "ORDER BY queue, started_at DESC",
         (list(queues),),
     )
-    return {row["queue"]: (row["activated"], row["stats_at"]) for row in cur.fetchall()}
+    return {row["queue"]: (row["activated"], row["stats_at"], row["by_label"]) for row in cur.fetchall()}

@@ -31,7 +31,7 @@ from .conftest import wait_for
 QUEUES = """
 backends:
   - {{name: local, kind: local, parameters: {{state_dir: "{state}"}}}}
-defaults: {{backend: local, tags: [t1], queue_limit: 20, cycle_period: 60, empty_share_limit: null}}
+defaults: {{backend: local, tags: [t1], queue_limit: 20, cycle_period: 60}}
 queues:
   - {{name: ANALY_Q, site: S1, prod_source_labels: [user]}}
   - {{name: UNI_Q, site: S2, prod_source_labels: [managed, user]}}
@@ -132,6 +132,27 @@ def test_unified_queue_gets_pilots_of_both_kinds_in_proportion(store: Store, que
     wait_for(lambda: all_final(store, tmp_path), timeout=60)
     done = {i for i in managed + user if panda.job(i)["status"] == "finished"}
     assert len(done & set(managed)) == 2 and len(done & set(user)) == 1
+
+
+def test_a_failed_statistics_call_reuses_the_last_good_counts_per_label(
+    store: Store, queues: None, panda: DevServer, tmp_path: Path
+) -> None:
+    panda.submit_jobs("UNI_Q", 4, f"{panda.url}/ok.sh", "")
+    panda.submit_jobs("UNI_Q", 2, f"{panda.url}/ok.sh", "", prod_source_label="user")
+    make_cycle(store, panda.url, tmp_path, ("true",)).run("run-1")
+    wait_for(lambda: all_final(store, tmp_path), timeout=30)
+    with store.transaction() as cur:  # the pilots took no job: no empty-pilot trickle here
+        cur.execute("UPDATE schedconfig SET empty_share_limit = NULL")
+    settings = make_cycle(store, panda.url, tmp_path, ("true",)).settings
+
+    def down() -> dict:
+        raise ConnectionError("PanDA is down")
+
+    report = SchedulingCycle(store, settings, down).run("run-2")
+    [uni] = [r for r in report.results if r.queue == "UNI_Q"]
+    assert uni.decision.labels == (("managed", 4), ("user", 2)), uni.decision
+    reason = row_of(store, "run-2", "UNI_Q")["reason"]
+    assert reason[0].startswith("PanDA statistics failed") and "activated=6 (managed=4 user=2)" in reason
 
 
 def test_test_queue_pilots_ask_for_test_jobs(store: Store, queues: None, panda: DevServer, tmp_path: Path) -> None:
