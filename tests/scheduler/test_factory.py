@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from autopilot_ops.panda.client import PandaClient, RetryPolicy
-from autopilot_ops.panda.errors import PandaCommunicationError
 from autopilot_ops.panda.devserver.testing import DevServer
+from autopilot_ops.panda.errors import PandaCommunicationError
 from autopilot_ops.panda.factory import FactoryClient
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
