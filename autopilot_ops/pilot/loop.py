@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autopilot_ops import __version__
 from autopilot_ops.panda.client import PandaClient
@@ -19,11 +19,13 @@ from autopilot_ops.panda.errors import PandaError
 from autopilot_ops.pilot import errorcodes
 from autopilot_ops.pilot.config import PilotConfig
 from autopilot_ops.pilot.events import EventReporter
-from autopilot_ops.pilot.jobrun import JobOutcome, JobRun
 from autopilot_ops.pilot.outbox import FinalUpdate, Outbox
 from autopilot_ops.pilot.reporting import Reporter
 from autopilot_ops.pilot.status import StatusLine
-from autopilot_ops.pilot.vo.base import load_vo
+from autopilot_ops.pilot.vo.base import VOPlugin, load_vo
+
+if TYPE_CHECKING:
+    from autopilot_ops.pilot.jobrun import JobOutcome, JobRun
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,7 @@ class Pilot:
     def _loop(self) -> int:
         self._resend_kept()
         vo = load_vo(self.config.vo, self.config.vo_options)
-        runner = JobRun(self.config, self.reporter, vo, lambda: self.received_signal, self.wake, self.status)
+        runner: JobRun | None = None
         while self.received_signal is None and self._may_take_another():
             if self.status is not None:
                 self.status.set(None, "acquiring")
@@ -127,6 +129,7 @@ class Pilot:
                 return errorcodes.EXIT_NOJOBS if not self.outcomes else errorcodes.EXIT_OK
             for raw in jobs:
                 self.events.emit("job", job_id=raw.get("PandaID") if isinstance(raw, Mapping) else None)
+                runner = runner or self._runner(vo)
                 outcome = runner.run(raw, acquired_at)
                 self.outcomes.append(outcome)
                 self._log_overhead(outcome)
@@ -140,6 +143,13 @@ class Pilot:
         if self.received_signal is not None:
             return errorcodes.signal_exit_code(self.received_signal)
         return errorcodes.EXIT_OK
+
+    def _runner(self, vo: VOPlugin) -> JobRun:
+        """What runs the jobs, made at the first one: a pilot that finds no job never imports the job machinery
+        (staging, tarfile, the payload's supervision), so it exits sooner and smaller."""
+        from autopilot_ops.pilot.jobrun import JobRun
+
+        return JobRun(self.config, self.reporter, vo, lambda: self.received_signal, self.wake, self.status)
 
     def _may_take_another(self) -> bool:
         done = len(self.outcomes)
