@@ -231,12 +231,13 @@ def test_bundle_with_a_wrong_sha256_is_refused(tmp_path, panda, bundle_url, make
 
 
 @needs_system_python
-def test_bundle_fetched_with_python_when_the_node_has_no_curl_or_wget(tmp_path, panda, bundle_url, make_script):
+def test_bundle_fetched_and_checked_with_python_alone(tmp_path, panda, bundle_url, make_script):
+    """A node without curl, wget and sha256sum: python's urllib fetches, its hashlib checks."""
     tools = tmp_path / "bin"
     tools.mkdir()
     for directory in ("/bin", "/usr/bin"):
         for tool in Path(directory).iterdir():
-            if tool.name not in ("curl", "wget") and not (tools / tool.name).exists():
+            if tool.name not in ("curl", "wget", "sha256sum") and not (tools / tool.name).exists():
                 (tools / tool.name).symlink_to(tool)
     url, digest = bundle_url
     job_id = panda.submit_jobs(QUEUE, 1, str(make_script("t.sh", "echo fetched by urllib\n")), "")[0]
