@@ -3,8 +3,8 @@
 - A queue serving one label gives all its pilots that label (and says nothing about it).
 - A unified queue (several labels, e.g. ``managed`` and ``user``) splits them in proportion to the activated jobs
   of each label (largest remainders, ties to the label listed first), so its analysis pilots find analysis
-  jobs; with no activated job of any served label (a fixed number, ``keep_one_pilot``, PanDA's own number) they
-  go to its first label.
+  jobs, or to PanDA's numbers per job type when its ``SET_N_WORKERS_JOBTYPE`` numbers are in force; with no
+  activated job of any served label (a fixed number, ``keep_one_pilot``) they go to its first label.
 - Counts under :data:`ANY_LABEL` (PanDA's ``active_job_stats_by_site``, which has no per-label breakdown) are
   counted for the first label, and the reason says so.
 - A queue in status ``test`` asks for :data:`TEST_LABEL`, as pilot3 does (``pilot/control/job.py:
@@ -37,9 +37,12 @@ class LabelSplit:
     reason: str
 
 
-def split_by_label(n: int, activated: Mapping[str, int], labels: Sequence[str], status: str = "online") -> LabelSplit:
+def split_by_label(
+    n: int, activated: Mapping[str, int], labels: Sequence[str], status: str = "online", basis: str = "activated"
+) -> LabelSplit:
     """Give ``n`` pilots of a queue serving ``labels`` (in status ``status``) their labels, in proportion to
-    ``activated`` (label -> activated jobs; :data:`ANY_LABEL` counts for the first label)."""
+    ``activated`` (label -> activated jobs, or what ``basis`` names; :data:`ANY_LABEL` counts for the first
+    label)."""
     served = [label for label in dict.fromkeys(labels) if label != ANY_LABEL] or [DEFAULT_LABEL]
     if n <= 0:
         return LabelSplit((), "")
@@ -57,7 +60,7 @@ def split_by_label(n: int, activated: Mapping[str, int], labels: Sequence[str], 
     else:
         numbers = _largest_remainders(n, counts, total)
     reason = "labels: " + ", ".join(
-        f"{label} {numbers[label]} (of {counts[label]}{' activated' if index == 0 else ''})"
+        f"{label} {numbers[label]} (of {counts[label]}{' ' + basis if index == 0 else ''})"
         for index, label in enumerate(served)
     )
     if unlabelled:

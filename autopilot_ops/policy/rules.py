@@ -111,6 +111,7 @@ def decide(snapshot: Snapshot) -> Decision:
     if expiring:
         return _stop(trace, expiring)
 
+    weights, basis = _activated_by_label(snapshot), "activated"
     if controls.fixed is not None:
         n = controls.fixed.fixed_number or 0
         trace.append(f"{controls.fixed.describe()} fixed_number {n} -> {n}")
@@ -119,9 +120,11 @@ def decide(snapshot: Snapshot) -> Decision:
         trace.append(f"status test: keep {queue.test_pilots} queued, queued {snapshot.pilots.queued} -> {n}")
     else:
         n = _core(snapshot, trace)
-        n = _panda_targets(snapshot, n, trace)
+        n, panda_numbers = _panda_targets(snapshot, n, trace)
+        if panda_numbers:
+            weights, basis = panda_numbers, "from PanDA"
     n = _caps(snapshot, controls.per_cycle, n, trace)
-    split = split_by_label(n, _activated_by_label(snapshot), queue.prod_source_labels, queue.status)
+    split = split_by_label(n, weights, queue.prod_source_labels, queue.status, basis)
     if split.reason:
         trace.append(split.reason)
     trace.append(f"submit {n}")
@@ -136,12 +139,13 @@ def _activated_by_label(snapshot: Snapshot) -> dict[str, int]:
     return by_label
 
 
-def _panda_targets(snapshot: Snapshot, n: int, trace: list[str]) -> int:
+def _panda_targets(snapshot: Snapshot, n: int, trace: list[str]) -> tuple[int, dict[str, int]]:
     """PanDA's numbers of new workers for the labels the queue serves, as the queue's ``panda_workers`` says:
-    the number itself (``target``), or at most it (``cap``). Expired ones are ignored, and say so."""
+    the number itself (``target``), or at most it (``cap``), and PanDA's number per label (empty when none is
+    in force: the labels then split by activated jobs). Expired ones are ignored, and say so."""
     queue = snapshot.queue
     if queue.panda_workers == "ignore" or not snapshot.panda_targets:
-        return n
+        return n, {}
     served = [t for t in snapshot.panda_targets if t.job_type in queue.prod_source_labels]
     assert snapshot.now is not None  # Snapshot checks it
     live = [t for t in served if t.expires_at > snapshot.now]
@@ -149,15 +153,18 @@ def _panda_targets(snapshot: Snapshot, n: int, trace: list[str]) -> int:
         if target not in live:
             trace.append(f"{target.describe()} expired at {target.expires_at.isoformat()} -> ignored")
     if not live:
-        return n
+        return n, {}
     number = sum(t.n_workers for t in live)
+    by_label: dict[str, int] = {}
+    for target in live:
+        by_label[target.job_type] = by_label.get(target.job_type, 0) + target.n_workers
     said = " + ".join(t.describe() for t in live)
     if queue.panda_workers == "target":
         trace.append(f"{said} -> target {number}")
-        return number
+        return number, by_label
     capped = min(n, number)
     trace.append(f"{said} -> cap {number}: {n} -> {capped}")
-    return capped
+    return capped, by_label
 
 
 def _stop(trace: list[str], why: str) -> Decision:

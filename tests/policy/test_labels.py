@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autopilot_ops.policy import ANY_LABEL, JobCount, Snapshot, decide, split_by_label
+from autopilot_ops.policy import ANY_LABEL, JobCount, PandaTarget, Snapshot, decide, split_by_label
+
+from .conftest import NOW
 
 
 def test_unified_queue_splits_in_proportion_to_activated_jobs() -> None:
@@ -111,3 +114,15 @@ def test_resource_types_of_one_label_add_up(make_snapshot: Callable[..., Snapsho
     counts = (JobCount("managed", "SCORE", 2), JobCount("managed", "MCORE", 4), JobCount("user", "SCORE", 3))
     decision = decide(dataclasses.replace(snapshot, activated=counts))
     assert decision.labels == (("managed", 6), ("user", 3))
+
+
+def test_panda_numbers_per_job_type_split_a_unified_queue(make_snapshot: Callable[..., Snapshot]) -> None:
+    later = NOW + dt.timedelta(minutes=15)
+    targets = [PandaTarget(7, "managed", "SCORE", 12, later), PandaTarget(7, "user", "SCORE", 3, later)]
+    decision = decide(make_snapshot({"managed": 1, "user": 100}, prod_source_labels=("managed", "user"),
+                                    panda_targets=targets))
+    assert decision.n == 15 and decision.labels == (("managed", 12), ("user", 3))
+    assert "labels: managed 12 (of 12 from PanDA), user 3 (of 3)" in decision.reason
+    capped = decide(make_snapshot({"managed": 1, "user": 100}, prod_source_labels=("managed", "user"),
+                                  panda_targets=targets, panda_workers="cap", max_per_cycle=5))
+    assert capped.n == 5 and capped.labels == (("managed", 4), ("user", 1))
