@@ -25,6 +25,7 @@ setup(
     install_requires=[
         "apache-airflow>=3.3,<3.4",
         "apache-airflow-providers-celery",
+        "apache-airflow-providers-edge3",
         "apache-airflow-providers-http",
         "apache-airflow-providers-postgres",
         "htcondor",

@@ -4,7 +4,8 @@ Ports and paths come from the environment: ``AUTOPILOT_HOME`` (default ``./.auto
 ``AUTOPILOT_PANDA_PORT`` (25080), ``AUTOPILOT_AIRFLOW_PORT`` (8080), ``AUTOPILOT_EMBEDDED_PG_PORT`` (55432),
 ``AUTOPILOT_DSN`` (an existing PostgreSQL instead of the embedded one), ``AUTOPILOT_DEMO_JOBS`` (12),
 ``AUTOPILOT_DEMO_QUEUES`` (a queue file instead of the demo queues; its queues tagged ``demo`` get the jobs);
-with ``--executor celery``: ``AUTOPILOT_REDIS_PORT`` (26379), ``AUTOPILOT_WORKER_QUEUES``.
+with ``--executor celery``: ``AUTOPILOT_REDIS_PORT`` (26379); with ``celery`` or ``edge``:
+``AUTOPILOT_WORKER_QUEUES``.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--executor",
         choices=EXECUTORS,
-        help="Airflow's executor: local (LocalExecutor, the default; AUTOPILOT_EXECUTOR) or celery "
-        "(CeleryExecutor with a Redis broker on AUTOPILOT_REDIS_PORT, 26379, and two Celery workers; the second "
-        "also serves the worker queues in AUTOPILOT_WORKER_QUEUES)",
+        help="Airflow's executor: local (LocalExecutor, the default; AUTOPILOT_EXECUTOR), celery "
+        "(CeleryExecutor with a Redis broker on AUTOPILOT_REDIS_PORT, 26379, and two Celery workers) or edge "
+        "(EdgeExecutor, two Edge workers pulling tasks from the API server); the second worker also serves the "
+        "worker queues in AUTOPILOT_WORKER_QUEUES",
     )
     parser.set_defaults(func=up_command)
     stop = subparsers.add_parser("down", help="stop what `autopilot up` started")

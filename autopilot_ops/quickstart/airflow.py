@@ -15,10 +15,10 @@ from pathlib import Path
 
 from autopilot_ops.airflow.naming import scheduler_dag_id
 from autopilot_ops.airflow.rest_api import AirflowAPI
-from autopilot_ops.quickstart.celery import celery_environment, celery_workers
 from autopilot_ops.quickstart.processes import MARKER_VARIABLE, Service, stop_services
 from autopilot_ops.quickstart.readiness import check_alive, wait_for_url
 from autopilot_ops.quickstart.settings import REPO_ROOT, QuickstartError, Settings, require_free_port
+from autopilot_ops.quickstart.workers import every_worker, executor_environment, worker_services
 
 #: The components ``airflow standalone`` starts (``airflow/cli/commands/standalone_command.py``), with their
 #: arguments: no log server (``airflow/utils/serve_logs/core.py`` listens on every interface, and is only needed
@@ -80,7 +80,7 @@ def airflow_environment(settings: Settings, dsn: str, metadata_url: str, jwt_sec
         "AIRFLOW__AUTOPILOT__PILOT_COMMAND": pilot_command,
         "AIRFLOW__AUTOPILOT__PANDA_CONN_ID": "panda_default",
         "AIRFLOW_CONN_PANDA_DEFAULT": json.dumps({"conn_type": "panda", "host": settings.panda_url}),
-        **(celery_environment(settings) if settings.executor == "celery" else {}),
+        **executor_environment(settings),
     }
 
 
@@ -162,16 +162,14 @@ def run_step(step: str, argv: list[str], env: dict[str, str], settings: Settings
 
 
 def start_airflow(settings: Settings, env: dict[str, str]) -> list[Service]:
-    """Start every component, and the Celery workers with the CeleryExecutor (stopping any half-running set
-    first, since they share a JWT secret); the settings are kept for :func:`recorded_environment`."""
+    """Start every component, and the executor's workers (stopping any half-running set first, since they
+    share a JWT secret); the settings are kept for :func:`recorded_environment`."""
     services = airflow_services(settings, env)
-    workers = celery_workers(settings, env)
-    stop_services([*services, *workers])
+    stop_services([*services, *every_worker(settings)])
     require_free_port(settings.airflow_port, "Airflow API server", "AUTOPILOT_AIRFLOW_PORT")
     migrate(settings, env)
     record_environment(settings, env)
-    if settings.executor == "celery":
-        services += workers
+    services += worker_services(settings, env)
     for service in services:
         service.start()
     return services

@@ -12,7 +12,7 @@ from pathlib import Path
 from autopilot_ops.config import EMBEDDED_PG_PORT, state_dir
 
 #: The executors ``autopilot up --executor`` runs Airflow with.
-EXECUTORS = ("local", "celery")
+EXECUTORS = ("local", "celery", "edge")
 _WORKER_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,49}")
 
 #: Where the repository's ``dags/`` and ``plugins/`` folders are (the package sits in the repository root).
@@ -32,10 +32,11 @@ class Settings:
     airflow_port: int
     pg_port: int
     demo_jobs: int
-    #: Airflow's executor: ``local`` (LocalExecutor) or ``celery`` (CeleryExecutor, a Redis broker, two workers)
+    #: Airflow's executor: ``local`` (LocalExecutor), ``celery`` (CeleryExecutor, a Redis broker, two workers) or
+    #: ``edge`` (EdgeExecutor, two Edge workers polling the API server)
     executor: str = "local"
     redis_port: int = 26379
-    #: the Airflow worker queues the second Celery worker serves besides ``default``
+    #: the Airflow worker queues the second Celery or Edge worker serves besides ``default``
     worker_queues: tuple[str, ...] = ()
 
     @classmethod

@@ -29,7 +29,7 @@ from autopilot_ops.quickstart.airflow import (
     unpause_when_parsed,
     wait_for_api,
 )
-from autopilot_ops.quickstart.celery import WORKERS, celery_workers
+from autopilot_ops.quickstart.celery import WORKERS
 from autopilot_ops.quickstart.database import (
     bring_up_database,
     embedded_server,
@@ -43,6 +43,7 @@ from autopilot_ops.quickstart.progress import follow
 from autopilot_ops.quickstart.readiness import check_alive
 from autopilot_ops.quickstart.redis import redis_service, start_redis
 from autopilot_ops.quickstart.settings import QuickstartError, Settings
+from autopilot_ops.quickstart.workers import EXECUTOR_CLASSES, every_worker, worker_services
 from autopilot_ops.store.connection import Store, redact
 
 #: How long ``up`` waits for the demo jobs before giving up (the services keep running).
@@ -94,7 +95,8 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> None:
     else:
         components = f"db migrate, api-server, scheduler, dag-processor, triggerer{_workers_note(settings)}"
         say(f"[3/4] starting Airflow ({components})...")
-        env = airflow_environment(settings, dsn, ensure_airflow_database(dsn), secrets.token_urlsafe(32))
+        jwt_secret = secrets.token_urlsafe(48)  # 64 characters: the length HS512 wants
+        env = airflow_environment(settings, dsn, ensure_airflow_database(dsn), jwt_secret)
         services = start_airflow(settings, env)
         wait_for_api(settings, services)
         unpause_when_parsed(settings, services, password)
@@ -121,11 +123,9 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> None:
     say(f"  logs:              {settings.services_dir}")
 
 
-EXECUTOR_CLASSES = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
-
-
 def _workers_note(settings: Settings) -> str:
-    return f"; CeleryExecutor, {WORKERS} Celery workers" if settings.executor == "celery" else ""
+    kind = {"celery": "CeleryExecutor, {n} Celery workers", "edge": "EdgeExecutor, {n} Edge workers"}
+    return f"; {kind[settings.executor].format(n=WORKERS)}" if settings.executor in kind else ""
 
 
 def _require_executor(settings: Settings, env: dict[str, str]) -> None:
@@ -139,10 +139,8 @@ def _require_executor(settings: Settings, env: dict[str, str]) -> None:
 
 
 def _start_missing_workers(settings: Settings, env: dict[str, str], say: Callable[[str], None]) -> list[Service]:
-    """Start the Celery workers that do not run (one was killed, or its host came back); all of them."""
-    if settings.executor != "celery":
-        return []
-    workers = celery_workers(settings, env)
+    """Start the executor's workers that do not run (one was killed, or its host came back); all of them."""
+    workers = worker_services(settings, env)
     for worker in workers:
         if worker.pid() is None:
             say(f"      {worker.name} was not running: started (pid {worker.start()})")
@@ -153,7 +151,7 @@ def all_services(settings: Settings) -> list[Service]:
     """Every service ``up`` may start, whichever the executor (those not started have no PID)."""
     return [
         *airflow_services(settings, {}),
-        *celery_workers(settings, {}),
+        *every_worker(settings),
         devserver_service(settings),
         redis_service(settings),
     ]
@@ -185,7 +183,7 @@ def started_services(settings: Settings) -> list[str]:
 def down(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Stop what ``up`` started: Airflow's and the dev server's process groups, any straggler of ours
     (pilots, task processes that left their group), then the embedded database. Safe to repeat."""
-    airflow = [*airflow_services(settings, {}), *celery_workers(settings, {})]
+    airflow = [*airflow_services(settings, {}), *every_worker(settings)]
     # the API server last: a task the scheduler or a worker lets finish still reports through it
     stopped = stop_services([s for s in airflow if s.name != API_SERVER])
     stopped += stop_services(

@@ -10,11 +10,8 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
-import psycopg2
-import psycopg2.extras
 import pytest
 
 from autopilot_ops.panda.devserver.jobspec import build_job_spec
@@ -23,22 +20,12 @@ from autopilot_ops.quickstart.devserver import DEMO_N, TRANSFORMATION
 
 from ..quickstart.conftest import Quickstart, free_port, make_quickstart
 from ..quickstart.test_up_down import our_processes, panda_jobs, store_rows
+from .conftest import WORKER_QUEUE, airflow_rows, routed_demo_queues
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
 
 DEMO_JOBS = 12
 ROUTED = "DEMO_SITE_B"
-WORKER_QUEUE = "site-b"
-
-
-def routed_demo_queues(directory: Path) -> Path:
-    """The demo queues, with DEMO_SITE_B's cycle task routed to the worker queue ``site-b``."""
-    text = (Path(__file__).parents[2] / "autopilot_ops" / "data" / "demo-queues.yaml").read_text()
-    marker = "    panda_site: DEMO_B\n"
-    assert marker in text
-    path = directory / "queues.yaml"
-    path.write_text(text.replace(marker, marker + f"    worker_queue: {WORKER_QUEUE}\n"))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +40,6 @@ def celery() -> Iterator[tuple[Quickstart, str]]:
     finally:
         quickstart.run("down", timeout=120)
         shutil.rmtree(quickstart.home.parent, ignore_errors=True)
-
-
-def airflow_rows(quickstart: Quickstart, sql: str, *args: object) -> list[dict]:
-    port = quickstart.env["AUTOPILOT_EMBEDDED_PG_PORT"]
-    conn = psycopg2.connect(f"postgresql://postgres@127.0.0.1:{port}/airflow")
-    try:
-        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def worker_log(quickstart: Quickstart, index: int) -> str:
