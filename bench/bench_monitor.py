@@ -1,8 +1,10 @@
-"""The monitor app with 2,000 queues in 200 tags: time the overview (all tags, one tag), a queue page and
-``/api/queues``; print JSON (median seconds over a few requests, through the app's ASGI stack, machine token).
+"""The monitor app with 2,000 queues in 200 tags at 500 sites: time the overview (all tags, one tag, one site),
+a queue page (as it opens, filtered by state and sorted), a pilot page and ``/api/queues``; print JSON (median
+seconds over a few requests, through the app's ASGI stack, machine token).
 
-Data: 10 cycles and 20 pilots per queue (20,000 cycle rows, 40,000 pilots). In a fresh schema of
-$AUTOPILOT_BENCH_DSN (default: the local test server), dropped afterwards.
+Data: 10 cycles and 20 pilots per queue (20,000 cycle rows, 40,000 pilots submitted over the last 24 h, each
+with its state changes and a job in ``pilot_events``). In a fresh schema of $AUTOPILOT_BENCH_DSN (default: the
+local test server), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ REQUESTS = int(os.environ.get("BENCH_REPEATS", "5"))
 TOKEN = "bench-token-0123456789abcdef"
 
 
-def seed(store: Store) -> None:
+def seed(store: Store) -> int:
+    """The rows; the id of a pilot that ran (for its page)."""
     now = dt.datetime.now(dt.timezone.utc)
     names = [f"BENCH_Q{i:04d}" for i in range(QUEUES)]
     with store.transaction() as cur:
@@ -59,13 +62,35 @@ def seed(store: Store) -> None:
             page_size=5000,
         )
         states = ("queued", "running", "finished", "failed")
+        rows = []
+        for q, name in enumerate(names):
+            for p in range(PILOTS):
+                state = states[p % 4]
+                submitted = now - dt.timedelta(minutes=(q * 7 + p * 71) % (24 * 60))
+                started = submitted + dt.timedelta(minutes=10) if state != "queued" else None
+                ended = submitted + dt.timedelta(minutes=40) if state in ("finished", "failed") else None
+                rows.append((name, "local-1", f"{name}-{p}", state, submitted, started, ended, ended or submitted))
+        ids = psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO pilots (queue, backend, batch_id, state, submitted_at, started_at, ended_at, "
+            "state_changed_at) VALUES %s RETURNING id, queue, state, started_at",
+            rows,
+            page_size=5000,
+            fetch=True,
+        )
         psycopg2.extras.execute_values(
             cur,
-            "INSERT INTO pilots (queue, backend, batch_id, state) VALUES %s",
-            [(name, "local-1", f"{name}-{p}", states[p % 4]) for name in names for p in range(PILOTS)],
+            "INSERT INTO pilot_events (at, who, what, queue, pilot_id, details) VALUES %s",
+            [event for row in ids if row["started_at"] for event in (
+                (row["started_at"], "sweep", "pilot-state", row["queue"], row["id"],
+                 json.dumps({"from": "queued", "to": "running"})),
+                (row["started_at"], "pilots", "pilot.job", row["queue"], row["id"],
+                 json.dumps({"job_id": 1000000 + row["id"]})),
+            )],
             page_size=5000,
         )
         cur.execute("ANALYZE")
+    return next(row["id"] for row in ids if row["started_at"])
 
 
 def median_seconds(client: TestClient, path: str) -> float:
@@ -82,7 +107,7 @@ def median_seconds(client: TestClient, path: str) -> float:
 
 def main() -> int:
     with fresh_store() as store:
-        seed(store)
+        pilot_id = seed(store)
         os.environ["AIRFLOW_VAR_AUTOPILOT_API_TOKENS"] = json.dumps({TOKEN: {"identity": "bench", "role": "viewer"}})
         app = create_app(WebSettings(dsn=store.dsn, token_cache_seconds=60))
         with TestClient(app, root_path="/autopilot") as client:
@@ -95,7 +120,10 @@ def main() -> int:
                 "requests": REQUESTS,
                 "overview_page_s": median_seconds(client, "/"),
                 "overview_one_tag_s": median_seconds(client, "/?tag=tag042"),
+                "overview_one_site_s": median_seconds(client, "/?site=SITE42"),
                 "queue_page_s": median_seconds(client, "/queues/BENCH_Q0042"),
+                "queue_page_filtered_sorted_s": median_seconds(client, "/queues/BENCH_Q0042?state=running&sort=-exit"),
+                "pilot_page_s": median_seconds(client, f"/pilots/{pilot_id}"),
                 "api_queues_s": median_seconds(client, "/api/queues"),
             }
         app.state.store_pool.close()

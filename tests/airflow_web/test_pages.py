@@ -38,7 +38,8 @@ def test_overview_groups_queues_by_scheduler_tag_with_counts_and_last_decision(c
     assert '<h2 id="tag-alpha"><a href="/autopilot/?tag=alpha">alpha</a>' in page
     assert "(DAG autopilot_alpha, 2 queues)" in page
     assert "(DAG autopilot_SITE_Z, 1 queues)" in page, "a queue without tags is scheduled under its site"
-    row_a = page[page.index('>Q_A</a>'):page.index('>Q_B</a>')]
+    table = page[page.index('<h2 id="tag-alpha">'):]
+    row_a = table[table.index('>Q_A</a>'):table.index('>Q_B</a>')]
     cells = re.findall(r'<td class="num">([^<]*)</td>', row_a)
     # submitted, queued, running, held, finished, failed, cancelled, missed, activated, decided / submitted
     assert cells[:9] == ["0", "1", "1", "0", "1", "0", "0", "0", "13"]
@@ -61,7 +62,13 @@ def test_queue_page_shows_cycles_chart_pilots_logs_and_controls(client, data, be
                        json={"paused": True, "reason": "downtime"}).status_code == 200
     page = client.get("/queues/Q_A", headers=bearer("viewer")).text
     points = re.findall(r'<polyline [^>]*points="([^"]*)"', page)
-    assert len(points) == 3 and all(len(p.split()) == 4 for p in points), "queued, running, activated x 4 cycles"
+    assert len(points) == 4 and all(len(p.split()) == 4 for p in points), \
+        "queued, running, activated, decided x 4 cycles"
+    series = re.findall(r'<polyline class="series-(\w+)" data-series="\w+"', page)
+    assert series == ["queued", "running", "activated", "decided"]
+    for i in range(4):  # each cycle's mark on the chart links to its row, with its reason
+        assert f'<a href="#cycle-c{i}"' in page and f'<tr id="cycle-c{i}">' in page
+    assert "<li>submit 3</li>" in page[page.index('<tr id="cycle-c3">'):]
     assert page.count("<li>submit ") == 4
     assert 'href="/autopilot/logs/Q_A/1-0.out">stdout</a>' in page
     assert "stderr</a>" not in page, "a log outside the log root gets no link"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 
@@ -16,6 +17,11 @@ def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def query(**params: Any) -> str:
+    """``?k=v&...`` of the params that are not ``None`` or empty, for links that change a page's filters."""
+    return "?" + urlencode({key: value for key, value in params.items() if value not in (None, "")})
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     """One per process: a template is compiled on first use and kept, unchecked (it ships with the package)."""
@@ -25,7 +31,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         auto_reload=False,
     )
-    env.globals["when"] = when
+    env.globals.update(when=when, query=query)
     return env
 
 

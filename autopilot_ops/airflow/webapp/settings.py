@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from autopilot_ops.config import state_dir
 
@@ -19,7 +20,8 @@ DEFAULT_TOKENS_VARIABLE = "autopilot_api_tokens"
 class WebSettings:
     """``dsn`` or ``postgres_conn_id`` locate the store; ``log_root`` bounds the log endpoint; machine tokens
     come from the Variable ``tokens_variable`` and/or the connection ``tokens_conn_id``; the pilot bundles
-    served to batch nodes are in ``pilot_bundle_dir``."""
+    served to batch nodes are in ``pilot_bundle_dir``; ``panda_monitor_url`` is the PanDA monitor's page of a
+    job, with ``{panda_id}`` in it (or ``None``: job ids are not linked)."""
 
     dsn: str | None = None
     postgres_conn_id: str | None = None
@@ -29,6 +31,17 @@ class WebSettings:
     token_cache_seconds: float = 30.0
     store_pool_size: int = 4
     pilot_bundle_dir: Path | None = None
+    panda_monitor_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.panda_monitor_url is not None and "{panda_id}" not in self.panda_monitor_url:
+            raise ValueError(f"[autopilot] panda_monitor_url {self.panda_monitor_url!r} has no {{panda_id}}")
+
+    def panda_job_url(self, panda_id: str | int) -> str | None:
+        """The PanDA monitor's page of job ``panda_id``, or ``None`` without ``panda_monitor_url``."""
+        if self.panda_monitor_url is None:
+            return None
+        return self.panda_monitor_url.replace("{panda_id}", quote(str(panda_id), safe=""))
 
     @classmethod
     def from_airflow_conf(cls) -> WebSettings:
@@ -47,6 +60,7 @@ class WebSettings:
             tokens_conn_id=option("api_tokens_conn_id"),
             token_cache_seconds=float(option("api_token_cache_seconds", "30") or 30),
             pilot_bundle_dir=Path(option("pilot_bundle_dir") or str(default_bundle_dir())),
+            panda_monitor_url=option("panda_monitor_url"),
         )
 
 
