@@ -1,1 +1,2 @@
-"""The credentials pilots carry: what a queue names (paths only), how long each has left, and how it reaches a pilot."""
+"""The credentials pilots carry: what queues and back ends name (paths only), which one a submission carries, and
+how long each has left (the back ends ship them: ``backends/credentials.py``)."""
