@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import marshal
 import os
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -48,7 +49,8 @@ MAIN = (
 
 
 class BundleError(Exception):
-    """The pilot cannot be bundled: a module of its closure imports something outside the standard library."""
+    """The pilot cannot be bundled: a module of its closure imports something outside the standard library, or
+    does not compile."""
 
 
 @dataclass(frozen=True)
@@ -124,12 +126,30 @@ def _entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def _bytecode(source: bytes, arcname: str) -> bytes:
-    """An unchecked hash-based ``.pyc`` (PEP 552) of ``source``: no timestamp, the same bytes every build."""
-    code = compile(source, arcname, "exec", dont_inherit=True)
-    flags = 0b01  # hash-based, not checked against the source: a bundle never changes
-    header = importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little") + importlib.util.source_hash(source)
-    return header + marshal.dumps(code)
+#: Compiles ``{arcname: source}`` from stdin to ``{arcname: marshalled code}`` on stdout.
+_COMPILER = (
+    "import marshal, sys\n"
+    "sources = marshal.load(sys.stdin.buffer)\n"
+    "marshal.dump({name: marshal.dumps(compile(text, name, 'exec', dont_inherit=True))"
+    " for name, text in sources.items()}, sys.stdout.buffer)\n"
+)
+
+
+def _bytecodes(sources: dict[str, bytes]) -> dict[str, bytes]:
+    """Unchecked hash-based ``.pyc`` files (PEP 552: no timestamp) of ``sources``, compiled by this Python in a
+    child with a fixed hash seed: before Python 3.11, marshal writes a set constant in the order of its strings'
+    hashes, which otherwise change with every process."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _COMPILER], input=marshal.dumps(sources), capture_output=True, env=env
+    )
+    if done.returncode != 0:
+        raise BundleError(f"compiling the pilot's modules failed: {done.stderr.decode(errors='replace').strip()}")
+    flags = (0b01).to_bytes(4, "little")  # hash-based, not checked against the source: a bundle never changes
+    return {
+        name: importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(sources[name]) + code
+        for name, code in marshal.loads(done.stdout).items()
+    }
 
 
 def write_zipapp(target: Path, modules: dict[str, Path]) -> None:
@@ -138,13 +158,14 @@ def write_zipapp(target: Path, modules: dict[str, Path]) -> None:
     files = {"__main__.py": MAIN.encode()}
     for path in modules.values():
         files[path.relative_to(root).as_posix()] = path.read_bytes()
+    bytecodes = _bytecodes({name: data for name, data in files.items() if name != "__main__.py"})
     with open(target, "wb") as handle:
         handle.write(b"#!/usr/bin/env python3\n")
         with zipfile.ZipFile(handle, "w") as archive:
             for name in sorted(files):
                 archive.writestr(_entry(name), files[name], compresslevel=9)
                 if name != "__main__.py":
-                    archive.writestr(_entry(name[:-3] + ".pyc"), _bytecode(files[name], name), compresslevel=9)
+                    archive.writestr(_entry(name[:-3] + ".pyc"), bytecodes[name], compresslevel=9)
 
 
 def build_bundle(directory: Path) -> Bundle:

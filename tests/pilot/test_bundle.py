@@ -3,6 +3,7 @@ system python3, an empty environment, ``-I -S``) against the dev server."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -44,6 +45,26 @@ def test_the_build_is_reproducible(built, tmp_path):
     again = build_bundle(tmp_path / "again")
     assert again.sha256 == built.sha256
     assert again.path.read_bytes() == built.path.read_bytes()
+    for seed in ("1", "2"):  # other processes, other string hashes
+        command = [sys.executable, "-m", "autopilot_ops.cli.main", "pilot", "bundle", "-o", str(tmp_path / seed)]
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert result.returncode == 0, result.stderr
+        assert f"sha256={built.sha256}" in result.stdout
+
+
+def test_set_constants_compile_to_the_same_bytes_whatever_the_hash_seed(tmp_path):
+    source = b"def f(x):\n    return x in {'alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta'}\n"
+    script = (
+        "import sys; from autopilot_ops.pilot.bundle import _bytecodes\n"
+        f"sys.stdout.buffer.write(_bytecodes({{'m.py': {source!r}}})['m.py'])"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1
 
 
 def test_the_bundle_holds_only_the_pilot(built):
