@@ -86,3 +86,15 @@ exit 0
     assert calls[0].startswith("download --no-subdir --dir ") and calls[0].endswith(" scope:file.dat")
     assert calls[-1] == f"upload --rse MY_RSE --scope user {tmp_path / 'file.dat'}"
     assert os.access(rucio, os.X_OK)
+
+
+def test_builtin_plugins_are_the_packages_entry_points():
+    """The pilot finds its own movers and VO without importlib.metadata; the tables match setup.py's."""
+    from importlib.metadata import entry_points
+
+    from autopilot_ops.pilot.movers import base as movers
+    from autopilot_ops.pilot.vo import base as vo
+
+    for module in (movers, vo):
+        installed = {ep.name: ep.value for ep in entry_points(group=module.ENTRY_POINT_GROUP)}
+        assert {name: installed.get(name) for name in module.BUILTIN} == module.BUILTIN
