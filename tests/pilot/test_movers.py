@@ -98,3 +98,52 @@ def test_builtin_plugins_are_the_packages_entry_points():
     for module in (movers, vo):
         installed = {ep.name: ep.value for ep in entry_points(group=module.ENTRY_POINT_GROUP)}
         assert {name: installed.get(name) for name in module.BUILTIN} == module.BUILTIN
+
+
+def test_http_mover_follows_redirects(tmp_path):
+    """Storage front ends redirect to their pools: GET follows any redirect, PUT a 307 with its body again."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stored: dict[str, bytes] = {"/pool/in.dat": b"payload input"}
+
+    class Redirecting(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+        def _reply(self, status: int, body: bytes = b"", location: str | None = None) -> None:
+            self.send_response(status)
+            if location:
+                self.send_header("Location", location)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/door/"):
+                return self._reply(302, location=self.path.replace("/door/", "/pool/"))
+            self._reply(200, stored[self.path]) if self.path in stored else self._reply(404)
+
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path.startswith("/door/"):
+                return self._reply(307, location=self.path.replace("/door/", "/pool/"))
+            stored[self.path] = body
+            self._reply(201)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        HttpMover().get(f"{base}/door/in.dat", tmp_path / "in.dat")
+        assert (tmp_path / "in.dat").read_bytes() == b"payload input"
+        (tmp_path / "out.dat").write_bytes(b"payload output")
+        HttpMover().put(tmp_path / "out.dat", f"{base}/door/out.dat")
+        assert stored["/pool/out.dat"] == b"payload output"
+        with pytest.raises(MissingFileError):
+            HttpMover().get(f"{base}/door/missing.dat", tmp_path / "missing.dat")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
