@@ -251,9 +251,6 @@ def targets_in_force(cur: Any, queues: list[str] | None = None) -> list[dict[str
 
 
 def states_seen_at(cur: Any, queue: str | None = None) -> dt.datetime | None:
-    """When a back end last reported on a live pilot (of ``queue``): the pilot states shown are as of then."""
-    cur.execute(
-        "SELECT max(last_seen) AS at FROM pilots WHERE state = ANY(%s) AND (%s::text IS NULL OR queue = %s)",
-        (list(LIVE_STATES), queue, queue),
-    )
+    """When a back end last reported on a pilot (of ``queue``): the pilot states shown are as of then."""
+    cur.execute("SELECT max(last_seen) AS at FROM pilots WHERE %s::text IS NULL OR queue = %s", (queue, queue))
     return cur.fetchone()["at"]

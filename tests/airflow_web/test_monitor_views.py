@@ -275,6 +275,16 @@ def test_every_page_refreshes_in_place_and_says_how_old_its_data_and_pilot_state
     assert 'id="data-age"' in page and "window.setInterval(() => refresh(false)" in page
     if path != "/pilots/{run}":
         assert "the autopilot-monitor DAG sweeps every 2 min" in page
+        assert "(no report yet)" in page
+
+
+def test_the_pages_say_when_a_back_end_last_reported_a_pilot_state(client, seed, bearer):
+    seen = dt.datetime(2026, 5, 4, 3, 2, 1, tzinfo=dt.timezone.utc)
+    seed.queue("Q_L", ["alpha"])
+    seed.pilot("Q_L", "l-1", "finished", last_seen=seen)
+    seed.pilot("Q_L", "l-2", "running", last_seen=seen - HOUR)
+    for path in ("/", "/queues/Q_L"):
+        assert "(the latest report: 2026-05-04 03:02:01 UTC)" in client.get(path, headers=bearer("viewer")).text
 
 
 def test_the_stated_lag_is_the_monitor_dags_schedule(tmp_path: Path):

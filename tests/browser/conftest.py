@@ -72,10 +72,11 @@ class Quickstart:
         return json.loads((self.home / "airflow" / "passwords.json").read_text())["admin"]
 
     def rows(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """The rows of ``sql``; what it wrote is committed (``INSERT ... RETURNING``)."""
         port = self.env["AUTOPILOT_EMBEDDED_PG_PORT"]
         conn = psycopg2.connect(f"postgresql://postgres@127.0.0.1:{port}/autopilot", connect_timeout=10)
         try:
-            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 cur.execute(sql, args)
                 return [dict(row) for row in cur.fetchall()]
         finally:
@@ -87,9 +88,10 @@ def _autopilot(env: dict[str, str], cwd: Path, *args: str, timeout: float) -> su
                           check=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quickstart() -> Iterator[Quickstart]:
-    """``autopilot up`` as the run command does it, isolated from any other instance; ``autopilot down`` after."""
+    """``autopilot up`` as the run command does it, isolated from any other instance; ``autopilot down`` after
+    the session's last browser test (one quick start for every module)."""
     root = Path(tempfile.mkdtemp(prefix="autopilot-browser-"))
     root.chmod(0o755)  # as root, the embedded PostgreSQL runs as the postgres user and must reach its directory
     home = root / "home"

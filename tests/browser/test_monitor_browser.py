@@ -84,7 +84,7 @@ def queue_with_finished_pilots(driver: WebDriver) -> dict[str, Any]:
         d.refresh()
         for row in table_after(d, f"//h2[@id='tag-{TAG}']"):
             if int(row["finished"].text) > 0:
-                return {"queue": row["queue"].text, "finished": int(row["finished"].text), "row": row}
+                return {"queue": row["queue"].text, "finished": int(row["finished"].text)}
         time.sleep(2)
         return None
 
@@ -136,11 +136,17 @@ def test_monitor_in_a_browser(quickstart: Quickstart, browser: WebDriver) -> Non
     log_in(browser, quickstart)
 
     # the demo queue with finished pilots, and its last decision's reason as the scheduler recorded it
-    found = queue_with_finished_pilots(browser)
-    queue, row = found["queue"], found["row"]
-    last_cycle = row["last cycle"].text
-    row["reason"].find_element(By.TAG_NAME, "summary").click()
-    trace = [li.text for li in row["reason"].find_elements(By.TAG_NAME, "li")]
+    queue = queue_with_finished_pilots(browser)["queue"]
+
+    def last_decision(d: WebDriver) -> tuple[str, list[str]] | None:
+        """The queue's last cycle and reason trace, its details opened (looked up again after a live refresh)."""
+        row = next(r for r in table_after(d, f"//h2[@id='tag-{TAG}']") if r["queue"].text == queue)
+        if not row["reason"].find_element(By.TAG_NAME, "details").get_attribute("open"):
+            row["reason"].find_element(By.TAG_NAME, "summary").click()
+        trace = [li.text for li in row["reason"].find_elements(By.TAG_NAME, "li")]
+        return (row["last cycle"].text, trace) if all(trace) else None
+
+    last_cycle, trace = wait(browser, f"the last decision of {queue}", last_decision)
     (recorded,) = quickstart.rows(
         "SELECT reason FROM cycles WHERE queue = %s AND to_char(started_at AT TIME ZONE 'UTC', "
         "'YYYY-MM-DD HH24:MI:SS') || ' UTC' = %s", queue, last_cycle)
@@ -149,11 +155,16 @@ def test_monitor_in_a_browser(quickstart: Quickstart, browser: WebDriver) -> Non
     # a finished pilot's log, from the queue page
     browser.find_element(By.LINK_TEXT, queue).click()
     wait(browser, f"the page of {queue}", lambda d: d.find_element(By.TAG_NAME, "h1").text == queue)
-    pilots = [p for p in table_after(browser, "//h2[text()='Recent pilots']") if p["state"].text == "finished"]
-    assert pilots, "the queue page lists the finished pilots"
-    pilot_id = pilots[0]["id"].text
+
+    def finished_pilot(d: WebDriver) -> tuple[str, str] | None:
+        """A finished pilot's id and the link to its stderr (looked up again after a live refresh)."""
+        pilots = [p for p in table_after(d, "//h2[text()='Recent pilots']") if p["state"].text == "finished"]
+        return (pilots[0]["id"].text, pilots[0]["logs"].find_element(By.LINK_TEXT, "stderr").get_attribute(
+            "href")) if pilots else None
+
+    pilot_id, stderr_link = wait(browser, "a finished pilot on the queue page", finished_pilot)
     (pilot,) = quickstart.rows("SELECT stderr_path FROM pilots WHERE id = %s", int(pilot_id))
-    pilots[0]["logs"].find_element(By.LINK_TEXT, "stderr").click()
+    browser.get(stderr_link)
     log_text = wait(browser, "the pilot's log", lambda d: d.find_element(By.TAG_NAME, "pre").text)
     assert log_text == Path(pilot["stderr_path"]).read_text().strip()
     done = re.findall(r"job (\d+): finished", log_text)

@@ -10,8 +10,8 @@ from autopilot_ops.airflow.hooks.store import open_store
 from autopilot_ops.airflow.webapp import api, bundles, pages
 from autopilot_ops.airflow.webapp.auth import Authenticator, authenticator_from_settings
 from autopilot_ops.airflow.webapp.db import StorePool
-from autopilot_ops.airflow.webapp.settings import WebSettings, default_bundle_dir
-from autopilot_ops.pilot.shelf import BundleShelf
+from autopilot_ops.airflow.webapp.settings import WebSettings
+from autopilot_ops.pilot.shelf import BundleShelf, default_bundle_dir
 from autopilot_ops.store.connection import Store, StoreError
 
 

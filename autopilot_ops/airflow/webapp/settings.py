@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from autopilot_ops.config import state_dir
+from autopilot_ops.pilot.shelf import default_bundle_dir
 
 DEFAULT_TOKENS_VARIABLE = "autopilot_api_tokens"
 
@@ -63,7 +64,3 @@ class WebSettings:
             panda_monitor_url=option("panda_monitor_url"),
         )
 
-
-def default_bundle_dir() -> Path:
-    """Where the pilot bundles are kept without ``[autopilot] pilot_bundle_dir``."""
-    return state_dir() / "pilot-bundles"
