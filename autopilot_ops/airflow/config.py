@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_ops.config import state_dir
-
-
-def default_pilot_command() -> str:
-    """The pilot as the local back end runs it: this environment's ``python -m autopilot_ops.pilot run``
-    (lighter than the ``autopilot`` command, which loads the scheduler's modules too), asking PanDA for jobs of
-    the label the pilot was submitted for."""
-    return (
-        f"{shlex.quote(sys.executable)} -m autopilot_ops.pilot run --queue {{queue}} --server {{panda_url}} "
-        "--prod-source-label {label}"
-    )
-
+from autopilot_ops.pilot.shelf import BundleShelf, default_bundle_dir
+from autopilot_ops.scheduler.pilot_launch import WRAPPER_COMMAND, PilotBundles, bundle_url_template
 
 #: The deployment id when none is configured: one AutoPilot installation, counted as one instance.
 DEFAULT_DEPLOYMENT_ID = "default"
@@ -46,6 +36,8 @@ class SchedulerConfig:
     deployment_id: str = DEFAULT_DEPLOYMENT_ID
     #: the monitor's public URL (``[api] base_url`` + ``/autopilot``), for the log links PanDA shows
     monitor_url: str | None = None
+    #: the pilot bundles the wrapper fetches (``None``: no URL is known for them)
+    bundles: PilotBundles | None = None
 
     @classmethod
     def from_airflow_conf(cls) -> SchedulerConfig:
@@ -62,13 +54,24 @@ class SchedulerConfig:
             postgres_conn_id=option("postgres_conn_id"),
             dsn=os.environ.get("AUTOPILOT_DSN") or option("dsn"),
             panda_conn_id=option("panda_conn_id", "panda_default"),
-            pilot_command=tuple(shlex.split(option("pilot_command", default_pilot_command()))),
+            pilot_command=tuple(shlex.split(option("pilot_command", WRAPPER_COMMAND))),
             global_cap=int(cap) if cap else None,
             deployment_id=os.environ.get("AUTOPILOT_DEPLOYMENT_ID")
             or option("deployment_id", DEFAULT_DEPLOYMENT_ID)
             or DEFAULT_DEPLOYMENT_ID,
             monitor_url=_monitor_url(conf.get("api", "base_url", fallback=None)),
+            bundles=_bundles(option("pilot_bundle_dir"), option("pilot_bundle_url"),
+                             conf.get("api", "base_url", fallback=None)),
         )
+
+
+def _bundles(directory: str | None, url_template: str | None, base_url: str | None) -> PilotBundles | None:
+    """The bundles in ``[autopilot] pilot_bundle_dir`` (the plugin's directory), fetched from
+    ``[autopilot] pilot_bundle_url`` (with ``{version}``), else from the plugin under ``[api] base_url``."""
+    template = url_template or (bundle_url_template(base_url) if base_url else None)
+    if template is None:
+        return None
+    return PilotBundles(BundleShelf(Path(directory) if directory else default_bundle_dir()), template)
 
 
 def _monitor_url(base_url: str | None) -> str | None:

@@ -61,6 +61,8 @@ class PilotSpec:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     #: the credential file the pilots carry (a token or a proxy; a path, never its value)
     credential: Credential | None = None
+    #: the pilot bundle version the pilots run (``None``: not a bundle, e.g. this host's own environment)
+    pilot_version: str | None = None
 
     def log_dir(self, day: dt.date | None = None) -> Path:
         """``<log_root>/<YYYY-MM-DD>/<queue>``: where this submission's pilot logs go."""

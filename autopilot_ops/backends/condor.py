@@ -98,8 +98,19 @@ _BATCH_ID = re.compile(r"^(\d+)\.(\d+)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+#: Files go with the job (the executable, input files) and its output comes back, streamed to the log directory
+#: while it runs: for nodes that share nothing with this host.
+FILE_TRANSFER = {
+    "should_transfer_files": "YES",
+    "when_to_transfer_output": "ON_EXIT",
+    "stream_output": "True",
+    "stream_error": "True",
+}
+
 class CondorBackend(Backend):
-    """Pilots as vanilla-universe jobs of an HTCondor pool."""
+    """Pilots as vanilla-universe jobs of an HTCondor pool. A pilot command whose first word is a script here,
+    such as the wrapper, has it sent with the job (file transfer, output streamed back) unless the back end's
+    ``transfer_executable`` is false, so execute nodes need share nothing with this host."""
 
     kind = "condor"
 
@@ -219,6 +230,8 @@ class CondorBackend(Backend):
             description["request_memory"] = str(spec.memory_mb)
         description.update(limits(spec.walltime_s, options))
         description.update(self._grid_commands(spec, options))
+        if options.get("transfer_executable", True) and is_script(executable):
+            description.update(FILE_TRANSFER)  # the wrapper goes with the job: a node need not share our files
         description.update(shipping)
         extra = options.get("submit") or {}
         if not isinstance(extra, Mapping):
@@ -241,12 +254,7 @@ class CondorBackend(Backend):
         credential = spec.credential
         if credential is None:
             return {}, {}
-        commands = {
-            "should_transfer_files": "YES",
-            "when_to_transfer_output": "ON_EXIT",
-            "stream_output": "True",
-            "stream_error": "True",
-        }
+        commands = dict(FILE_TRANSFER)
         if credential.kind == PROXY:
             commands["x509userproxy"] = escape_macros(credential.path)
             return commands, {k: v for k, v in pilot_environment(credential).items() if k != PROXY_VARIABLE}
@@ -344,6 +352,15 @@ class CondorBackend(Backend):
                 raise BackendError(
                     f"back end {self.name!r}: job owner {owner!r} cannot {need} {directory} (log dir {log_dir})"
                 )
+
+
+def is_script(path: str) -> bool:
+    """Whether ``path`` is a script here (``#!``), such as the wrapper, rather than a program nodes have too."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(2) == b"#!"
+    except OSError:
+        return False
 
 
 def permits(directory: Path, user: pwd.struct_passwd, write: bool) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import secrets
 import shlex
 import subprocess
 import uuid
@@ -82,8 +83,10 @@ class SlurmBackend(Backend):
     Parameters (a pilot spec's ``parameters`` override them): ``partition``, ``account``, ``qos``,
     ``sbatch_args`` (extra arguments, a list or a shell-quoted string), ``workdir`` (default: the pilots' log
     directory), ``slurm_conf`` (a ``SLURM_CONF`` for this cluster), ``jobcomp_log`` (default: ``JobCompLoc``
-    from ``scontrol show config``), ``log_root`` (where ``log_paths`` looks for logs) and
-    ``command_timeout_s`` (default 60).
+    from ``scontrol show config``), ``log_root`` (where ``log_paths`` looks for logs),
+    ``command_timeout_s`` (default 60) and ``transfer_executable`` (default true: a pilot command whose first
+    word is a script here, such as the wrapper, carries that script in the batch script, which slurmctld keeps,
+    so the node needs no copy of it).
 
     With ``submit_host``, every command runs through ``ssh <host>``; the log root must then be a shared
     directory with the same path on both hosts, and the completion log must be readable on the submit host.
@@ -122,7 +125,7 @@ class SlurmBackend(Backend):
         token = f"autopilot:{uuid.uuid4().hex}"
         argv.append(f"--comment={token}")
         try:
-            done = self._run(argv, stdin=_batch_script(spec))
+            done = self._run(argv, stdin=_batch_script(spec, options))
         except BackendError as exc:  # sbatch timed out: the controller may have made the array all the same
             return self._made_anyway(spec, n, token, exc)
         if done.returncode != 0:
@@ -345,8 +348,9 @@ def parse_jobcomp_line(line: str) -> dict[str, str]:
     return dict(re.findall(r"(?:^| )([A-Za-z]+)=(.*?)(?= [A-Za-z]+=|\s*$)", line))
 
 
-def _batch_script(spec: PilotSpec) -> str:
-    """The batch script given to ``sbatch`` on stdin: the spec's environment, then the pilot command."""
+def _batch_script(spec: PilotSpec, options: Mapping[str, Any]) -> str:
+    """The batch script given to ``sbatch`` on stdin: the spec's environment, then the pilot command (a script of
+    ours, such as the wrapper, carried in the batch script itself: slurmctld keeps it, so the node needs no copy)."""
     lines = ["#!/bin/sh", f"# AutoPilot pilot: queue {safe_name(spec.queue)}, cycle {safe_name(spec.cycle_id)}"]
     for key, value in {**spec.environment, **pilot_environment(spec.credential)}.items():
         if not _ENV_NAME.match(key):
@@ -356,8 +360,43 @@ def _batch_script(spec: PilotSpec) -> str:
         raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'command' is empty")
     lines.append(f'export {PILOT_ID_VARIABLE}="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"')
     lines.append(f'export {PILOT_INDEX_VARIABLE}="${{SLURM_ARRAY_TASK_ID}}"')
-    lines.append(f"exec {shlex.join(spec.command)}")
+    carried = _carried_script(spec, options)
+    if carried is None:
+        lines.append(f"exec {shlex.join(spec.command)}")
+    else:
+        lines += _carry(carried, spec.command[1:])
     return "\n".join(lines) + "\n"
+
+
+def _carried_script(spec: PilotSpec, options: Mapping[str, Any]) -> str | None:
+    """The text of the command's first word when it is a script here (``#!``) that goes with the job: the
+    wrapper, on nodes that share nothing with this host (``transfer_executable``, default true)."""
+    if not options.get("transfer_executable", True):
+        return None
+    first = Path(spec.command[0])
+    if not first.is_absolute() or not first.is_file():
+        return None
+    try:
+        with first.open("rb") as stream:
+            if stream.read(2) != b"#!":
+                return None  # a binary is run from its path
+        return first.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _carry(script: str, arguments: Sequence[str]) -> list[str]:
+    """Batch-script lines that write ``script`` on the node (a here-document), run it, and remove it."""
+    delimiter = f"AUTOPILOT_SCRIPT_{secrets.token_hex(8)}"
+    return [
+        'carried=$(mktemp "${TMPDIR:-/tmp}/autopilot-script.XXXXXX") || exit 3',
+        f"cat > \"$carried\" <<'{delimiter}'",
+        script.rstrip("\n"),
+        delimiter,
+        'chmod 700 "$carried"',
+        f'"$carried" {shlex.join(arguments)}'.rstrip(),
+        'status=$?; rm -f "$carried"; exit $status',
+    ]
 
 
 def _resource_options(spec: PilotSpec, options: Mapping[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_ops import __version__
+from autopilot_ops.config import state_dir
 
 #: The alias of this installation's own version.
 CURRENT = "current"
@@ -35,6 +36,11 @@ class StoredBundle:
     version: str
     path: Path
     sha256: str
+
+
+def default_bundle_dir() -> Path:
+    """Where the bundles are kept without ``[autopilot] pilot_bundle_dir``."""
+    return state_dir() / "pilot-bundles"
 
 
 def bundle_file_name(version: str) -> str:

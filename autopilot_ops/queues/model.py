@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from autopilot_ops.credentials.model import CredentialError, credentials_field
+from autopilot_ops.pilot.shelf import CURRENT, VERSION_PATTERN
 from autopilot_ops.policy.inputs import PANDA_WORKERS_MODES
 from autopilot_ops.queues.errors import FieldError
 from autopilot_ops.queues.names import (
@@ -96,6 +97,13 @@ def panda_workers_mode(value: Any) -> str:
     return value
 
 
+def pilot_version(value: Any) -> str:
+    """A pilot bundle version the plugin serves (``autopilot pilot bundle`` of that release), or ``current``."""
+    if not isinstance(value, str) or not (value == CURRENT or VERSION_PATTERN.fullmatch(value)):
+        raise FieldError(f"{value!r} is not a pilot version (e.g. 0.1.0, or {CURRENT!r})")
+    return value
+
+
 def credentials(value: Any) -> dict[str, Any]:
     """Credentials by job type, in their stored form (:mod:`autopilot_ops.credentials.model`)."""
     try:
@@ -169,6 +177,8 @@ class QueueDefinition:
     held_timeout: int = 3600
     unknown_timeout: int = 3600
     panda_workers: str = "target"
+    #: the pilot bundle its pilots run: a version the plugin serves, or ``current`` (this installation's)
+    pilot_version: str = CURRENT
     #: by job type (``*``: any): ``{"kind": "token"|"proxy", "path": ..., "origin": ..., "pass_to_payload": ...}``
     credentials: dict[str, Any] = field(default_factory=dict)
     #: seconds a credential must have left for the queue to submit; ``None``: ``maxtime``, at least 1 h
@@ -219,6 +229,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "held_timeout": positive_int,
     "unknown_timeout": positive_int,
     "panda_workers": panda_workers_mode,
+    "pilot_version": pilot_version,
     "credentials": credentials,
     "min_credential_lifetime": non_negative_int,
     "backend": name_rule(BACKEND_NAME_MAX),

@@ -31,6 +31,7 @@ from autopilot_ops.scheduler.kept_updates import DeliveryReport, deliver_kept_up
 from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY, LockLost, locks_of
 from autopilot_ops.scheduler.observe import Observation, backends_of_tag, observe, panda_data, queues_of_tag
 from autopilot_ops.scheduler.panda_commands import CommandReport, take_commands
+from autopilot_ops.scheduler.pilot_launch import BUNDLE_FIELDS, PilotBundles, placeholders
 from autopilot_ops.scheduler.pilot_sweep import SweepReport, sweep_backend, utcnow
 from autopilot_ops.scheduler.submission import PilotSubmitter, SubmitOutcome, submission_key
 from autopilot_ops.scheduler.worker_reports import WorkerReport, report_workers
@@ -49,7 +50,8 @@ StatsSource = Callable[[], JobStats | Mapping[str, Mapping[str, int]]]
 @dataclass(frozen=True)
 class CycleSettings:
     """How a tag's scheduler submits. ``pilot_command`` items may use ``{queue}``, ``{site}``, ``{panda_url}``
-    and ``{label}`` (the prodSourceLabel the pilots ask for), filled in per queue and label."""
+    and ``{label}`` (the prodSourceLabel the pilots ask for), filled in per queue and label, and the bundle's
+    ``{wrapper}``, ``{pilot_version}``, ``{bundle_url}`` and ``{bundle_sha256}`` (``pilot_launch``)."""
 
     tag: str
     scheduler_id: str
@@ -66,6 +68,8 @@ class CycleSettings:
     worker_queue: str | None = None
     #: The monitor's URL (``.../autopilot``): workers' ``stdOut``/``stdErr`` link to their logs there.
     monitor_url: str | None = None
+    #: The pilot bundles the command's ``{bundle_url}``, ``{bundle_sha256}`` ... name (``pilot_launch``).
+    bundles: PilotBundles | None = None
 
 
 @dataclass(frozen=True)
@@ -386,6 +390,13 @@ class SchedulingCycle:
         settings = self.settings
         labels = queue["prod_source_labels"]
         fields = {"queue": queue["panda_queue"], "site": queue["site"], "panda_url": settings.panda_url, "label": label}
+        pilot_version = None
+        if placeholders(settings.pilot_command) & BUNDLE_FIELDS:
+            if settings.bundles is None:
+                raise ValueError("the pilot command names a pilot bundle, but no URL is known for the bundles: set "
+                                 "[autopilot] pilot_bundle_url, or [api] base_url (the plugin serves them)")
+            fields.update(settings.bundles.fields(queue["pilot_version"]))
+            pilot_version = fields["pilot_version"]
         return PilotSpec(
             queue=queue["panda_queue"],
             cycle_id=submission_key(cycle_id, label, labels),
@@ -399,4 +410,5 @@ class SchedulingCycle:
             walltime_s=queue["maxtime"] or None,
             parameters=queue["backend_parameters"],
             credential=credential_for(queue, backend_parameters, label if label in labels else labels[0]),
+            pilot_version=pilot_version,
         )

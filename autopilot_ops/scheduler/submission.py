@@ -101,7 +101,8 @@ class PilotSubmitter:
                 self._failed(spec, n, describe_error(exc))
                 return SubmitOutcome(missed=n, reconciled=reconciled, skipped=f"submit failed: {describe_error(exc)}")
             with self.store.transaction() as cur:
-                insert_pilots(cur, spec.queue, self.backend.name, spec.cycle_id, pilots, first_id, label)
+                insert_pilots(cur, spec.queue, self.backend.name, spec.cycle_id, pilots, first_id, label,
+                              spec.pilot_version)
                 finish_submission(cur, spec.queue, spec.cycle_id, DONE, f"{len(pilots)} of {n}")
                 record_event(
                     cur,
@@ -112,6 +113,7 @@ class PilotSubmitter:
                         "cycle": spec.cycle_id,
                         "requested": n,
                         "prod_source_label": label,
+                        "pilot_version": spec.pilot_version,
                         "submitted": len(pilots),
                         "batch_ids": [p.batch_id for p in pilots[:20]],
                     },

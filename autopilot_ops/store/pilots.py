@@ -43,28 +43,31 @@ def insert_pilots(
     pilots: Sequence[SubmittedPilot],
     first_pilot_id: int | None = None,
     prod_source_label: str | None = None,
+    pilot_version: str | None = None,
 ) -> dict[str, int]:
     """Record newly submitted pilots (ignoring ones already recorded); return their ids by batch id. With
     ``first_pilot_id`` (the submission's reservation), pilot ``p`` gets id ``first_pilot_id + p.index``;
-    ``prod_source_label`` is what they ask PanDA for (``None``: not known, as for pilots found after a crash)."""
+    ``prod_source_label`` is what they ask PanDA for and ``pilot_version`` the bundle they run (``None``: not
+    known, as for pilots found after a crash)."""
     if not pilots:
         return {}
     if first_pilot_id is None:
         cur.execute(_RESERVE_LOCK_SQL)  # its ids come from the sequence too: none may fall in a reservation
         rows = psycopg2.extras.execute_values(
             cur,
-            "INSERT INTO pilots (queue, backend, batch_id, cycle_id, stdout_path, stderr_path, prod_source_label) "
-            "VALUES %s ON CONFLICT DO NOTHING RETURNING id, batch_id",
-            [(queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr), prod_source_label) for p in pilots],
+            "INSERT INTO pilots (queue, backend, batch_id, cycle_id, stdout_path, stderr_path, prod_source_label, "
+            "pilot_version) VALUES %s ON CONFLICT DO NOTHING RETURNING id, batch_id",
+            [(queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr), prod_source_label, pilot_version)
+             for p in pilots],
             fetch=True,
         )
     else:
         rows = psycopg2.extras.execute_values(
             cur,
-            "INSERT INTO pilots (id, queue, backend, batch_id, cycle_id, stdout_path, stderr_path, prod_source_label) "
-            "VALUES %s ON CONFLICT DO NOTHING RETURNING id, batch_id",
+            "INSERT INTO pilots (id, queue, backend, batch_id, cycle_id, stdout_path, stderr_path, prod_source_label, "
+            "pilot_version) VALUES %s ON CONFLICT DO NOTHING RETURNING id, batch_id",
             [(first_pilot_id + p.index, queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr),
-              prod_source_label) for p in pilots],
+              prod_source_label, pilot_version) for p in pilots],
             fetch=True,
         )
     return {row["batch_id"]: row["id"] for row in rows}
