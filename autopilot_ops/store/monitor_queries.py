@@ -29,7 +29,7 @@ def queue_summaries(cur: Any, queue: str | None = None, tag: str | None = None,
         f"{SCHEDULER_TAG_SQL} AS scheduler_tag, "
         f"c.cycle_id AS last_cycle_id, c.started_at AS last_cycle_at, c.decided AS last_decided, "
         f"c.submitted AS last_submitted, c.failed AS last_failed, c.reason AS last_reason, "
-        f"c.inputs AS last_inputs "
+        f"(c.inputs->>'activated')::int AS activated "
         f"FROM schedconfig s LEFT JOIN LATERAL (SELECT cycle_id, started_at, decided, submitted, failed, reason, "
         f"inputs FROM cycles WHERE queue = s.panda_queue ORDER BY started_at DESC LIMIT 1) c ON true "
         f"WHERE (%s::text IS NULL OR s.panda_queue = %s) AND (%s::text IS NULL OR {SCHEDULER_TAG_SQL} = %s) "
@@ -40,8 +40,6 @@ def queue_summaries(cur: Any, queue: str | None = None, tag: str | None = None,
     counts = pilot_counts(cur, [row["queue"] for row in rows] if queue or tag or site else None)
     for row in rows:
         row["pilots"] = counts.get(row["queue"], {})
-        inputs = row.pop("last_inputs") or {}
-        row["activated"] = inputs.get("activated")
     return rows
 
 

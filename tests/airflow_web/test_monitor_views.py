@@ -299,3 +299,14 @@ def test_the_pages_follow_airflows_colour_mode(client, pilots, bearer):
     assert 'window.localStorage.getItem("theme")' in head and "prefers-color-scheme: dark" in head
     assert head.index("localStorage") < head.index("<style>"), "set before the first paint"
     assert ':root[data-theme="dark"]' in head and "font-family: Inter" in head
+
+
+def test_a_big_group_of_idle_queues_names_only_the_first(client, seed, bearer, monkeypatch):
+    monkeypatch.setattr(pages, "IDLE_LISTED", 2)
+    for name in ("Q_1", "Q_2", "Q_3"):
+        seed.queue(name, ["alpha"])
+        seed.cycle(name, "c1", NOW, {"activated": 0}, decided=0, reason=["target 0 - queued 0 -> 0", "submit 0"])
+    page = client.get("/", headers=bearer("viewer")).text
+    group = page[page.index('data-group="no work"'):page.index("</details>", page.index('data-group="no work"'))]
+    assert "no work: 3 queues" in group and ">Q_1</a>" in group and ">Q_2</a>" in group and ">Q_3</a>" not in group
+    assert "and 1 more" in group

@@ -43,6 +43,8 @@ PILOT_STATES = ("submitted", "queued", "running", "held", "finished", "failed", 
 REFRESH_SECONDS = 15
 #: The ``autopilot-monitor`` DAG's schedule (``dag_factory.monitor_dag``): pilot states lag by up to this.
 SWEEP_PERIOD = dt.timedelta(minutes=2)
+#: Queues named in each of the overview's groups of queues that submit nothing (the tables list every one).
+IDLE_LISTED = 50
 #: Cycles on the queue page's chart and in its table (each mark on the chart links to its row).
 QUEUE_CYCLES = 100
 PilotSort = Annotated[str, Query(pattern=f"^-?({'|'.join(monitor_queries.PILOT_SORTS)})$",
@@ -211,6 +213,7 @@ def overview(
     _mark_expired(controls)
     tags: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
+        row["counts"] = [row["pilots"].get(state, 0) for state in PILOT_STATES]
         tags.setdefault(row["scheduler_tag"], []).append(row)
     tag_controls = {c["target"]: c for c in controls if c["scope"] == "tag"}
     # a queue without tags is scheduled under its site's name, which no tag control can name
@@ -221,7 +224,8 @@ def overview(
     }
     return _page(
         request, "overview.html", identity, tags=tags, panels=panels, states=PILOT_STATES, only_tag=tag,
-        only_site=site, idle=idle_groups(rows, _stopped_queues(rows, controls)), targets=targets,
+        only_site=site, idle=idle_groups(rows, _stopped_queues(rows, controls)), idle_listed=IDLE_LISTED,
+        targets=targets,
         scope_plots=plots, site_plots=site_plots, states_seen_at=seen_at,
     )
 
