@@ -17,7 +17,7 @@ QUEUE = "Q<img src=x onerror=alert(1)>"  # a queue name cannot hold "/": it is a
 
 @pytest.fixture
 def hostile(seed, client, bearer):
-    seed.queue(QUEUE, [SCRIPT])
+    seed.queue(QUEUE, [SCRIPT], site=SCRIPT)
     seed.cycle(QUEUE, "c1", dt.datetime.now(dt.timezone.utc), {"queued": 1}, decided=0, reason=[SCRIPT])
     seed.pilot(QUEUE, "1-0", "failed", state_reason=SCRIPT)
     reply = client.post(f"/api/controls/queue/{quote(QUEUE, safe='')}", headers=bearer("op"),
@@ -25,7 +25,8 @@ def hostile(seed, client, bearer):
     assert reply.status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/", f"/?tag={quote(SCRIPT)}", f"/queues/{quote(QUEUE, safe='')}"])
+@pytest.mark.parametrize("path", ["/", f"/?tag={quote(SCRIPT)}", f"/?site={quote(SCRIPT)}",
+                                  f"/queues/{quote(QUEUE, safe='')}"])
 def test_hostile_values_appear_escaped(client, hostile, bearer, path):
     page = client.get(path, headers=bearer("op")).text
     assert SCRIPT not in page and "<img" not in page
