@@ -4,6 +4,7 @@ the links to PanDA's job pages, the pilot page and the live-refresh markup, agai
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -212,24 +213,31 @@ def test_the_pilot_page_tells_its_whole_story(client, seed, store, bearer, log_r
     seed.queue("Q_S", ["alpha"])
     (log_root / "Q_S").mkdir()
     (log_root / "Q_S" / "s.err").write_text("err")
-    pilot_id = seed.pilot("Q_S", "s-1", "finished", cycle_id="cyc-9", exit_code=0, started_at=ago(0.5),
-                          ended_at=ago(0.1), stderr_path=str(log_root / "Q_S" / "s.err"))
+    pilot_id = seed.pilot("Q_S", "s-1", "finished", cycle_id="cyc-9", exit_code=0, submitted_at=ago(1),
+                          started_at=ago(0.5), ended_at=ago(0.1), stderr_path=str(log_root / "Q_S" / "s.err"))
     other = seed.pilot("Q_S", "s-2", "running")
+    events = [
+        (ago(1), "sched-1", "submitted", None, {"cycle": "cyc-9", "submitted": 1}),
+        (ago(0.9), "sweep", "pilot-state", pilot_id, {"from": "submitted", "to": "queued"}),
+        (ago(0.45), "sweep", "pilot-state", pilot_id, {"from": "queued", "to": "running"}),
+        (ago(0.4), "pilots", "pilot.job", pilot_id, {"job_id": 777}),
+        (ago(0.2), "pilots", "pilot.job_done", pilot_id, {"job_id": 777, "state": "finished"}),
+        (ago(0.05), "sweep", "pilot-state", pilot_id, {"from": "running", "to": "finished", "exit_code": 0}),
+        (ago(0.4), "pilots", "pilot.job", other, {"job_id": 888}),
+    ]
     with store.transaction() as cur:
-        record_event(cur, "sched-1", "submitted", "Q_S", None, {"cycle": "cyc-9", "submitted": 1})
-        record_event(cur, "sweep", "pilot-state", "Q_S", pilot_id, {"from": "submitted", "to": "queued"})
-        record_event(cur, "sweep", "pilot-state", "Q_S", pilot_id, {"from": "queued", "to": "running"})
-        record_event(cur, "pilots", "pilot.job", "Q_S", pilot_id, {"job_id": 777})
-        record_event(cur, "pilots", "pilot.job_done", "Q_S", pilot_id, {"job_id": 777, "state": "finished"})
-        record_event(cur, "sweep", "pilot-state", "Q_S", pilot_id,
-                     {"from": "running", "to": "finished", "exit_code": 0})
-        record_event(cur, "pilots", "pilot.job", "Q_S", other, {"job_id": 888})
+        for at, who, what, pilot, details in events:
+            cur.execute("INSERT INTO pilot_events (at, who, what, queue, pilot_id, details) "
+                        "VALUES (%s, %s, %s, 'Q_S', %s, %s)", (at, who, what, pilot, json.dumps(details)))
     page = client.get(f"/pilots/{pilot_id}", headers=bearer("viewer")).text
     story = page[page.index('<ol class="story">'):]
-    steps = re.findall(r'<li(?: data-what="([^"]+)")?>', story)
-    assert steps == ["", "submitted", "pilot-state", "pilot-state", "pilot.job", "pilot.job_done", "pilot-state", ""]
-    assert "submitted → queued" in story and "running → finished, exit code 0" in story
-    assert "ended finished with exit code 0" in story
+    steps = re.findall(r'<li data-what="([^"]+)">', story)
+    assert steps == ["row.submitted", "submitted", "pilot-state", "row.started", "pilot-state", "pilot.job",
+                     "pilot.job_done", "row.ended", "pilot-state"]
+    text = " ".join(re.sub(r"<[^>]+>", " ", story).split())
+    assert "submitted by cycle cyc-9 to back end local-1 as s-1" in text
+    assert "submitted → queued" in text and "running → finished, exit code 0" in text
+    assert "ended finished with exit code 0" in text
     jobs = page[page.index('id="jobs"'):page.index('id="story"')]
     assert "<td>777</td>" in jobs and "888" not in jobs and "<td>finished</td>" in jobs
     assert 'href="/autopilot/logs/Q_S/s.err">stderr</a>' in page
@@ -273,9 +281,7 @@ def test_every_page_refreshes_in_place_and_says_how_old_its_data_and_pilot_state
     assert 10 <= pages.REFRESH_SECONDS <= 30 and f'data-refresh="{pages.REFRESH_SECONDS}"' in page
     assert re.search(r'<div id="\w+-live" data-live>', page), "the part the script swaps"
     assert 'id="data-age"' in page and "window.setInterval(() => refresh(false)" in page
-    if path != "/pilots/{run}":
-        assert "the autopilot-monitor DAG sweeps every 2 min" in page
-        assert "(no report yet)" in page
+    assert "the autopilot-monitor DAG sweeps every 2 min" in page and "(no report yet)" in page
 
 
 def test_the_pages_say_when_a_back_end_last_reported_a_pilot_state(client, seed, bearer):

@@ -278,8 +278,17 @@ def pilot_page(identity: Reader, pilot_id: int, request: Request, store: StoreDe
     _with_links(request, [pilot])
     for job in jobs:
         job["url"] = request.app.state.settings.panda_job_url(job["panda_id"])
-    return _page(request, "pilot.html", identity, pilot=pilot, story=story, jobs=jobs,
-                 live=pilot["state"] not in FINAL_STATES)
+    return _page(request, "pilot.html", identity, pilot=pilot, story=_story(pilot, story), jobs=jobs,
+                 live=pilot["state"] not in FINAL_STATES, states_seen_at=pilot["last_seen"])
+
+
+def _story(pilot: Mapping[str, Any], events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` and the times of the pilot's own row (``what``: ``row.submitted``, ``row.started``,
+    ``row.ended``), oldest first; a row's time comes before the events of the same time."""
+    marks = [{"at": pilot[column], "what": f"row.{name}", "who": None, "details": {}}
+             for name, column in (("submitted", "submitted_at"), ("started", "started_at"), ("ended", "ended_at"))
+             if pilot[column] is not None]
+    return sorted([*marks, *events], key=lambda entry: (entry["at"], entry["who"] is not None))
 
 
 @router.get("/logs/{path:path}", name="log_file")
