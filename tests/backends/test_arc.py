@@ -252,3 +252,23 @@ def test_the_htcondor_route_reaches_the_ce_and_says_why_its_delegation_fails(arc
         assert "HTTP response 500" in (seen[pilot.batch_id].reason or "")
     finally:
         backend.cancel([pilot.batch_id])
+
+
+def test_a_rex_stopped_mid_cycle_loses_no_pilot_and_submits_none_twice(backend, log_root) -> None:
+    """A-REX goes down with a pilot on it: status and submission fail naming the CE, the failed submission's
+    record is settled with no job (nothing to submit again), and once A-REX is back the pilot is followed to
+    its end."""
+    job = spec(log_root, "/bin/sh", "-c", "sleep 15; echo survived")
+    [running] = backend.submit(1, job)
+    subprocess.run([str(SCRIPT), "stop"], check=True, capture_output=True)
+    try:
+        with pytest.raises(BackendError, match="cannot reach"):
+            backend.status([running.batch_id])
+        lost = spec(log_root, "/bin/true")
+        with pytest.raises(BackendError, match="cannot reach"):
+            backend.submit(1, lost)
+    finally:
+        subprocess.run([str(SCRIPT), "start"], check=True, capture_output=True, timeout=300)
+    assert backend.find_pilots("ARC_Q", lost.cycle_id) == [], "the CE never got the failed submission's job"
+    assert final_statuses(backend, [running.batch_id])[running.batch_id].state is PilotState.FINISHED
+    assert running.stdout.read_text().strip() == "survived"

@@ -1,6 +1,7 @@
-"""Pilots at a real site, by default: a cycle submits the wrapper to the real Slurm cluster and the real HTCondor
-pool (whose chroot has Debian's bare python3 and nothing of AutoPilot); the wrapper fetches the queue's pilot
-bundle from the plugin's route, checks its sha256, and the bundle runs the dev server's job to finished."""
+"""Pilots at a real site, by default: a cycle submits the wrapper to the real Slurm cluster, the real HTCondor
+pool (whose chroot has Debian's bare python3 and nothing of AutoPilot) and the real ARC CE (as its mapped user);
+the wrapper fetches the queue's pilot bundle from the plugin's route, checks its sha256, and the bundle runs the
+dev server's job to finished, its logs back in the log root."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shlex
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -31,6 +33,7 @@ from autopilot_ops.store.connection import Store
 
 from .conftest import wait_for
 
+ARC_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "arc-local.sh"
 CONDOR_ENV = Path(os.environ.get("AUTOPILOT_CONDOR_HOME", "/var/lib/autopilot-condor")) / "client.env"
 JOB_OWNER = os.environ.get("AUTOPILOT_CONDOR_USER", "autopilot")
 #: The pilot's own options after the wrapper's: one job, quick, payloads from the dev server only.
@@ -109,6 +112,17 @@ def make_cycle(store: Store, panda: DevServer, plugin_url: str, tmp_path: Path, 
     return SchedulingCycle(store, settings, lambda: job_stats(client), client)
 
 
+def logs_of(pilot: dict) -> str:
+    """The pilot's stdout and stderr (the wrapper writes its own lines to stderr)."""
+    return "".join(Path(pilot[key]).read_text(errors="replace") for key in ("stdout_path", "stderr_path"))
+
+
+def fetched_from_the_plugin(log: str, plugin_url: str) -> bool:
+    """Whether the wrapper's log says it ran the bundle it fetched from the plugin, and ended well."""
+    url = f"{plugin_url}/autopilot/pilot/{__version__}.pyz"
+    return f"pilot code {url} (" in log and "wrapper_exit=0" in log
+
+
 def story(store: Store, panda: DevServer, queue: str, panda_id: int) -> str:
     """What the pilots of ``queue`` and its job came to, for a failure's message."""
     with store.transaction() as cur:
@@ -153,9 +167,43 @@ def test_slurm_and_htcondor_pilots_are_the_wrapper_and_the_bundle(store, panda, 
     except AssertionError:
         pytest.fail("\n".join(story(store, panda, queue, ids[0]) for queue, ids in jobs.items()))
     for queue, ids in jobs.items():
-        pilot = pilot_of(store, queue)
-        log = Path(pilot["stdout_path"]).read_text(errors="replace") if pilot["stdout_path"] else ""
+        log = logs_of(pilot_of(store, queue))
         assert panda.job(ids[0])["status"] == "finished", f"{queue}: {panda.job(ids[0])}\n{log[-3000:]}"
-        assert "sha256" in log or "autopilot-wrapper" in log, f"{queue}: the wrapper ran the pilot\n{log[-2000:]}"
-    condor_log = Path(pilot_of(store, "CONDOR_Q")["stdout_path"]).read_text(errors="replace")
-    assert f"as {JOB_OWNER}" in condor_log or "autopilot-wrapper" in condor_log
+        assert fetched_from_the_plugin(log, plugin_url), f"{queue}: {log[-2000:]}"
+
+
+ARC_QUEUES = """
+backends:
+  - {{name: arc, kind: arc, parameters: {{ce: "{ce}", proxy: "{proxy}", ca_dir: "{ca_dir}", state_dir: "{state}"}}}}
+defaults: {{tags: [t1], queue_limit: 5, max_per_cycle: 1, max_pilots: 1, cycle_period: 60}}
+queues:
+  - {{name: ARC_Q, site: S3, backend: arc}}
+"""
+
+
+@pytest.mark.skipif(subprocess.run([str(ARC_SCRIPT), "status"], capture_output=True).returncode != 0,
+                    reason="the ARC CE of scripts/arc-local.sh is not running")
+def test_arc_ce_pilots_are_the_wrapper_and_the_bundle(store, panda, plugin_url, tmp_path, shared):
+    lines = subprocess.run([str(ARC_SCRIPT), "env"], capture_output=True, text=True, check=True).stdout.splitlines()
+    arc = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    path = tmp_path / "queues.yaml"
+    path.write_text(ARC_QUEUES.format(ce=arc["AUTOPILOT_ARC_URL"], proxy=arc["AUTOPILOT_ARC_PROXY"],
+                                      ca_dir=arc["AUTOPILOT_ARC_CA_DIR"], state=tmp_path / "arc-state"))
+    load_queues(store, str(path))
+    [panda_id] = panda.submit_jobs("ARC_Q", 1, f"{panda.url}/hello.sh", "")
+    cycle = make_cycle(store, panda, plugin_url, tmp_path, shared)
+    report = cycle.run("arc-c1")
+    assert [r.outcome.submitted for r in report.results] == [1], report
+
+    def ended() -> bool:
+        cycle.run(f"arc-{time.monotonic_ns()}")
+        return pilot_of(store, "ARC_Q")["state"] in ("finished", "failed")
+
+    try:
+        wait_for(ended, timeout=240, interval=3)
+    except AssertionError:
+        pytest.fail(story(store, panda, "ARC_Q", panda_id))
+    assert panda.job(panda_id)["status"] == "finished", story(store, panda, "ARC_Q", panda_id)
+    log = logs_of(pilot_of(store, "ARC_Q"))
+    assert fetched_from_the_plugin(log, plugin_url), log[-2000:]
+    assert pilot_of(store, "ARC_Q")["pilot_version"] == __version__
