@@ -316,3 +316,11 @@ def test_a_big_group_of_idle_queues_names_only_the_first(client, seed, bearer, m
     group = page[page.index('data-group="no work"'):page.index("</details>", page.index('data-group="no work"'))]
     assert "no work: 3 queues" in group and ">Q_1</a>" in group and ">Q_2</a>" in group and ">Q_3</a>" not in group
     assert "and 1 more" in group
+
+
+def test_the_story_keeps_a_pilots_start_after_its_submission_whatever_the_clocks(client, seed, bearer):
+    seed.queue("Q_T", ["alpha"])
+    pilot_id = seed.pilot("Q_T", "t-1", "finished", submitted_at=ago(1), started_at=ago(1.001),
+                          ended_at=ago(1.002), exit_code=0)
+    story = client.get(f"/pilots/{pilot_id}", headers=bearer("viewer")).text
+    assert re.findall(r'<li data-what="([^"]+)">', story) == ["row.submitted", "row.started", "row.ended"]

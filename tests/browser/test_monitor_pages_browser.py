@@ -107,7 +107,9 @@ def test_plots_filters_pilot_page_and_live_updates(quickstart: Quickstart, brows
     browser.get(f"{quickstart.airflow_url}/autopilot/pilots/{finished['id']}")
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Pilot {finished['id']}"
     story = browser.find_element(By.CSS_SELECTOR, "ol.story").text
-    assert "submitted by cycle" in story and "→ finished" in story and story.index("submitted by cycle") == 0
+    assert "submitted by cycle" in story and "→ finished" in story
+    steps = [li.get_attribute("data-what") for li in browser.find_elements(By.CSS_SELECTOR, "ol.story li")]
+    assert steps[0] == "row.submitted" and "row.ended" in steps and "pilot-state" in steps
     assert finished["exit_code"] is not None, "the back end reported the pilot's exit code"
     assert f"ended finished with exit code {finished['exit_code']}" in story
     assert browser.find_element(By.ID, "pilot-exit").text == str(finished["exit_code"])

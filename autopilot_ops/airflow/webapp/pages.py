@@ -284,11 +284,17 @@ def pilot_page(identity: Reader, pilot_id: int, request: Request, store: StoreDe
 
 def _story(pilot: Mapping[str, Any], events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """``events`` and the times of the pilot's own row (``what``: ``row.submitted``, ``row.started``,
-    ``row.ended``), oldest first; a row's time comes before the events of the same time."""
-    marks = [{"at": pilot[column], "what": f"row.{name}", "who": None, "details": {}}
-             for name, column in (("submitted", "submitted_at"), ("started", "started_at"), ("ended", "ended_at"))
-             if pilot[column] is not None]
-    return sorted([*marks, *events], key=lambda entry: (entry["at"], entry["who"] is not None))
+    ``row.ended``), oldest first; a row's time comes before the events of the same time, and its times keep
+    their order even when a back end's clock put a start a moment before the submission was recorded."""
+    entries: list[tuple[tuple[Any, bool], dict[str, Any]]] = []
+    since = None
+    for name, column in (("submitted", "submitted_at"), ("started", "started_at"), ("ended", "ended_at")):
+        if pilot[column] is not None:
+            since = pilot[column] if since is None else max(since, pilot[column])
+            entries.append(((since, False), {"at": pilot[column], "what": f"row.{name}", "who": None,
+                                             "details": {}}))
+    entries += [((event["at"], True), event) for event in events]
+    return [entry for _, entry in sorted(entries, key=lambda pair: pair[0])]
 
 
 @router.get("/logs/{path:path}", name="log_file")
