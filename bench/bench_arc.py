@@ -71,8 +71,8 @@ def main() -> None:
             sweeps.append(time.perf_counter() - started)
             backend.cancel(ids)
             record = json.loads(next((Path(tmp) / "state").glob("*.json")).read_text())
-            backend.client.jobs("clean", [job for job in record["jobs"] if job])
-            backend.client.close()
+            backend.client().jobs("clean", [job for job in record["jobs"] if job])
+            backend.close()
             arcsubs.append(arcsub_100(env, Path(tmp)))
     subprocess.run(["pkill", "-u", env["AUTOPILOT_ARC_JOB_USER"], "-f", "/bin/sleep 120"], check=False)
     print(json.dumps({

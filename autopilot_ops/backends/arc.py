@@ -3,7 +3,9 @@
 Parameters:
 
 - ``ce`` (required): the CE, ``https://host:port/arex``;
-- ``proxy`` (required): the X.509 proxy file (client certificate and key in one, as ``arcproxy`` writes it);
+- ``proxy``: the X.509 proxy file (client certificate and key in one, as ``arcproxy`` writes it); a queue's
+  proxy credential (``credentials``, with its lifetime check) takes its place for that queue's pilots, and each
+  submission's jobs are followed, killed and cleaned with the proxy that submitted them;
 - ``ca_file`` or ``ca_dir``: the CAs that sign the CE's certificate (a directory of hashed names, as
   ``/etc/grid-security/certificates``); default: the system's;
 - ``ce_queue``: the CE's queue (xRSL ``queue``); ``runtime_environments``: a list (xRSL ``runtimeenvironment``);
@@ -49,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_ops import config
-from autopilot_ops.backends.arc_rest import ArcRestClient
+from autopilot_ops.backends.arc_rest import ArcRestClient, rest_url
 from autopilot_ops.backends.base import (
     PILOT_ID_VARIABLE,
     PILOT_INDEX_VARIABLE,
@@ -62,6 +64,7 @@ from autopilot_ops.backends.base import (
     safe_name,
 )
 from autopilot_ops.backends.xrsl import STDERR, STDOUT, PilotJob, bulk
+from autopilot_ops.credentials.model import PROXY
 
 REST_STATES = {
     "ACCEPTING": PilotState.SUBMITTED, "ACCEPTED": PilotState.SUBMITTED, "PREPARING": PilotState.SUBMITTED,
@@ -91,17 +94,39 @@ class ArcBackend(Backend):
         super().__init__(name, parameters, submit_host)
         if submit_host:
             raise BackendError(f"arc back end {name!r}: submit_host is not used (the CE is reached over https)")
-        for required in ("ce", "proxy"):
-            if not self.parameters.get(required):
-                raise BackendError(f"arc back end {name!r}: parameter {required!r} is required")
+        if not self.parameters.get("ce"):
+            raise BackendError(f"arc back end {name!r}: parameter 'ce' is required")
         self.ce = str(self.parameters["ce"])
-        self.proxy = Path(str(self.parameters["proxy"]))
-        verify: str | bool = str(self.parameters.get("ca_file") or self.parameters.get("ca_dir") or "") or True
-        self.client = ArcRestClient(self.ce, str(self.proxy), verify, float(self.parameters.get("timeout_s", 30)),
-                                    describe=f"arc back end {name!r} (CE {self.ce})")
+        rest_url(self.ce)  # an https URL, or a clear error now
+        self.proxy = Path(str(self.parameters["proxy"])) if self.parameters.get("proxy") else None
+        self._verify: str | bool = str(self.parameters.get("ca_file") or self.parameters.get("ca_dir") or "") or True
+        self._timeout_s = float(self.parameters.get("timeout_s", 30))
+        self._clients: dict[str, ArcRestClient] = {}
         self.state_dir = Path(self.parameters.get("state_dir") or config.state_dir() / "arc-backend" / safe_name(name))
         self.transfer_executable = bool(self.parameters.get("transfer_executable", True))
         self._lock = threading.Lock()
+
+    def client(self, proxy: str | Path | None = None) -> ArcRestClient:
+        """The CE's client acting with ``proxy`` (default: the back end's own), one keep-alive session each."""
+        chosen = str(proxy or self.proxy or "")
+        if not chosen:
+            raise BackendError(f"arc back end {self.name!r} (CE {self.ce}): no proxy: set the back end's 'proxy' or "
+                               "a proxy credential for the queue")
+        if chosen not in self._clients:
+            self._clients[chosen] = ArcRestClient(self.ce, chosen, self._verify, self._timeout_s,
+                                                  describe=f"arc back end {self.name!r} (CE {self.ce})")
+        return self._clients[chosen]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def _identity(self, spec: PilotSpec) -> Path | None:
+        """The proxy a submission acts with: the queue's proxy credential, else the back end's ``proxy``."""
+        if spec.credential is not None and spec.credential.kind == PROXY:
+            return Path(spec.credential.path)
+        return self.proxy
 
     # -- submit -------------------------------------------------------------------------------------------
     def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
@@ -113,19 +138,21 @@ class ArcBackend(Backend):
         for key in spec.environment:
             if not _ENV_NAME.fullmatch(key):
                 raise ValueError(f"pilot spec for queue {spec.queue!r}: field 'environment' has a bad name {key!r}")
-        if not self.proxy.is_file():
-            raise BackendError(f"arc back end {self.name!r} (queue {spec.queue}, CE {self.ce}): proxy {self.proxy} "
+        proxy = self._identity(spec)
+        if proxy is None or not proxy.is_file():
+            raise BackendError(f"arc back end {self.name!r} (queue {spec.queue}, CE {self.ce}): proxy {proxy} "
                                "does not exist")
+        client = self.client(proxy)
         submission = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
         log_dir = spec.log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
         shipped = self._shipped(spec.command)
         record = {"queue": spec.queue, "cycle_id": spec.cycle_id, "log_dir": str(log_dir), "n": n, "jobs": None,
-                  "cancelled": [], "final": {}}
+                  "cancelled": [], "final": {}, "proxy": str(proxy)}
         self._write(submission, record)  # before the request: a crash after it is recovered by job name
         inputs = [LAUNCHER] + ([shipped.name] if shipped else [])
         jobs = [self._job(spec, batch_id(submission, i), inputs) for i in range(n)]
-        answers = self.client.new_jobs(bulk(jobs), "application/rsl")
+        answers = client.new_jobs(bulk(jobs), "application/rsl")
         if len(answers) != n:
             raise BackendError(f"arc back end {self.name!r}: the CE answered {len(answers)} jobs for {n} descriptions")
         ids = [answer.get("id") if str(answer.get("status-code")) == "201" else None for answer in answers]
@@ -135,9 +162,9 @@ class ArcBackend(Backend):
         for index, job_id in enumerate(ids):
             if job_id is None:
                 continue
-            self.client.put_file(job_id, LAUNCHER, launcher(spec, batch_id(submission, index), index, shipped))
+            client.put_file(job_id, LAUNCHER, launcher(spec, batch_id(submission, index), index, shipped))
             if shipped is not None and content is not None:
-                self.client.put_file(job_id, shipped.name, content)
+                client.put_file(job_id, shipped.name, content)
         refused = [answer for answer, job_id in zip(answers, ids) if job_id is None]
         if refused:
             raise BackendError(f"arc back end {self.name!r}: the CE refused {len(refused)} of {n} pilots: "
@@ -168,38 +195,44 @@ class ArcBackend(Backend):
                 known[batch] = _status_from(record["final"][batch])
             elif job_id is not None:
                 by_job[job_id] = (submission, batch, record)
-        if not by_job:
-            return known
+        for proxy, jobs in _by_proxy(by_job).items():
+            known.update(self._status_as(self.client(proxy), jobs))
+        return known
+
+    def _status_as(self, client: ArcRestClient, by_job: Mapping[str, tuple[str, str, dict[str, Any]]]
+                   ) -> dict[str, PilotStatus]:
+        known: dict[str, PilotStatus] = {}
         finals: dict[str, tuple[str, PilotStatus]] = {}
-        rest = {answer.get("id"): str(answer.get("state") or "") for answer in self.client.jobs("status", list(by_job))
+        rest = {answer.get("id"): str(answer.get("state") or "") for answer in client.jobs("status", list(by_job))
                 if answer.get("id") in by_job and str(answer.get("status-code")) != "404"}  # 404: gone, left out
         lagging = [job_id for job_id, state in rest.items() if not _final_in_rest(state)]
-        control = self.client.diagnose_many(lagging, "status")
+        control = client.diagnose_many(lagging, "status")
         for job_id, rest_state in rest.items():
-            submission, batch, record = by_job[job_id]
+            _, batch, record = by_job[job_id]
             state = current_state(rest_state, control.get(job_id), batch in record["cancelled"])
             if state is None:
                 continue
             if state.is_final:
-                finals[job_id] = (batch, self._collect(job_id, batch, record, state))
+                finals[job_id] = (batch, self._collect(client, job_id, batch, record, state))
                 known[batch] = finals[job_id][1]
             else:
                 known[batch] = PilotStatus(state)
         if finals:
             self._record_finals(by_job, finals)
-            self.client.jobs("clean", list(finals))
+            client.jobs("clean", list(finals))
         return known
 
-    def _collect(self, job_id: str, batch: str, record: dict[str, Any], state: PilotState) -> PilotStatus:
+    def _collect(self, client: ArcRestClient, job_id: str, batch: str, record: dict[str, Any], state: PilotState
+                 ) -> PilotStatus:
         """A final job's exit code, times and failure, and its stdout and stderr copied into our log root."""
-        diag = _key_values(self.client.diagnose(job_id, "diag") or "")
-        failure = (self.client.diagnose(job_id, "failed") or "").strip()
+        diag = _key_values(client.diagnose(job_id, "diag") or "")
+        failure = (client.diagnose(job_id, "failed") or "").strip()
         exit_code = int(diag["exitcode"]) if diag.get("exitcode", "").lstrip("-").isdigit() else None
         if state is PilotState.FINISHED and (failure or (exit_code or 0) != 0):
             state = PilotState.FAILED
         log_dir = Path(record["log_dir"])
         for name, suffix in ((STDOUT, ".out"), (STDERR, ".err")):
-            content = self.client.session_file(job_id, name)
+            content = client.session_file(job_id, name)
             if content is not None:
                 (log_dir / f"{batch}{suffix}").write_bytes(content)
         return PilotStatus(state, exit_code, failure.splitlines()[0] if failure else None,
@@ -220,17 +253,17 @@ class ArcBackend(Backend):
     # -- cancel, reconcile, logs ----------------------------------------------------------------------------
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """``action=kill`` for every pilot still on the CE; the kill is recorded so its end reads cancelled."""
-        jobs: dict[str, str] = {}
+        jobs: dict[str, tuple[str, str, dict[str, Any]]] = {}
         with self._lock:
             for submission, record, batch, job_id in self._located(batch_ids):
                 if job_id is not None and batch not in record["final"]:
-                    jobs[job_id] = batch
+                    jobs[job_id] = (submission, batch, record)
                     fresh = self._read(submission) or record
                     if batch not in fresh["cancelled"]:
                         fresh["cancelled"].append(batch)
                         self._write(submission, fresh)
-        if jobs:
-            self.client.jobs("kill", list(jobs))
+        for proxy, owned in _by_proxy(jobs).items():
+            self.client(proxy).jobs("kill", list(owned))
 
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
         """The pilots of ``(queue, cycle_id)`` from the records; a record without job ids (a crash right after the
@@ -240,17 +273,17 @@ class ArcBackend(Backend):
             if record["queue"] != queue or record["cycle_id"] != cycle_id:
                 continue
             if record["jobs"] is None:
-                record["jobs"] = self._jobs_named(submission, int(record["n"]))
+                record["jobs"] = self._jobs_named(self.client(record.get("proxy")), submission, int(record["n"]))
                 self._write(submission, record)
             log_dir = Path(record["log_dir"])
             pilots += [pilot_of(submission, i, log_dir) for i, job_id in enumerate(record["jobs"]) if job_id]
         return pilots
 
-    def _jobs_named(self, submission: str, n: int) -> list[str | None]:
-        listed = self.client.text("/jobs")
+    def _jobs_named(self, client: ArcRestClient, submission: str, n: int) -> list[str | None]:
+        listed = client.text("/jobs")
         ids = [item["id"] for item in (json.loads(listed or "{}").get("job") or []) if isinstance(item, dict)]
         names: dict[str, str] = {}
-        for answer in self.client.jobs("info", ids) if ids else []:
+        for answer in client.jobs("info", ids) if ids else []:
             activity = (answer.get("info_document") or {}).get("ComputingActivity") or {}
             if isinstance(activity, dict) and activity.get("Name"):
                 names[str(activity["Name"])] = str(answer.get("id"))
@@ -303,6 +336,14 @@ class ArcBackend(Backend):
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         temporary.write_text(json.dumps(record))
         os.replace(temporary, path)
+
+
+def _by_proxy(jobs: Mapping[str, tuple[str, str, dict[str, Any]]]) -> dict[str | None, dict[str, Any]]:
+    """Jobs grouped by the proxy their submission acted with (``None``: the back end's own)."""
+    grouped: dict[str | None, dict[str, Any]] = {}
+    for job_id, entry in jobs.items():
+        grouped.setdefault(entry[2].get("proxy"), {})[job_id] = entry
+    return grouped
 
 
 def _final_in_rest(state: str) -> bool:

@@ -17,6 +17,8 @@ from autopilot_ops.backends.arc import ArcBackend, parse_batch_id
 from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
 from autopilot_ops.backends.registry import backend_class
 
+from ..credentials.fakes import make_proxy
+
 #: What A-REX's own job script mangles in an xRSL environment value or argument.
 HOSTILE = "a \"quoted\" $value `x` 'y' \\ ; & end"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "arc-local.sh"
@@ -51,7 +53,7 @@ def make_backend(arc: dict[str, str], tmp_path: Path, **parameters) -> ArcBacken
 def backend(arc: dict[str, str], tmp_path: Path) -> Iterator[ArcBackend]:
     made = make_backend(arc, tmp_path)
     yield made
-    made.client.close()
+    made.close()
     # the fork LRMS leaves a killed job's children behind (see the module docstring): end ours
     subprocess.run(["pkill", "-u", arc["AUTOPILOT_ARC_JOB_USER"], "-f", "autopilot-arc-test-sleep"], check=False)
 
@@ -102,7 +104,7 @@ def test_pilots_run_end_with_their_exit_codes_and_their_logs_come_back(backend, 
         assert backend.log_paths(pilot.batch_id) == (pilot.stdout, pilot.stderr)
     # cleaned from the CE, and asking again gives the same final answer from the record
     record = json.loads(next((backend.state_dir).glob("*.json")).read_text())
-    assert backend.client.diagnose(record["jobs"][0], "status") is None
+    assert backend.client().diagnose(record["jobs"][0], "status") is None
     assert backend.status([pilots[0].batch_id]) == {pilots[0].batch_id: first}
 
 
@@ -165,8 +167,8 @@ def test_foreign_batch_ids_are_not_ours(batch) -> None:
 
 
 def test_required_parameters_are_named() -> None:
-    with pytest.raises(BackendError, match="parameter 'proxy' is required"):
-        ArcBackend("a", {"ce": "https://ce.example:443/arex"})
+    with pytest.raises(BackendError, match="parameter 'ce' is required"):
+        ArcBackend("a", {"proxy": "/p"})
     with pytest.raises(ValueError, match="must be an https:// URL"):
         ArcBackend("a", {"ce": "http://ce.example/arex", "proxy": "/p"})
 
@@ -272,3 +274,30 @@ def test_a_rex_stopped_mid_cycle_loses_no_pilot_and_submits_none_twice(backend, 
     assert backend.find_pilots("ARC_Q", lost.cycle_id) == [], "the CE never got the failed submission's job"
     assert final_statuses(backend, [running.batch_id])[running.batch_id].state is PilotState.FINISHED
     assert running.stdout.read_text().strip() == "survived"
+
+
+def test_the_queues_proxy_credential_is_the_identity_its_pilots_are_submitted_and_followed_with(arc, tmp_path,
+                                                                                               log_root) -> None:
+    from autopilot_ops.credentials.model import Credential
+
+    queue_proxy = tmp_path / "queue-proxy.pem"
+    shutil.copy2(arc["AUTOPILOT_ARC_PROXY"], queue_proxy)
+    without = ArcBackend("arc-test", {"ce": arc["AUTOPILOT_ARC_URL"], "ca_dir": arc["AUTOPILOT_ARC_CA_DIR"],
+                                      "state_dir": str(tmp_path / "state"), "transfer_executable": False})
+    with pytest.raises(BackendError, match="proxy None does not exist"):
+        without.submit(1, spec(log_root, "/bin/true"))
+    credential = Credential("proxy", str(queue_proxy))
+    [pilot] = without.submit(1, spec(log_root, "/bin/sh", "-c", "echo as queue", credential=credential))
+    records = [json.loads(path.read_text()) for path in (tmp_path / "state").glob("*.json")]
+    [record] = [r for r in records if r["jobs"]]
+    assert record["proxy"] == str(queue_proxy)
+    assert final_statuses(without, [pilot.batch_id])[pilot.batch_id].state is PilotState.FINISHED
+    assert pilot.stdout.read_text().strip() == "as queue"
+    without.close()
+
+
+def test_an_expired_proxy_is_a_clear_error_naming_the_ce(arc, tmp_path, log_root) -> None:
+    expired = tmp_path / "expired.pem"
+    make_proxy(expired, lifetime_s=-60, issuer_lifetime_s=-30)  # both ended a minute ago
+    with pytest.raises(BackendError, match=r"CE https://localhost:8443/arex\).*(TLS|refused)"):
+        make_backend(arc, tmp_path, proxy=str(expired)).submit(1, spec(log_root, "/bin/true"))
