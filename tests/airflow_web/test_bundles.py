@@ -26,7 +26,10 @@ class CountingBuilder:
     def __call__(self, directory: Path) -> None:
         with self.lock:
             self.builds += 1
-        (directory / bundle_file_name(__version__)).write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+        target = directory / bundle_file_name(__version__)
+        partial = target.with_name(f".{target.name}.part")  # whole or not at all, as the real builder writes it
+        partial.write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+        partial.replace(target)
 
 
 @pytest.fixture
