@@ -49,6 +49,10 @@ class JobOutcome:
     pilot_error_diag: str = ""
     delivered: bool = True
     milestones: dict[str, float] = field(default_factory=dict)
+    #: the payload's exit code (``transExitCode``), when it ran
+    payload_exit_code: int | None = None
+    #: the job's work dir, when it is kept
+    workdir: str | None = None
 
 
 class _Stopped(Exception):
@@ -238,7 +242,11 @@ class JobRun:
         """Run and supervise the payload; returns its result and the pilot's kill reason, if it killed it."""
         env = self.vo.environment(job, workdir, payload_environment(os.environ))
         command = self.vo.payload_command(job, trf)
-        echo = (sys.stdout.buffer, sys.stderr.buffer) if self.config.interactive else None
+        echo = None
+        if self.config.interactive:
+            echo = (sys.stdout.buffer, sys.stderr.buffer)
+            if self.status is not None:
+                echo = (self.status.echo(echo[0]), self.status.echo(echo[1]))
         payload = Payload(command, workdir, env, workdir / STDOUT_NAME, workdir / STDERR_NAME, echo)
         self.wake.clear()
         try:
@@ -424,6 +432,7 @@ class JobRun:
         self, job: Job, state: str, code: int, diag: str, fields: dict[str, Any], milestones: dict[str, float]
     ) -> JobOutcome:
         self._phase(job, f"final update ({state})")
+        exit_code = fields.get("trans_exit_code")
         fields.setdefault("end_time", _utc(time.time()))
         delivered = self.reporter.final(
             job.panda_id,
@@ -445,4 +454,6 @@ class JobRun:
             "" if delivered else " [final update kept for resending]",
         )
         self._phase(job, state)
-        return JobOutcome(job.panda_id, state, code, diag, delivered, milestones)
+        workdir = Path(self.config.workdir) / f"PanDA_Pilot-{job.panda_id}"
+        return JobOutcome(job.panda_id, state, code, diag, delivered, milestones, exit_code,
+                          str(workdir) if self.config.keep_workdir else None)

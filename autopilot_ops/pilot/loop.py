@@ -66,6 +66,8 @@ class Pilot:
         )
         self.events = EventReporter(config.pilot_id, config.queue, config.monitor_url, config.monitor_token)
         self.status = StatusLine(sys.stderr) if config.interactive else None
+        if self.status is not None:
+            _log_above(self.status)
         self.wake = threading.Event()
         #: set by the first signal and never cleared: cuts short the client's waits between retries
         self.stopping = threading.Event()
@@ -105,6 +107,8 @@ class Pilot:
         self.events.emit("exiting", exit_code=code, jobs=len(self.outcomes))
         self.events.close()
         log.info("pilot exiting with code %d after %d job(s)", code, len(self.outcomes))
+        if self.status is not None:
+            self.status.close(self.outcomes)
         return code
 
     def _loop(self) -> int:
@@ -216,3 +220,12 @@ class Pilot:
                 marks["payload_started"] - marks["acquired"],
                 marks["final_acknowledged"] - marks["payload_exited"],
             )
+
+
+def _log_above(status: StatusLine) -> None:
+    """The log lines of an interactive pilot go above its status line, instead of through stderr's handler."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler and handler.stream is sys.stderr:
+            root.removeHandler(handler)
+    root.addHandler(status.log_handler())

@@ -199,3 +199,6 @@ def _tee(source: BinaryIO, path: Path, terminal: BinaryIO) -> None:
                 terminal.flush()
             except (OSError, ValueError):
                 pass
+    end = getattr(terminal, "end_of_stream", None)  # a copier that holds a partial line (``status.StatusLine``)
+    if end is not None:
+        end()
