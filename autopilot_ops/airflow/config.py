@@ -15,6 +15,12 @@ from autopilot_ops.scheduler.pilot_launch import WRAPPER_COMMAND, PilotBundles, 
 DEFAULT_DEPLOYMENT_ID = "default"
 
 
+def cycle_id_for(run_id: str, deployment_id: str) -> str:
+    """The cycle id of a DAG run: its run id, with the deployment's id where there are several (two Airflows give
+    their runs the same ids, and a cycle id keys its submissions and cycle rows)."""
+    return run_id if deployment_id == DEFAULT_DEPLOYMENT_ID else f"{run_id}@{deployment_id}"
+
+
 def scheduler_id_for(tag: str, deployment_id: str) -> str:
     """The id a tag's scheduler has in the ``schedulers`` table: ``<tag>@<deployment id>``. Every Celery or
     Edge worker of one deployment gives the same id, so the policy's instance count (distinct ids of a tag)

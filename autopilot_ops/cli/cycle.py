@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cycle_command(args: argparse.Namespace) -> int:
-    from autopilot_ops.airflow.config import SchedulerConfig, scheduler_id_for
+    from autopilot_ops.airflow.config import SchedulerConfig, cycle_id_for, scheduler_id_for
     from autopilot_ops.airflow.hooks.backend_factory import connection_backend
     from autopilot_ops.airflow.hooks.panda import FACTORY_RETRY, FACTORY_TIMEOUT_S, default_harvester_id
     from autopilot_ops.panda.client import PandaAuth, PandaClient
@@ -68,8 +68,10 @@ def cycle_command(args: argparse.Namespace) -> int:
         panda_url=client.url,
         global_cap=defaults.global_cap,
         monitor_url=defaults.monitor_url,
+        bundles=defaults.bundles,
     )
     cycle_id = args.cycle_id or f"cli-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
+    cycle_id = cycle_id_for(cycle_id, defaults.deployment_id)
     with open_store(args) as store:
         cycle = SchedulingCycle(
             store, settings, lambda: job_stats(client), client, connection_backend, factory=factory

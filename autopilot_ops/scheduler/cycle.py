@@ -232,6 +232,7 @@ class SchedulingCycle:
                 seen = observe(
                     cur, ours, settings.tag, panda, now, window_s=settings.window_s, global_cap=settings.global_cap,
                     backend_parameters={name: row["parameters"] or {} for name, row in backend_rows.items()},
+                    scheduler=settings.scheduler_id,
                 )
             done: list[CycleRow] = []  # rows of queues that called no back end, written in bulk
 

@@ -103,17 +103,20 @@ def observe(
     window_s: int = 3600,
     global_cap: int | None = None,
     backend_parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    scheduler: str | None = None,
 ) -> Observation:
     """Snapshots of ``queues`` (rows of :func:`queues_of_tag`) for the policy, and the inputs to log;
-    ``backend_parameters`` (by back-end name) hold the back ends' credentials."""
+    ``backend_parameters`` (by back-end name) hold the back ends' credentials. Where several instances serve the
+    tag, ``scheduler``'s own pilots are counted against its share of the jobs (Harvester's instances each count
+    their own workers); alone, it counts every pilot of its queues."""
     names = [q["panda_queue"] for q in queues]
     since = now - dt.timedelta(seconds=window_s)
-    activity = queue_activity(cur, names, since)
+    poll_period = min((q["cycle_period"] for q in queues), default=300)
+    instances = live_instances(cur, tag, now - dt.timedelta(seconds=3 * poll_period))
+    activity = queue_activity(cur, names, since, scheduler if instances > 1 else None)
     outcomes = submission_outcomes(cur, names, since)
     all_tags = sorted({t for q in queues for t in q["tags"]})
     all_controls = controls_in_scope(cur, names, all_tags)
-    poll_period = min((q["cycle_period"] for q in queues), default=300)
-    instances = live_instances(cur, tag, now - dt.timedelta(seconds=3 * poll_period))
     targets = worker_targets(cur, names)
     snapshots, inputs = {}, {}
     for queue in queues:

@@ -102,7 +102,7 @@ class PilotSubmitter:
                 return SubmitOutcome(missed=n, reconciled=reconciled, skipped=f"submit failed: {describe_error(exc)}")
             with self.store.transaction() as cur:
                 insert_pilots(cur, spec.queue, self.backend.name, spec.cycle_id, pilots, first_id, label,
-                              spec.pilot_version)
+                              spec.pilot_version, spec.scheduler)
                 finish_submission(cur, spec.queue, spec.cycle_id, DONE, f"{len(pilots)} of {n}")
                 record_event(
                     cur,

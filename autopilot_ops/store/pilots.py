@@ -44,11 +44,12 @@ def insert_pilots(
     first_pilot_id: int | None = None,
     prod_source_label: str | None = None,
     pilot_version: str | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, int]:
     """Record newly submitted pilots (ignoring ones already recorded); return their ids by batch id. With
     ``first_pilot_id`` (the submission's reservation), pilot ``p`` gets id ``first_pilot_id + p.index``;
-    ``prod_source_label`` is what they ask PanDA for and ``pilot_version`` the bundle they run (``None``: not
-    known, as for pilots found after a crash)."""
+    ``prod_source_label`` is what they ask PanDA for, ``pilot_version`` the bundle they run and ``scheduler`` the
+    one that submitted them (``None``: not known, as for pilots found after a crash)."""
     if not pilots:
         return {}
     if first_pilot_id is None:
@@ -56,18 +57,18 @@ def insert_pilots(
         rows = psycopg2.extras.execute_values(
             cur,
             "INSERT INTO pilots (queue, backend, batch_id, cycle_id, stdout_path, stderr_path, prod_source_label, "
-            "pilot_version) VALUES %s ON CONFLICT DO NOTHING RETURNING id, batch_id",
-            [(queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr), prod_source_label, pilot_version)
-             for p in pilots],
+            "pilot_version, scheduler) VALUES %s ON CONFLICT DO NOTHING RETURNING id, batch_id",
+            [(queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr), prod_source_label, pilot_version,
+              scheduler) for p in pilots],
             fetch=True,
         )
     else:
         rows = psycopg2.extras.execute_values(
             cur,
             "INSERT INTO pilots (id, queue, backend, batch_id, cycle_id, stdout_path, stderr_path, prod_source_label, "
-            "pilot_version) VALUES %s ON CONFLICT DO NOTHING RETURNING id, batch_id",
+            "pilot_version, scheduler) VALUES %s ON CONFLICT DO NOTHING RETURNING id, batch_id",
             [(first_pilot_id + p.index, queue, backend, p.batch_id, cycle_id, str(p.stdout), str(p.stderr),
-              prod_source_label, pilot_version) for p in pilots],
+              prod_source_label, pilot_version, scheduler) for p in pilots],
             fetch=True,
         )
     return {row["batch_id"]: row["id"] for row in rows}
@@ -155,9 +156,12 @@ class QueueActivity:
     empty: int = 0
 
 
-def queue_activity(cur: Any, queues: Sequence[str], since: dt.datetime) -> dict[str, QueueActivity]:
-    """Counts for the policy, in one query for all ``queues``. A pilot ended empty if it exited with
-    pilot3's "no jobs" code, or ran less than its queue's ``empty_runtime`` seconds."""
+def queue_activity(
+    cur: Any, queues: Sequence[str], since: dt.datetime, scheduler: str | None = None
+) -> dict[str, QueueActivity]:
+    """Counts for the policy, in one query for all ``queues``; with ``scheduler``, of its own pilots only (and of
+    those no scheduler is known for). A pilot ended empty if it exited with pilot3's "no jobs" code, or ran less
+    than its queue's ``empty_runtime`` seconds."""
     cur.execute(
         "SELECT p.queue, "
         "count(*) FILTER (WHERE p.state IN ('submitted', 'queued')) AS queued, "
@@ -169,8 +173,10 @@ def queue_activity(cur: Any, queues: Sequence[str], since: dt.datetime) -> dict[
         "p.ended_at - coalesce(p.started_at, p.ended_at) < coalesce(s.empty_runtime, 60) * interval '1 second')) "
         "AS empty "
         "FROM pilots p LEFT JOIN schedconfig s ON s.panda_queue = p.queue "
-        "WHERE p.queue = ANY(%(queues)s) AND (p.state IN %(live)s OR p.ended_at >= %(since)s) GROUP BY p.queue",
-        {"since": since, "nojobs": NO_JOBS_EXIT_CODE, "queues": list(queues), "live": LIVE_STATES},
+        "WHERE p.queue = ANY(%(queues)s) AND (p.state IN %(live)s OR p.ended_at >= %(since)s) "
+        "AND (%(scheduler)s::text IS NULL OR p.scheduler IS NULL OR p.scheduler = %(scheduler)s) GROUP BY p.queue",
+        {"since": since, "nojobs": NO_JOBS_EXIT_CODE, "queues": list(queues), "live": LIVE_STATES,
+         "scheduler": scheduler},
     )
     return {
         row["queue"]: QueueActivity(row["queued"], row["running"], row["held"], row["ended"], row["empty"])

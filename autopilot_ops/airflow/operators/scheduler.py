@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
 
-from autopilot_ops.airflow.config import SchedulerConfig, scheduler_id_for
+from autopilot_ops.airflow.config import SchedulerConfig, cycle_id_for, scheduler_id_for
 from autopilot_ops.airflow.hooks.backend_factory import connection_backend
 from autopilot_ops.airflow.hooks.store import open_store
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
@@ -73,13 +73,15 @@ class PilotSchedulerOperator(BaseOperator):
             backend_kinds=self.backend_kinds,
             worker_queue=self.worker_queue,
             monitor_url=defaults.monitor_url,
+            bundles=defaults.bundles,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from autopilot_ops.airflow.hooks.panda import PandaHook
 
         panda = PandaHook(panda_conn_id=self.panda_conn_id)
-        settings = self.cycle_settings(SchedulerConfig.from_airflow_conf(), panda.panda_connection().url)
+        config = SchedulerConfig.from_airflow_conf()
+        settings = self.cycle_settings(config, panda.panda_connection().url)
         with open_store(self.postgres_conn_id, self.dsn, owner=f"task {self.task_id}") as store:
             cycle = SchedulingCycle(
                 store,
@@ -89,7 +91,7 @@ class PilotSchedulerOperator(BaseOperator):
                 backend_factory=connection_backend,
                 factory=panda.get_factory(),
             )
-            report = cycle.run(context["run_id"])
+            report = cycle.run(cycle_id_for(context["run_id"], config.deployment_id))
         for line in report.lines():
             self.log.info("%s", line)
         return {
