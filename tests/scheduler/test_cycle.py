@@ -264,3 +264,33 @@ def test_the_deployment_id_comes_from_the_environment_over_airflow_cfg(monkeypat
     assert SchedulerConfig.from_airflow_conf().deployment_id == "from-env"
     with pytest.raises(ValueError, match=r"\[autopilot\] deployment_id: 'a@b'"):
         scheduler_id_for("t1", "a@b")
+
+
+def test_by_default_pilots_are_the_wrapper_and_the_bundle_the_plugin_serves(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    import shlex
+
+    from autopilot_ops.airflow.operators.scheduler import PilotSchedulerOperator
+    from autopilot_ops.scheduler.pilot_launch import WRAPPER, WRAPPER_COMMAND
+
+    monkeypatch.delenv("AIRFLOW__AUTOPILOT__PILOT_COMMAND", raising=False)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org:8443")
+    monkeypatch.setenv("AIRFLOW__AUTOPILOT__PILOT_BUNDLE_DIR", str(tmp_path / "bundles"))
+    config = SchedulerConfig.from_airflow_conf()
+    assert config.pilot_command == tuple(shlex.split(WRAPPER_COMMAND))
+    assert config.bundles is not None
+    assert config.bundles.url_template == "https://airflow.example.org:8443/autopilot/pilot/{version}.pyz"
+    settings = PilotSchedulerOperator(task_id="cycle", tag="t1").cycle_settings(config, "https://panda.example:25443")
+    assert settings.bundles is config.bundles, "the Airflow task gives its cycle the bundles"
+    monkeypatch.setenv("AIRFLOW__AUTOPILOT__PILOT_BUNDLE_URL", "https://cdn.example.org/pilots/{version}.pyz")
+    assert SchedulerConfig.from_airflow_conf().bundles.url_template == "https://cdn.example.org/pilots/{version}.pyz"
+    assert WRAPPER.is_file() and WRAPPER.read_text().startswith("#!/bin/sh")
+
+
+def test_a_cycle_id_carries_the_deployment_where_there_are_several() -> None:
+    from autopilot_ops.airflow.config import DEFAULT_DEPLOYMENT_ID, cycle_id_for
+
+    assert cycle_id_for("scheduled__2026-12-02T21:00:00+00:00", DEFAULT_DEPLOYMENT_ID) == (
+        "scheduled__2026-12-02T21:00:00+00:00"
+    )
+    assert cycle_id_for("scheduled__x", "site-a") != cycle_id_for("scheduled__x", "site-b")
