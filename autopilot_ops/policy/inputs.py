@@ -234,6 +234,8 @@ class Snapshot:
     """Everything :func:`~autopilot_ops.policy.rules.decide` looks at for one queue in one cycle.
 
     - ``instances``: live scheduler instances serving the queue; each submits its share ``1/instances``.
+    - ``pilots``: every instance's live pilots of the queue (the caps bound them all); ``own_pilots``: this
+      instance's, counted against its share where there are several (``None``: the same as ``pilots``).
     - ``panda_data_age``: seconds since PanDA's job counts were fetched; ``None`` if they never were.
     - ``poll_period``: seconds between PanDA polls; data older than ``stale_polls`` of them is stale.
     - ``global_cap``: the scheduler-wide ceiling on pilots for one queue in one cycle (Harvester's
@@ -248,6 +250,7 @@ class Snapshot:
     queue: QueueConfig
     activated: tuple[JobCount, ...] = ()
     pilots: PilotCounts = PilotCounts()
+    own_pilots: PilotCounts | None = None
     recent: RecentActivity = RecentActivity()
     controls: tuple[Control, ...] = ()
     instances: int = 1
@@ -263,6 +266,8 @@ class Snapshot:
         for name, kind in (("queue", QueueConfig), ("pilots", PilotCounts), ("recent", RecentActivity)):
             if not isinstance(getattr(self, name), kind):
                 raise ValueError(f"{owner}: {name} must be a {kind.__name__}, got {getattr(self, name)!r}")
+        if self.own_pilots is not None and not isinstance(self.own_pilots, PilotCounts):
+            raise ValueError(f"{owner}: own_pilots must be a PilotCounts, got {self.own_pilots!r}")
         for name, kind in (("activated", JobCount), ("controls", Control), ("panda_targets", PandaTarget),
                            ("credentials", CredentialLifetime)):
             items = tuple(getattr(self, name))

@@ -223,10 +223,16 @@ def _core(snapshot: Snapshot, trace: list[str]) -> int:
         f"n_act=ceil({activated}/{snapshot.instances} instances/{queue.jobs_per_pilot} jobs_per_pilot)={n_act}"
     )
     q_eff = _queue_target(snapshot, trace)
+    if q_eff is not None and snapshot.own_pilots is not None and snapshot.instances > 1:
+        share = -(-q_eff // snapshot.instances)  # each instance fills its part of the queue's bound
+        trace.append(f"Q_eff share=ceil({q_eff}/{snapshot.instances} instances)={share}")
+        q_eff = share
     target = n_act if q_eff is None else min(q_eff, n_act)
-    n = max(target - pilots.queued, 0)
-    held = f" (held {pilots.held} not counted)" if pilots.held else ""
-    trace.append(f"target {target} - queued {pilots.queued}{held} -> {n}")
+    mine = snapshot.own_pilots if snapshot.own_pilots is not None else pilots
+    n = max(target - mine.queued, 0)
+    held = f" (held {mine.held} not counted)" if mine.held else ""
+    whose = "queued (this instance's)" if snapshot.own_pilots is not None else "queued"
+    trace.append(f"target {target} - {whose} {mine.queued}{held} -> {n}")
     n = _throttle(snapshot, n, trace)
     if queue.keep_one_pilot and n == 0 and activated == 0 and pilots.queued + pilots.running == 0:
         n = 1

@@ -108,12 +108,13 @@ def observe(
     """Snapshots of ``queues`` (rows of :func:`queues_of_tag`) for the policy, and the inputs to log;
     ``backend_parameters`` (by back-end name) hold the back ends' credentials. Where several instances serve the
     tag, ``scheduler``'s own pilots are counted against its share of the jobs (Harvester's instances each count
-    their own workers); alone, it counts every pilot of its queues."""
+    their own workers), while the caps bound every instance's pilots."""
     names = [q["panda_queue"] for q in queues]
     since = now - dt.timedelta(seconds=window_s)
     poll_period = min((q["cycle_period"] for q in queues), default=300)
     instances = live_instances(cur, tag, now - dt.timedelta(seconds=3 * poll_period))
-    activity = queue_activity(cur, names, since, scheduler if instances > 1 else None)
+    activity = queue_activity(cur, names, since)
+    own = queue_activity(cur, names, since, scheduler) if instances > 1 and scheduler is not None else None
     outcomes = submission_outcomes(cur, names, since)
     all_tags = sorted({t for q in queues for t in q["tags"]})
     all_controls = controls_in_scope(cur, names, all_tags)
@@ -140,6 +141,7 @@ def observe(
             queue=QueueConfig.from_row(queue),
             activated=panda.counts.get(name, ()),
             pilots=PilotCounts(queued=act.queued, running=act.running, held=act.held),
+            own_pilots=_own_counts(own, name),
             recent=RecentActivity(attempts=attempts, missed=missed, ended=act.ended, empty=act.empty),
             controls=controls,
             instances=instances,
@@ -158,6 +160,7 @@ def observe(
             "stats_at": fetched_at.isoformat() if fetched_at is not None else None,
             "stats_error": panda.error,
             "queued": act.queued,
+            "queued_own": None if own is None else own.get(name, QueueActivity()).queued,
             "running": act.running,
             "held": act.held,
             "attempts": attempts,
@@ -171,3 +174,11 @@ def observe(
             "credentials": [c.describe() for c in credentials],
         }
     return Observation(queues, snapshots, inputs)
+
+
+def _own_counts(own: Mapping[str, QueueActivity] | None, queue: str) -> PilotCounts | None:
+    """This instance's live pilots of ``queue``, where several instances serve it."""
+    if own is None:
+        return None
+    mine = own.get(queue, QueueActivity())
+    return PilotCounts(queued=mine.queued, running=mine.running, held=mine.held)

@@ -5,6 +5,7 @@ tested against it."""
 from __future__ import annotations
 
 import subprocess
+import uuid
 import zlib
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def rucio() -> dict[str, str]:
 
 
 def test_an_upload_comes_back_with_its_adler32(rucio, tmp_path) -> None:
-    data = tmp_path / f"autopilot-{tmp_path.name}.dat"
+    data = tmp_path / f"autopilot-{uuid.uuid4().hex}.dat"  # the server keeps every file of earlier runs
     data.write_bytes(bytes(range(256)) * 400)
     config = Path(rucio["AUTOPILOT_RUCIO_CLIENT_CONFIG"])
     python = config.parents[1] / "venv" / "bin" / "python"
