@@ -6,6 +6,7 @@ deployments' cycles run here as their Airflow tasks would run them: ``Scheduling
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 import threading
@@ -22,6 +23,7 @@ from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.scheduler.cycle import CycleReport, CycleSettings, SchedulingCycle
 from autopilot_ops.store.connection import Store
+from autopilot_ops.store.cycles import heartbeat_scheduler
 
 QUEUES = """
 backends: [{name: batch, kind: local}]
@@ -160,12 +162,28 @@ def test_two_deployments_never_submit_a_pilot_twice_and_count_each_other(
     )
 
 
-def test_the_two_deployments_together_keep_one_pilot_per_activated_job(
+def test_two_deployments_taking_turns_keep_one_pilot_per_activated_job(
     deployments: list[SchedulingCycle], store: Store
 ) -> None:
+    """Both deployments running (each has cycled before), their cycles of the same run ids one after the other
+    (their schedulers are not in lockstep): each submits its share of every queue's jobs, and together they keep
+    one pilot per job, never one twice. (A deployment that starts alone first fills the queue by itself; the
+    share applies from when the other is seen.)"""
+    now = dt.datetime.now(dt.timezone.utc)
+    with store.transaction() as cur:
+        for deployment in DEPLOYMENTS:
+            heartbeat_scheduler(cur, scheduler_id_for("t1", deployment), "t1", "host", "autopilot", now)
     for minute in range(3):
-        run_together(deployments, f"scheduled__2026-12-02T21:0{minute}:00+00:00")
+        run_id = f"scheduled__2026-12-02T21:0{minute}:00+00:00"
+        for cycle, deployment in zip(deployments, DEPLOYMENTS):
+            cycle.run(cycle_id_for(run_id, deployment))
     pilots = pilot_rows(store)
     assert {q: sum(1 for p in pilots if p["queue"] == q) for q in ("Q1", "Q2", "Q3", "Q4")} == dict.fromkeys(
         ("Q1", "Q2", "Q3", "Q4"), ACTIVATED
     )
+    assert len({p["batch_id"] for p in pilots}) == len(pilots) == len(SharedBatch.pilots)
+    with store.transaction() as cur:
+        cur.execute("SELECT scheduler, count(*) AS n FROM pilots GROUP BY scheduler ORDER BY scheduler")
+        assert [dict(r) for r in cur.fetchall()] == [
+            {"scheduler": "t1@site-a", "n": 2 * ACTIVATED}, {"scheduler": "t1@site-b", "n": 2 * ACTIVATED}
+        ], "each deployment submitted its half of each queue's pilots"
