@@ -18,7 +18,7 @@
 #   AUTOPILOT_RUCIO_DB     its database (default autopilot_rucio)
 #   PYTHON                 the interpreter the venv is made with (default python3)
 #
-# What the recipe taught (../shared/reference/rucio-local.md): the DSN must say postgresql+psycopg:// (rucio
+# What running it here taught: the DSN must say postgresql+psycopg:// (rucio
 # installs psycopg 3, not psycopg2); a protocol needs its domain priorities or uploads find no protocol; the
 # account needs a limit on the RSE before the first upload; gunicorn must not open its control socket in ~.
 set -euo pipefail

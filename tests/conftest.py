@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -80,3 +81,17 @@ def store(pg_dsn: str) -> Iterator[Store]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def service_is_up(script: Path) -> bool:
+    """Whether the service of a ``scripts/*-local.sh`` answers (its ``status``)."""
+    return subprocess.run([str(script), "status"], capture_output=True).returncode == 0
+
+
+def service_settings(script: Path) -> dict[str, str]:
+    """The client settings a ``scripts/*-local.sh`` prints with ``env`` (its ``export NAME=value`` lines); the test
+    fails, naming the script, when the service is down (``.ci/run`` starts it)."""
+    if not service_is_up(script):
+        pytest.fail(f"the service of {script.name} is not running: run {script} start")
+    lines = subprocess.run([str(script), "env"], capture_output=True, text=True, check=True).stdout.splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines)

@@ -17,6 +17,7 @@ from autopilot_ops.backends.arc import ArcBackend, parse_batch_id
 from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
 from autopilot_ops.backends.registry import backend_class
 
+from ..conftest import service_settings
 from ..credentials.fakes import make_proxy
 
 #: What A-REX's own job script mangles in an xRSL environment value or argument.
@@ -31,10 +32,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def arc() -> dict[str, str]:
     """The CE's client settings; the CE must be up (``.ci/run`` starts it)."""
-    if subprocess.run([str(SCRIPT), "status"], capture_output=True).returncode != 0:
-        pytest.fail("A-REX is not running: run scripts/arc-local.sh start")
-    lines = subprocess.run([str(SCRIPT), "env"], capture_output=True, text=True, check=True).stdout.splitlines()
-    return dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    return service_settings(SCRIPT)
 
 
 @pytest.fixture

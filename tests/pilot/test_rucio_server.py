@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import service_settings
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rucio-local.sh"
 ROUND_TRIP = """
 import logging, os, sys, tempfile
@@ -30,10 +32,7 @@ print(os.path.join(target, scope, name))
 
 @pytest.fixture(scope="module")
 def rucio() -> dict[str, str]:
-    if subprocess.run([str(SCRIPT), "status"], capture_output=True).returncode != 0:
-        pytest.fail("the Rucio server is not running: run scripts/rucio-local.sh start")
-    lines = subprocess.run([str(SCRIPT), "env"], capture_output=True, text=True, check=True).stdout.splitlines()
-    return dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    return service_settings(SCRIPT)
 
 
 def test_an_upload_comes_back_with_its_adler32(rucio, tmp_path) -> None:

@@ -9,7 +9,6 @@ import os
 import shlex
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,6 +30,7 @@ from autopilot_ops.scheduler.job_stats import job_stats
 from autopilot_ops.scheduler.pilot_launch import WRAPPER, WRAPPER_COMMAND, PilotBundles, bundle_url_template
 from autopilot_ops.store.connection import Store
 
+from ..conftest import service_is_up, service_settings
 from .conftest import wait_for
 
 ARC_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "arc-local.sh"
@@ -181,11 +181,9 @@ queues:
 """
 
 
-@pytest.mark.skipif(subprocess.run([str(ARC_SCRIPT), "status"], capture_output=True).returncode != 0,
-                    reason="the ARC CE of scripts/arc-local.sh is not running")
+@pytest.mark.skipif(not service_is_up(ARC_SCRIPT), reason="the ARC CE of scripts/arc-local.sh is not running")
 def test_arc_ce_pilots_are_the_wrapper_and_the_bundle(store, panda, plugin_url, tmp_path, shared):
-    lines = subprocess.run([str(ARC_SCRIPT), "env"], capture_output=True, text=True, check=True).stdout.splitlines()
-    arc = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    arc = service_settings(ARC_SCRIPT)
     path = tmp_path / "queues.yaml"
     path.write_text(ARC_QUEUES.format(ce=arc["AUTOPILOT_ARC_URL"], proxy=arc["AUTOPILOT_ARC_PROXY"],
                                       ca_dir=arc["AUTOPILOT_ARC_CA_DIR"], state=tmp_path / "arc-state"))
