@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' \
-		|| { echo "make: installing AutoPilot into $(VENV) failed (step: pip install -c constraints.txt -e .[dev])" >&2; exit 1; }
+	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,rucio]' \
+		|| { echo "make: installing AutoPilot into $(VENV) failed (step: pip install -c constraints.txt -e .[dev,rucio])" >&2; exit 1; }
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -39,6 +39,8 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis", "ruff", "selenium"],
+        # the rucio data mover's client; the same minor release as the test server (scripts/rucio-local.sh)
+        "rucio": ["rucio-clients>=41.5,<42"],
     },
     entry_points={
         "console_scripts": ["autopilot = autopilot_ops.cli.main:main"],

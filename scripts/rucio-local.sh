@@ -172,7 +172,7 @@ EOF
         || { tail -n 20 "$RUCIO_HOME/log/rse.log" >&2; die "setting up the RSE failed"; }
 import sys
 from rucio.client import Client
-from rucio.common.exception import Duplicate, RSENotFound
+from rucio.common.exception import Duplicate, RSENotFound, RSEProtocolNotSupported
 
 rse, prefix, scope, account = sys.argv[1:5]
 client = Client()
@@ -180,7 +180,9 @@ try:
     client.get_rse(rse)
 except RSENotFound:
     client.add_rse(rse)
-if not client.get_protocols(rse):
+try:
+    client.get_protocols(rse)
+except RSEProtocolNotSupported:  # raised, not an empty list, when the RSE has none yet
     client.add_protocol(rse, {
         "scheme": "file", "hostname": "localhost", "port": 0, "prefix": prefix,
         "impl": "rucio.rse.protocols.posix.Default",

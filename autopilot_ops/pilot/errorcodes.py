@@ -14,12 +14,14 @@ import signal
 GENERALERROR = 1008
 NOLOCALSPACE = 1098
 STAGEINFAILED = 1099
+NOSTORAGE = 1133
 STAGEOUTFAILED = 1137
 PANDAKILL = 1144
 GETMD5MISMATCH = 1145
 TRFDOWNLOADFAILURE = 1149
 MISSINGOUTPUTFILE = 1165
 GETADMISMATCH = 1171
+PUTADMISMATCH = 1172
 LFNTOOLONG = 1190
 MKDIR = 1199
 KILLSIGNAL = 1200
@@ -31,11 +33,13 @@ SIGBUS = 1206
 SIGUSR1 = 1207
 SIGINT = 1208
 REACHEDMAXTIME = 1213
+FILEEXISTS = 1221
 PAYLOADEXCEEDMAXMEM = 1235
 UNKNOWNEXCEPTION = 1301
 CONVERSIONFAILURE = 1302
 PAYLOADEXECUTIONFAILURE = 1305
 UNKNOWNCHECKSUMTYPE = 1314
+RUCIOSERVICEUNAVAILABLE = 1316
 COMMUNICATIONFAILURE = 1318
 LOGFILECREATIONFAILURE = 1320
 MISSINGINPUTFILE = 1331
@@ -48,12 +52,14 @@ MESSAGES = {
     GENERALERROR: "General pilot error, consult batch log",
     NOLOCALSPACE: "Not enough local space",
     STAGEINFAILED: "Failed to stage-in file",
+    NOSTORAGE: "Fetching default storage failed: no activity related storage defined",
     STAGEOUTFAILED: "Failed to stage-out file",
     PANDAKILL: "This job was killed by panda server",
     GETMD5MISMATCH: "md5sum mismatch on input file",
     TRFDOWNLOADFAILURE: "Transform could not be downloaded",
     MISSINGOUTPUTFILE: "Local output file is missing",
     GETADMISMATCH: "adler32 mismatch on input file",
+    PUTADMISMATCH: "adler32 mismatch on output file",
     LFNTOOLONG: "LFN too long (exceeding limit of 255 characters)",
     MKDIR: "Failed to create directory",
     KILLSIGNAL: "Job terminated by unknown kill signal",
@@ -65,11 +71,13 @@ MESSAGES = {
     SIGUSR1: "Job killed by signal: SIGUSR1",
     SIGINT: "Job killed by signal: SIGINT",
     REACHEDMAXTIME: "Reached batch system time limit",
+    FILEEXISTS: "File already exists",
     PAYLOADEXCEEDMAXMEM: "Payload exceeded maximum allowed memory",
     UNKNOWNEXCEPTION: "An unknown pilot exception has occurred",
     CONVERSIONFAILURE: "Failed to convert object data",
     PAYLOADEXECUTIONFAILURE: "Failed to execute payload",
     UNKNOWNCHECKSUMTYPE: "Unknown checksum type",
+    RUCIOSERVICEUNAVAILABLE: "Rucio: Service unavailable",
     COMMUNICATIONFAILURE: "Failed to communicate with server",
     LOGFILECREATIONFAILURE: "Failed during creation of log file",
     MISSINGINPUTFILE: "Input file is missing in storage element",

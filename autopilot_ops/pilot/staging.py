@@ -37,12 +37,18 @@ class StagedFile:
     url: str
 
 
-def file_url(template: str, spec: FileSpec, code: int = errorcodes.STAGEINFAILED) -> str:
-    """Fill a storage URL template with the file's ``scope``, ``lfn``, ``dataset`` and ``guid``; a bad
-    template fails the job with ``code``."""
+def file_url(
+    template: str, spec: FileSpec, code: int = errorcodes.STAGEINFAILED, guid: str | None = None
+) -> str:
+    """Fill a storage URL template with the file's ``scope``, ``lfn``, ``dataset``, ``guid`` (``guid`` when given)
+    and ``rse`` (its ``ddmEndPointIn``/``ddmEndPointOut``); a bad template fails the job with ``code``."""
     try:
         return template.format(
-            scope=spec.scope or "unscoped", lfn=spec.lfn, dataset=spec.dataset or "", guid=spec.guid or ""
+            scope=spec.scope or "unscoped",
+            lfn=spec.lfn,
+            dataset=spec.dataset or "",
+            guid=guid or spec.guid or "",
+            rse=spec.ddm_endpoint or "",
         )
     except (KeyError, IndexError, ValueError) as exc:
         raise JobFailure(code, f"bad storage URL template {template!r}: {exc}") from exc
@@ -85,7 +91,7 @@ def stage_in(
         except MissingFileError as exc:
             raise JobFailure(errorcodes.MISSINGINPUTFILE, f"stage-in of {spec.lfn}: {exc}") from exc
         except TransferError as exc:
-            raise JobFailure(errorcodes.STAGEINFAILED, f"stage-in of {spec.lfn}: {exc}") from exc
+            raise JobFailure(exc.code or errorcodes.STAGEINFAILED, f"stage-in of {spec.lfn}: {exc}") from exc
         verify(spec, destination)
         paths.append(destination)
     return paths
@@ -97,12 +103,13 @@ def stage_out_file(
     """Copy one output (or the log) to storage; the GUID is PanDA's when it gave one, else a new one."""
     if not path.is_file():
         raise JobFailure(errorcodes.MISSINGOUTPUTFILE, f"output {spec.lfn} was not produced by the payload")
-    url = file_url(template, spec, errorcodes.STAGEOUTFAILED)
+    guid = spec.guid or new_guid()  # before the copy: a catalogue (Rucio) registers the GUID the report carries
+    url = file_url(template, spec, errorcodes.STAGEOUTFAILED, guid)
     try:
         _mover(url, mover, options or {}, errorcodes.STAGEOUTFAILED).put(path, url)
     except TransferError as exc:
-        raise JobFailure(errorcodes.STAGEOUTFAILED, f"stage-out of {spec.lfn}: {exc}") from exc
-    return StagedFile(spec.lfn, spec.guid or new_guid(), path.stat().st_size, checksums.adler32(path), url)
+        raise JobFailure(exc.code or errorcodes.STAGEOUTFAILED, f"stage-out of {spec.lfn}: {exc}") from exc
+    return StagedFile(spec.lfn, guid, path.stat().st_size, checksums.adler32(path), url)
 
 
 def new_guid() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
 
@@ -57,35 +56,6 @@ def test_s3_mover_without_boto3_says_so(tmp_path):
         pytest.skip("boto3 is installed here")
     with pytest.raises(TransferError, match="needs boto3"):
         S3Mover().get("s3://bucket/key", tmp_path / "k")
-
-
-def test_rucio_mover_needs_the_cli(tmp_path):
-    with pytest.raises(TransferError, match="rucio-clients"):
-        RucioMover({"rucio": str(tmp_path / "no-rucio")}).get("rucio://scope/name", tmp_path / "n")
-
-
-def test_rucio_mover_runs_download_and_upload(tmp_path, make_script):
-    log = tmp_path / "rucio.log"
-    rucio = make_script(
-        "rucio",
-        f"""echo "$@" >> {log}
-if [ "$1" = download ]; then
-  [ "$5" = "scope:missing" ] && {{ echo "Data identifier not found" >&2; exit 1; }}
-  echo payload > "$4/${{5#*:}}"
-fi
-exit 0
-""",
-    )
-    mover = RucioMover({"rucio": str(rucio)})
-    mover.get("rucio://scope/file.dat", tmp_path / "file.dat")
-    assert (tmp_path / "file.dat").read_text() == "payload\n"
-    with pytest.raises(MissingFileError, match="not found"):
-        mover.get("rucio://scope/missing", tmp_path / "missing")
-    mover.put(tmp_path / "file.dat", "rucio://MY_RSE/user")
-    calls = log.read_text().splitlines()
-    assert calls[0].startswith("download --no-subdir --dir ") and calls[0].endswith(" scope:file.dat")
-    assert calls[-1] == f"upload --rse MY_RSE --scope user {tmp_path / 'file.dat'}"
-    assert os.access(rucio, os.X_OK)
 
 
 def test_builtin_plugins_are_the_packages_entry_points():

@@ -23,7 +23,12 @@ BUILTIN = {
 
 
 class TransferError(Exception):
-    """A copy between storage and the work dir failed."""
+    """A copy between storage and the work dir failed; ``code`` is the pilot3 error code when the mover knows a
+    more precise one than stage-in's or stage-out's default."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class MissingFileError(TransferError):
