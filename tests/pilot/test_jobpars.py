@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shlex
+import time
 
 import pytest
 
@@ -61,3 +62,22 @@ def test_random_inputs_agree_with_shlex():
 def test_nul_is_refused():
     with pytest.raises(ValueError, match="NUL"):
         split("a\x00b")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("--inputFiles=" + ",".join(f"EVNT.{i:08d}.pool.root.1" for i in range(40_000)), 1),  # one 1 MB word
+        ("'" + "a b " * 250_000 + "'", 1),  # one 1 MB quoted word
+        ("--maxEvents=100 " * 62_500, 62_500),  # many short words
+    ],
+    ids=["one_word", "one_quoted_word", "many_words"],
+)
+def test_a_megabyte_splits_in_linear_time(text, words):
+    """``shlex.split`` takes 4 s for half a megabyte in one word and grows with the square of its length
+    (issue 10: 21 s for 1 MB); the splitter stays well under a second for a megabyte on a busy machine."""
+    assert len(text) >= 1_000_000
+    started = time.perf_counter()
+    got = split(text)
+    assert time.perf_counter() - started < 1.0
+    assert len(got) == words
