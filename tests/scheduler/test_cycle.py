@@ -195,20 +195,30 @@ def crashed_submission(store: Store, tmp_path: Path, n: int) -> list:
     return LocalBackend("local", {"state_dir": str(tmp_path / "state")}).submit(n, spec)
 
 
-@pytest.mark.parametrize("paused", [False, True])
+#: how the queue is held, if it is: the SQL that holds it
+HELD = {
+    "active": None,
+    "paused": "INSERT INTO controls (scope, target, paused, set_by) VALUES ('queue', 'Q1', true, 'op')",
+    "drained": "INSERT INTO controls (scope, target, drain, set_by) VALUES ('queue', 'Q1', true, 'op')",
+    "offline": "UPDATE schedconfig SET status = 'offline' WHERE panda_queue = 'Q1'",
+}
+
+
+@pytest.mark.parametrize("held", list(HELD))
 def test_pending_keys_are_reconciled_before_deciding(
-    store: Store, panda: DevServer, queues: Path, tmp_path: Path, paused: bool
+    store: Store, panda: DevServer, queues: Path, tmp_path: Path, held: str
 ) -> None:
+    """For every queue, the paused, drained and offline ones included (issue 10 s3)."""
     made = crashed_submission(store, tmp_path, 2)
     panda.submit_jobs("Q1", 4, f"{panda.url}/noop.sh", "")
-    if paused:
+    if HELD[held] is not None:
         with store.transaction() as cur:
-            cur.execute("INSERT INTO controls (scope, target, paused, set_by) VALUES ('queue', 'Q1', true, 'op')")
+            cur.execute(HELD[held])
     report = make_cycle(store, panda, tmp_path, backend_kinds=("local",)).run("run-1")
     [q1] = [r for r in report.results if r.queue == "Q1"]
     row = cycle_rows(store)[("run-1", "Q1")]
     assert row["inputs"]["queued"] == 2, "the crashed cycle's pilots are counted in this decision"
-    assert q1.decision.n == (0 if paused else 2), q1.decision.reason  # 4 activated - 2 queued
+    assert q1.decision.n == (2 if held == "active" else 0), q1.decision.reason  # 4 activated - 2 queued
     with store.transaction() as cur:
         cur.execute("SELECT state FROM submissions WHERE cycle_id = 'crashed'")
         assert cur.fetchone()["state"] == "reconciled"
