@@ -25,6 +25,7 @@ test: $(STAMP)
 	scripts/slurm-local.sh start
 	scripts/condor-local.sh start
 	scripts/arc-local.sh start
+	scripts/arc7-local.sh start
 	scripts/rucio-local.sh start
 	scripts/browser-deps.sh
 	scripts/redis-deps.sh
