@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autopilot_ops.config import state_dir
 from autopilot_ops.pilot.shelf import BundleShelf, default_bundle_dir
+from autopilot_ops.scheduler.cycle import DEFAULT_BUSY_WAIT_S
 from autopilot_ops.scheduler.pilot_launch import WRAPPER_COMMAND, PilotBundles, bundle_url_template
 
 #: The deployment id when none is configured: one AutoPilot installation, counted as one instance.
@@ -44,6 +45,8 @@ class SchedulerConfig:
     monitor_url: str | None = None
     #: the pilot bundles the wrapper fetches (``None``: no URL is known for them)
     bundles: PilotBundles | None = None
+    #: seconds a cycle waits for the queues another scheduler is cycling (``[autopilot] busy_queue_wait``)
+    busy_wait_s: float = DEFAULT_BUSY_WAIT_S
 
     @classmethod
     def from_airflow_conf(cls) -> SchedulerConfig:
@@ -54,6 +57,7 @@ class SchedulerConfig:
 
         home = state_dir()
         cap = option("global_cap")
+        busy_wait = option("busy_queue_wait")
         return cls(
             snapshot_path=Path(option("snapshot_path", str(home / "schedconfig-snapshot.json"))),
             log_root=Path(os.environ.get("AUTOPILOT_LOG_ROOT") or option("log_root", str(home / "logs"))),
@@ -68,6 +72,7 @@ class SchedulerConfig:
             monitor_url=_monitor_url(conf.get("api", "base_url", fallback=None)),
             bundles=_bundles(option("pilot_bundle_dir"), option("pilot_bundle_url"),
                              conf.get("api", "base_url", fallback=None)),
+            busy_wait_s=_seconds("busy_queue_wait", busy_wait) if busy_wait else DEFAULT_BUSY_WAIT_S,
         )
 
 
@@ -78,6 +83,17 @@ def _bundles(directory: str | None, url_template: str | None, base_url: str | No
     if template is None:
         return None
     return PilotBundles(BundleShelf(Path(directory) if directory else default_bundle_dir()), template)
+
+
+def _seconds(key: str, value: str) -> float:
+    """A non-negative number of seconds from ``[autopilot] <key>``; a clear error naming the key otherwise."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"[autopilot] {key}: {value!r} is not a number of seconds >= 0")
+    return seconds
 
 
 def _monitor_url(base_url: str | None) -> str | None:

@@ -10,7 +10,6 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: PanDA's statistics: :func:`~autopilot_ops.scheduler.job_stats.job_stats` of a client (per label), or the
 #: reply of the older ``active_job_stats_by_site`` (``{site: {state: count}}``, for every label).
+#: Seconds a cycle waits for queues another scheduler holds (two deployments in lockstep), and its poll period.
+DEFAULT_BUSY_WAIT_S = 30.0
+BUSY_POLL_S = 0.25
+
 StatsSource = Callable[[], JobStats | Mapping[str, Mapping[str, int]]]
 
 
@@ -70,6 +73,20 @@ class CycleSettings:
     monitor_url: str | None = None
     #: The pilot bundles the command's ``{bundle_url}``, ``{bundle_sha256}`` ... name (``pilot_launch``).
     bundles: PilotBundles | None = None
+    #: How long a cycle waits for the queues another scheduler is cycling (``[autopilot] busy_queue_wait``).
+    busy_wait_s: float = DEFAULT_BUSY_WAIT_S
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What every batch of one cycle's queues is served with."""
+
+    stats: JobStats | None
+    backend_rows: Mapping[str, Mapping[str, Any]]
+    cycle_id: str
+    now: dt.datetime
+    who: str
+    acting: bool
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,8 @@ class CycleReport:
     sweeps: dict[str, SweepReport] = field(default_factory=dict)
     stats_error: str | None = None
     seconds: float = 0.0
-    #: Queues another scheduler was cycling (it holds their lock): left to it, no row written here.
+    #: Queues another scheduler was cycling for all of ``busy_wait_s`` (it held their lock): left to it, no row
+    #: written here.
     busy: list[str] = field(default_factory=list)
     #: final updates pilots handed over, sent on to PanDA this cycle
     kept: DeliveryReport | None = None
@@ -185,8 +203,9 @@ class SchedulingCycle:
             return str(exc)
 
     def run(self, cycle_id: str, now: dt.datetime | None = None, *, dry_run: bool = False) -> CycleReport:
-        """Observe, decide and act for every queue of the tag this scheduler can lock; a queue's error ends
-        only that queue, with its own ``cycles`` row. Rows are written as queues finish: at once after a queue
+        """Observe, decide and act for every queue of the tag this scheduler can lock; a queue another scheduler
+        is cycling is served once its lock comes free, within ``busy_wait_s``. A queue's error ends only that
+        queue, with its own ``cycles`` row. Rows are written as queues finish: at once after a queue
         that called its back end or failed, and those of quiet queues in bulk before the next back-end call.
 
         A ``dry_run`` observes and decides only: it takes no lock and changes nothing (no sweep, command,
@@ -211,51 +230,95 @@ class SchedulingCycle:
             tag_backends = backends_of_tag(cur, settings.tag, settings.backend_kinds, settings.worker_queue)
             queues = queues_of_tag(cur, settings.tag, settings.backend_kinds, settings.worker_queue)
         names = [q["panda_queue"] for q in queues]
-        holding = nullcontext(set(names)) if dry_run else locks_of(self.store).holding(QUEUE_LOCK_KEY, names)
-        with holding as mine:
-            report.busy = [name for name in names if name not in mine]
-            acting = not dry_run
-            if self.factory is not None and report.stats_error is None and acting:
+        by_name = {q["panda_queue"]: q for q in queues}
+        context = _Batch(stats, backend_rows, cycle_id, now, who, acting=not dry_run)
+        if dry_run:
+            self._serve(queues, report, context)
+            report.seconds = time.perf_counter() - started
+            return report
+        locks = locks_of(self.store)
+        mine = locks.try_lock(QUEUE_LOCK_KEY, names)
+        try:
+            if self.factory is not None and report.stats_error is None:
                 # before the sweep, so that the pilots PanDA wants killed go in this cycle's sweep
                 report.commands = take_commands(self.store, self.factory, who, now)
-            if settings.sweep and acting:
+            if settings.sweep:
                 for name in tag_backends:
                     backend = self._backend_or_reason(name, backend_rows)
                     if isinstance(backend, Backend):
                         report.sweeps[name] = sweep_backend(self.store, backend, who, now)
-            ours = [q for q in queues if q["panda_queue"] in mine]
-            if self.panda is not None and report.stats_error is None and acting:
-                report.kept = self._deliver_kept([q["panda_queue"] for q in ours], who)
-            errors = self._reconcile(ours, backend_rows, who) if acting else {}
-            with self.store.transaction() as cur:
-                panda = panda_data(cur, [q["panda_queue"] for q in ours], stats, report.stats_error, now)
-                seen = observe(
-                    cur, ours, settings.tag, panda, now, window_s=settings.window_s, global_cap=settings.global_cap,
-                    backend_parameters={name: row["parameters"] or {} for name, row in backend_rows.items()},
-                    scheduler=settings.scheduler_id,
-                )
-            done: list[CycleRow] = []  # rows of queues that called no back end, written in bulk
-
-            def flush() -> None:
-                with self.store.transaction() as cur:
-                    record_cycles(cur, done)
-                done.clear()
-
-            for queue in ours:
-                if not acting:
-                    report.results.append(self._dry_run(queue, seen))
-                    continue
-                error = errors.get(queue["panda_queue"])
-                result, row = self._queue(queue, seen, error, backend_rows, cycle_id, now, before_act=flush)
-                report.results.append(result)
-                done.append(row)
-                if result.decision.n > 0 or error is not None:
-                    flush()
-            flush()
-            if self.factory is not None and acting:
-                self._report_to_panda([q["panda_queue"] for q in ours], report, now)
+            self._serve([by_name[name] for name in names if name in mine], report, context)
+        finally:
+            locks.release(QUEUE_LOCK_KEY, mine)
+        report.busy = self._serve_when_free([name for name in names if name not in mine], by_name, report, context)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _serve_when_free(
+        self, busy: list[str], by_name: Mapping[str, Mapping[str, Any]], report: CycleReport, context: _Batch
+    ) -> list[str]:
+        """Cycle the queues another scheduler was cycling as their locks come free, for at most
+        ``busy_wait_s`` (two deployments in lockstep: each serves the other's first queues after it); the
+        queues still busy then."""
+        locks = locks_of(self.store)
+        deadline = time.monotonic() + self.settings.busy_wait_s
+        while busy and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(BUSY_POLL_S, left))
+            got = locks.try_lock(QUEUE_LOCK_KEY, busy)
+            if not got:
+                continue
+            try:
+                self._serve([by_name[name] for name in busy if name in got], report, context, first=False)
+            finally:
+                locks.release(QUEUE_LOCK_KEY, got)
+            busy = [name for name in busy if name not in got]
+        return busy
+
+    def _serve(
+        self, ours: Sequence[Mapping[str, Any]], report: CycleReport, context: _Batch, *, first: bool = True
+    ) -> None:
+        """Observe, decide and act for ``ours`` (locked by this scheduler, or a dry run's); each queue's row is
+        written as it finishes. The ``first`` batch also sends on the pilots' kept final updates and, as a pilot
+        factory, reports to PanDA; a later one leaves that to the next cycle (the scheduler it waited for has
+        just done it, and what is not sent waits in PostgreSQL and the kept directory)."""
+        if not ours:
+            return
+        names = [q["panda_queue"] for q in ours]
+        acting, backend_rows = context.acting, context.backend_rows
+        if self.panda is not None and report.stats_error is None and acting and first:
+            report.kept = self._deliver_kept(names, context.who)
+        errors = self._reconcile(ours, backend_rows, context.who) if acting else {}
+        settings = self.settings
+        with self.store.transaction() as cur:
+            panda = panda_data(cur, names, context.stats, report.stats_error, context.now)
+            seen = observe(
+                cur, ours, settings.tag, panda, context.now, window_s=settings.window_s,
+                global_cap=settings.global_cap,
+                backend_parameters={name: row["parameters"] or {} for name, row in backend_rows.items()},
+                scheduler=settings.scheduler_id,
+            )
+        done: list[CycleRow] = []  # rows of queues that called no back end, written in bulk
+
+        def flush() -> None:
+            with self.store.transaction() as cur:
+                record_cycles(cur, done)
+            done.clear()
+
+        for queue in ours:
+            if not acting:
+                report.results.append(self._dry_run(queue, seen))
+                continue
+            error = errors.get(queue["panda_queue"])
+            result, row = self._queue(
+                queue, seen, error, backend_rows, context.cycle_id, context.now, before_act=flush
+            )
+            report.results.append(result)
+            done.append(row)
+            if result.decision.n > 0 or error is not None:
+                flush()
+        flush()
+        if self.factory is not None and acting and first:
+            self._report_to_panda(names, report, context.now)
 
     @staticmethod
     def _dry_run(queue: Mapping[str, Any], seen: Observation) -> QueueResult:

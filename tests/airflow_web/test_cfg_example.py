@@ -16,7 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "airflow.cfg.example"
 AUTOPILOT_KEYS = {
     "postgres_conn_id", "dsn", "log_root", "snapshot_path", "panda_conn_id", "pilot_command", "global_cap",
     "api_tokens_variable", "api_tokens_conn_id", "api_token_cache_seconds", "deployment_id", "pilot_bundle_dir",
-    "pilot_bundle_url",
+    "pilot_bundle_url", "busy_queue_wait",
     "panda_monitor_url",
 }
 

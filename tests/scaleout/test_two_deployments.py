@@ -6,6 +6,7 @@ deployments' cycles run here as their Airflow tasks would run them: ``Scheduling
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import re
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from autopilot_ops.airflow.config import cycle_id_for, scheduler_id_for
@@ -22,6 +24,7 @@ from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.scheduler.cycle import CycleReport, CycleSettings, SchedulingCycle
+from autopilot_ops.scheduler.locks import QUEUE_LOCK_KEY
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.cycles import heartbeat_scheduler
 
@@ -39,15 +42,18 @@ DEPLOYMENTS = ("site-a", "site-b")
 
 
 class SharedBatch(Backend):
-    """One batch system both deployments submit to: every pilot it was given, with the submission's key; a slow
-    submit, so that the two deployments' cycles overlap."""
+    """One batch system both deployments submit to: every pilot it was given, with the submission's key, and
+    when each submission ran; a slow submit, so that the two deployments' cycles overlap."""
 
     kind = "local"
     ids = itertools.count(1)
     lock = threading.Lock()
     pilots: dict[str, tuple[str, str]] = {}
+    #: (queue, scheduler, start, end) of every submission
+    calls: list[tuple[str, str, float, float]] = []
 
     def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
+        start = time.monotonic()
         time.sleep(0.2)
         made = []
         with self.lock:
@@ -55,6 +61,7 @@ class SharedBatch(Backend):
                 batch_id = str(next(self.ids))
                 self.pilots[batch_id] = (spec.queue, spec.cycle_id)
                 made.append(SubmittedPilot(batch_id, spec.log_root / "out", spec.log_root / "err", index))
+            self.calls.append((spec.queue, spec.scheduler, start, time.monotonic()))
         return made
 
     def status(self, batch_ids: Sequence[str]) -> dict[str, PilotStatus]:
@@ -84,6 +91,7 @@ def deployments(store: Store, pg_dsn: str, panda: DevServer, tmp_path: Path) -> 
     path.write_text(QUEUES)
     load_queues(store, str(path))
     SharedBatch.pilots = {}
+    SharedBatch.calls = []
     stores = [Store(pg_dsn) for _ in DEPLOYMENTS]
     cycles = [
         SchedulingCycle(
@@ -136,20 +144,30 @@ def pilot_rows(store: Store) -> list[dict]:
         return [dict(row) for row in cur.fetchall()]
 
 
+def heartbeat_both(store: Store) -> None:
+    """Both deployments running (each has cycled before): each counts the other from its first cycle here."""
+    now = dt.datetime.now(dt.timezone.utc)
+    with store.transaction() as cur:
+        for deployment in DEPLOYMENTS:
+            heartbeat_scheduler(cur, scheduler_id_for("t1", deployment), "t1", "host", "autopilot", now)
+
+
+def per_queue(pilots: list[dict]) -> dict[str, int]:
+    return {q: sum(1 for p in pilots if p["queue"] == q) for q in ("Q1", "Q2", "Q3", "Q4")}
+
+
 def test_two_deployments_never_submit_a_pilot_twice_and_count_each_other(
     deployments: list[SchedulingCycle], store: Store
 ) -> None:
+    """Started at the same moment and from nothing, neither having seen the other: never a pilot twice, never
+    more than one per job, and from the second run on each counts both."""
     runs = [f"scheduled__2026-12-02T21:0{minute}:00+00:00" for minute in range(3)]
-    reports = [run_together(deployments, run_id) for run_id in runs]
-    for pair in reports:
-        served = [sorted([r.queue for r in report.results] + report.busy) for report in pair]
-        assert served == [["Q1", "Q2", "Q3", "Q4"]] * 2  # each saw every queue: cycled it, or left it to the other
-        for queue in ("Q1", "Q2", "Q3", "Q4"):  # a queue's submission is made by one deployment at a time
-            assert sum(r.outcome.submitted > 0 for report in pair for r in report.results if r.queue == queue) <= 1
+    for run_id in runs:
+        for report in run_together(deployments, run_id):
+            assert sorted([r.queue for r in report.results] + report.busy) == ["Q1", "Q2", "Q3", "Q4"]
     pilots = pilot_rows(store)
     assert len(pilots) == len(SharedBatch.pilots) and len({p["batch_id"] for p in pilots}) == len(pilots)
-    per_queue = {q: sum(1 for p in pilots if p["queue"] == q) for q in ("Q1", "Q2", "Q3", "Q4")}
-    assert all(0 < n <= ACTIVATED for n in per_queue.values()), per_queue  # never more pilots than jobs
+    assert all(0 < n <= ACTIVATED for n in per_queue(pilots).values()), per_queue(pilots)
     with store.transaction() as cur:
         cur.execute("SELECT id FROM schedulers WHERE tag = 't1' ORDER BY id")
         assert [r["id"] for r in cur.fetchall()] == ["t1@site-a", "t1@site-b"]
@@ -162,6 +180,58 @@ def test_two_deployments_never_submit_a_pilot_twice_and_count_each_other(
     )
 
 
+def test_two_deployments_in_lockstep_each_serve_every_queue(deployments: list[SchedulingCycle], store: Store) -> None:
+    """Both running, their cycles of the same run ids starting at the same moment (the same schedule): each finds
+    some queues locked by the other, waits for them and serves them after it, so every queue gets both halves of
+    its pilots; the two never submit for one queue at once."""
+    heartbeat_both(store)
+    for minute in range(3):
+        for report in run_together(deployments, f"scheduled__2026-12-02T21:0{minute}:00+00:00"):
+            assert report.busy == [] and sorted(r.queue for r in report.results) == ["Q1", "Q2", "Q3", "Q4"]
+    pilots = pilot_rows(store)
+    assert per_queue(pilots) == dict.fromkeys(("Q1", "Q2", "Q3", "Q4"), ACTIVATED)
+    assert len({p["batch_id"] for p in pilots}) == len(pilots) == len(SharedBatch.pilots)
+    with store.transaction() as cur:
+        cur.execute("SELECT scheduler, count(*) AS n FROM pilots GROUP BY scheduler ORDER BY scheduler")
+        assert [dict(r) for r in cur.fetchall()] == [
+            {"scheduler": "t1@site-a", "n": 2 * ACTIVATED}, {"scheduler": "t1@site-b", "n": 2 * ACTIVATED}
+        ], "each deployment submitted its half of each queue's pilots"
+    for queue in ("Q1", "Q2", "Q3", "Q4"):
+        spans = sorted((start, end) for q, _, start, end in SharedBatch.calls if q == queue)
+        assert all(end <= later for (_, end), (later, _) in itertools.pairwise(spans)), f"{queue}: at once"
+
+
+def test_a_queue_busy_for_all_the_wait_is_left_to_the_other(
+    deployments: list[SchedulingCycle], store: Store, pg_dsn: str
+) -> None:
+    """A queue another scheduler holds past ``busy_wait_s`` is skipped as busy, in bounded time, with no row of
+    this cycle; one whose lock comes free within the wait is served in the same cycle."""
+    cycle = deployments[0]
+    cycle.settings = dataclasses.replace(cycle.settings, busy_wait_s=1.0)
+    other = psycopg2.connect(pg_dsn)
+    other.autocommit = True
+    try:
+        with other.cursor() as cur:
+            cur.execute(f"SELECT pg_advisory_lock({QUEUE_LOCK_KEY})", ("Q1",))
+        started = time.monotonic()
+        report = cycle.run("held")
+        assert 1.0 <= time.monotonic() - started < 10
+        assert report.busy == ["Q1"] and sorted(r.queue for r in report.results) == ["Q2", "Q3", "Q4"]
+        assert "Q1: skipped, another scheduler is cycling this queue" in report.lines()
+        with store.transaction() as cur:
+            cur.execute("SELECT queue FROM cycles WHERE cycle_id = 'held' ORDER BY queue")
+            assert [r["queue"] for r in cur.fetchall()] == ["Q2", "Q3", "Q4"]
+
+        cycle.settings = dataclasses.replace(cycle.settings, busy_wait_s=30.0)
+        threading.Timer(0.5, lambda: other.cursor().execute(
+            f"SELECT pg_advisory_unlock({QUEUE_LOCK_KEY})", ("Q1",))).start()
+        report = cycle.run("freed")
+        assert report.busy == [] and sorted(r.queue for r in report.results) == ["Q1", "Q2", "Q3", "Q4"]
+        assert next(r for r in report.results if r.queue == "Q1").outcome.submitted == ACTIVATED
+    finally:
+        other.close()
+
+
 def test_two_deployments_taking_turns_keep_one_pilot_per_activated_job(
     deployments: list[SchedulingCycle], store: Store
 ) -> None:
@@ -169,18 +239,13 @@ def test_two_deployments_taking_turns_keep_one_pilot_per_activated_job(
     (their schedulers are not in lockstep): each submits its share of every queue's jobs, and together they keep
     one pilot per job, never one twice. (A deployment that starts alone first fills the queue by itself; the
     share applies from when the other is seen.)"""
-    now = dt.datetime.now(dt.timezone.utc)
-    with store.transaction() as cur:
-        for deployment in DEPLOYMENTS:
-            heartbeat_scheduler(cur, scheduler_id_for("t1", deployment), "t1", "host", "autopilot", now)
+    heartbeat_both(store)
     for minute in range(3):
         run_id = f"scheduled__2026-12-02T21:0{minute}:00+00:00"
         for cycle, deployment in zip(deployments, DEPLOYMENTS):
             cycle.run(cycle_id_for(run_id, deployment))
     pilots = pilot_rows(store)
-    assert {q: sum(1 for p in pilots if p["queue"] == q) for q in ("Q1", "Q2", "Q3", "Q4")} == dict.fromkeys(
-        ("Q1", "Q2", "Q3", "Q4"), ACTIVATED
-    )
+    assert per_queue(pilots) == dict.fromkeys(("Q1", "Q2", "Q3", "Q4"), ACTIVATED)
     assert len({p["batch_id"] for p in pilots}) == len(pilots) == len(SharedBatch.pilots)
     with store.transaction() as cur:
         cur.execute("SELECT scheduler, count(*) AS n FROM pilots GROUP BY scheduler ORDER BY scheduler")

@@ -74,6 +74,7 @@ class PilotSchedulerOperator(BaseOperator):
             worker_queue=self.worker_queue,
             monitor_url=defaults.monitor_url,
             bundles=defaults.bundles,
+            busy_wait_s=defaults.busy_wait_s,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
