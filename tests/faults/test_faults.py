@@ -303,8 +303,11 @@ def test_postgres_restarted_mid_cycle(restartable_store: tuple[Store, EmbeddedPo
         time.sleep(1.1)
         report = cycle.run("run-3")
         assert report.stats_error is None
-        rows = query(store, "SELECT cycle_id FROM cycles WHERE queue = 'Q1' ORDER BY cycle_id")
+        rows = query(store, "SELECT cycle_id, decided, submitted FROM cycles WHERE queue = 'Q1' ORDER BY cycle_id")
         assert [r["cycle_id"] for r in rows] == ["run-2", "run-3"]
+        assert rows[-1]["submitted"] == rows[-1]["decided"] > 0, "the next cycle is normal: it submits again"
+        pilots = query(store, "SELECT batch_id FROM pilots")
+        assert len({p["batch_id"] for p in pilots}) == len(pilots) == len(batch_ids) + rows[-1]["submitted"]
 
 
 def found(backend: LocalBackend, cycle_id: str) -> list[Any]:
