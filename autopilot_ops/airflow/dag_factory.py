@@ -7,7 +7,7 @@ Parsing reads only the snapshot file (never the database). A task process builds
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from airflow.sdk import DAG, get_parsing_context
 
@@ -28,16 +28,15 @@ def build_dags(config: SchedulerConfig | None = None) -> dict[str, DAG]:
     config = config or SchedulerConfig.from_airflow_conf()
     wanted = get_parsing_context().dag_id
     dags: dict[str, DAG] = {}
-    services: dict[str, Callable[[SchedulerConfig], DAG]] = {
-        SYNC_DAG_ID: sync_dag,
-        MONITOR_DAG_ID: monitor_dag,
-        CLEANUP_DAG_ID: cleanup_dag,
-    }
+    services: dict[str, Callable[[SchedulerConfig], DAG]] = {SYNC_DAG_ID: sync_dag, CLEANUP_DAG_ID: cleanup_dag}
     for dag_id, builder in services.items():
         if wanted in (None, dag_id):
             dags[dag_id] = builder(config)
-    if wanted is None or wanted.startswith(DAG_PREFIX):
-        for info in read_snapshot(config.snapshot_path):
+    if wanted in (None, MONITOR_DAG_ID) or wanted.startswith(DAG_PREFIX):
+        tags = read_snapshot(config.snapshot_path)
+        if wanted in (None, MONITOR_DAG_ID):
+            dags[MONITOR_DAG_ID] = monitor_dag(config, sorted({wq for info in tags for wq in info.routes()}))
+        for info in tags:
             dag_id = scheduler_dag_id(info.tag)
             if wanted in (None, dag_id):
                 dags[dag_id] = scheduler_dag(info, config)
@@ -112,13 +111,27 @@ def sync_dag(config: SchedulerConfig) -> DAG:
     return dag
 
 
-def monitor_dag(config: SchedulerConfig) -> DAG:
-    """Update pilot states from every back end and carry out kill requests."""
+def monitor_dag(config: SchedulerConfig, worker_queues: Sequence[str] = ()) -> DAG:
+    """Update pilot states from every back end and carry out kill requests: one sweep task per Airflow worker
+    queue the schedulers' cycles run on (``queue=``), each for the back ends of the queues routed there, so a
+    back end is asked from the host that can reach it, as its cycles do."""
     from autopilot_ops.airflow.operators.pilot_monitor import PilotMonitorOperator
 
     with _service_dag(MONITOR_DAG_ID, "Update pilot states from the back ends", dt.timedelta(minutes=2)) as dag:
-        PilotMonitorOperator(task_id="sweep_pilots", **_store_args(config))
+        if not set(worker_queues) - {DEFAULT_WORKER_QUEUE}:  # no routing: one sweep of every back end
+            PilotMonitorOperator(task_id="sweep_pilots", **_store_args(config))
+            return dag
+        for worker_queue in worker_queues:
+            PilotMonitorOperator(
+                task_id=sweep_task_id(worker_queue), worker_queue=worker_queue, queue=worker_queue,
+                **_store_args(config),
+            )
     return dag
+
+
+def sweep_task_id(worker_queue: str) -> str:
+    """``sweep_pilots``, with ``_on_<worker queue>`` for a queue other than ``default``."""
+    return "sweep_pilots" if worker_queue == DEFAULT_WORKER_QUEUE else f"sweep_pilots_on_{worker_queue}"
 
 
 def cleanup_dag(config: SchedulerConfig) -> DAG:

@@ -10,10 +10,19 @@ from autopilot_ops.scheduler.pilot_sweep import SweepReport, sweep_backend
 from autopilot_ops.store.backends import list_backends
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.pilots import LIVE_STATES
+from autopilot_ops.store.queues import WORKER_QUEUE_SQL
 
 
-def backends_with_live_pilots(cur: Any) -> list[str]:
-    cur.execute("SELECT DISTINCT backend FROM pilots WHERE state IN %s ORDER BY backend", (LIVE_STATES,))
+def backends_with_live_pilots(cur: Any, worker_queue: str | None = None) -> list[str]:
+    """The back ends with live pilots; with ``worker_queue``, those with live pilots of queues routed there (a
+    pilot whose queue is gone goes by its back end's worker queue)."""
+    cur.execute(
+        "SELECT DISTINCT p.backend FROM pilots p LEFT JOIN schedconfig s ON s.panda_queue = p.queue "
+        "LEFT JOIN backends b ON b.name = p.backend "
+        f"WHERE p.state IN %(live)s AND (%(worker_queue)s::text IS NULL OR {WORKER_QUEUE_SQL} = %(worker_queue)s) "
+        "ORDER BY p.backend",
+        {"live": LIVE_STATES, "worker_queue": worker_queue},
+    )
     return [row["backend"] for row in cur.fetchall()]
 
 
@@ -23,11 +32,16 @@ def count_live(cur: Any) -> int:
 
 
 def sweep_all(
-    store: Store, who: str, now: dt.datetime | None = None, factory: BackendFactory = backend_from_row
+    store: Store,
+    who: str,
+    now: dt.datetime | None = None,
+    factory: BackendFactory = backend_from_row,
+    worker_queue: str | None = None,
 ) -> dict[str, SweepReport | str]:
-    """Sweep each back end with live pilots; a back end that cannot be used maps to why."""
+    """Sweep each back end with live pilots (of queues routed to ``worker_queue``, if given: a back end is
+    asked from the host its queues' cycles run on); a back end that cannot be used maps to why."""
     with store.transaction() as cur:
-        names = backends_with_live_pilots(cur)
+        names = backends_with_live_pilots(cur, worker_queue)
         rows = {row["name"]: row for row in list_backends(cur)}
     reports: dict[str, SweepReport | str] = {}
     for name in names:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from autopilot_ops.airflow.config import SchedulerConfig
-from autopilot_ops.airflow.dag_factory import build_dags
+from autopilot_ops.airflow.dag_factory import MONITOR_DAG_ID, build_dags
 from autopilot_ops.airflow.schedconfig_snapshot import SnapshotError, read_snapshot, write_snapshot
 from autopilot_ops.queues.errors import QueueFileError
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.scheduler.observe import backends_of_tag, queues_of_tag
+from autopilot_ops.scheduler.sweeps import backends_with_live_pilots
 from autopilot_ops.store.connection import Store
 
 QUEUES = """
@@ -101,3 +102,30 @@ def test_a_bad_worker_queue_is_named_with_its_field(store: Store, tmp_path: Path
     with pytest.raises(QueueFileError, match="PanDA name") as error:
         load_queues(store, str(path))
     assert where in str(error.value)
+
+
+def test_the_monitor_sweeps_each_back_end_from_the_worker_queue_of_its_queues(routed: Store, tmp_path: Path) -> None:
+    path = tmp_path / "snapshot.json"
+    write_snapshot(routed, path)
+    monitor = build_dags(config(path))[MONITOR_DAG_ID]
+    assert {t.task_id: (t.queue, t.worker_queue) for t in monitor.tasks} == {
+        "sweep_pilots": ("default", "default"),
+        "sweep_pilots_on_hpc-gw": ("hpc-gw", "hpc-gw"),
+        "sweep_pilots_on_hpc-login": ("hpc-login", "hpc-login"),
+    }
+    with routed.transaction() as cur:
+        for queue, backend in (("PLAIN", "local"), ("LOCAL_ON_GW", "local"), ("GONE", "hpc")):
+            cur.execute("INSERT INTO pilots (queue, backend, batch_id, state) VALUES (%s, %s, %s, 'running')",
+                        (queue, backend, f"{queue}-1"))
+        cur.execute("INSERT INTO pilots (queue, backend, batch_id, state) VALUES ('ON_HPC', 'hpc', 'x', 'finished')")
+        swept = {wq: backends_with_live_pilots(cur, wq) for wq in ("default", "hpc-gw", "hpc-login", None)}
+    # a queue no longer in schedconfig (GONE) goes by its back end's worker queue; final pilots ask no one
+    assert swept == {"default": ["local"], "hpc-gw": ["local"], "hpc-login": ["hpc"], None: ["hpc", "local"]}
+
+
+def test_without_routing_the_monitor_has_one_sweep_of_every_back_end(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot.json"
+    path.write_text(json.dumps({"version": 1, "tags": {"t": {"cycle_period": 30, "queues": 1,
+                                                             "backend_kinds": ["local"]}}}))
+    monitor = build_dags(config(path))[MONITOR_DAG_ID]
+    assert [(t.task_id, t.worker_queue) for t in monitor.tasks] == [("sweep_pilots", None)]

@@ -14,7 +14,8 @@ from autopilot_ops.scheduler.sweeps import count_live, describe, sweep_all
 
 
 class PilotMonitorOperator(BaseOperator):
-    """Sweep every back end with live pilots (one status call each) and record state changes.
+    """Sweep every back end with live pilots (one status call each) and record state changes; with
+    ``worker_queue``, only those of queues routed to that Airflow worker queue.
 
     With ``wait_until_settled`` the task then sweeps again every ``poll_interval`` seconds until every pilot
     is final or ``timeout_s`` passes. Between sweeps it defers to Airflow's ``TimeDeltaTrigger``, which only
@@ -29,9 +30,11 @@ class PilotMonitorOperator(BaseOperator):
         wait_until_settled: bool = False,
         poll_interval: float = 30.0,
         timeout_s: float = 3600.0,
+        worker_queue: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.worker_queue = worker_queue
         self.postgres_conn_id = postgres_conn_id
         self.dsn = dsn
         self.wait_until_settled = wait_until_settled
@@ -47,7 +50,9 @@ class PilotMonitorOperator(BaseOperator):
 
     def _sweep_then_wait(self, deadline: float) -> dict[str, Any]:
         with open_store(self.postgres_conn_id, self.dsn, owner=f"task {self.task_id}") as store:
-            reports = sweep_all(store, f"monitor:{self.dag_id}", factory=connection_backend)
+            reports = sweep_all(
+                store, f"monitor:{self.dag_id}", factory=connection_backend, worker_queue=self.worker_queue
+            )
             with store.transaction() as cur:
                 live = count_live(cur)
         for line in describe(reports):
