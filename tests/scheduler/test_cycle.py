@@ -304,3 +304,47 @@ def test_a_cycle_id_carries_the_deployment_where_there_are_several() -> None:
         "scheduled__2026-12-02T21:00:00+00:00"
     )
     assert cycle_id_for("scheduled__x", "site-a") != cycle_id_for("scheduled__x", "site-b")
+
+
+class DiesSubmittingForQ4(LocalBackend):
+    """The local back end, whose process dies while it submits for Q4 (a ``KeyboardInterrupt``, which no
+    ``except Exception`` catches, stands for the kill)."""
+
+    def submit(self, n: int, spec: PilotSpec) -> list:
+        if spec.queue == "Q4":
+            raise KeyboardInterrupt
+        return super().submit(n, spec)
+
+
+def test_each_queue_row_is_written_as_the_queue_finishes(
+    store: Store, panda: DevServer, queues: Path, tmp_path: Path
+) -> None:
+    """Issue 10 s3: the rows are not kept for the end of the loop, so a cycle that dies mid-way leaves the rows
+    of the queues it finished (Q1 submitted, Q2 offline) and only the dying queue's key pending."""
+    extra = tmp_path / "q4.yaml"
+    extra.write_text("queues:\n  - {name: Q4, site: S2, backend: local, tags: [t1], queue_limit: 10}\n")
+    load_queues(store, str(extra))
+    panda.submit_jobs("Q1", 5, f"{panda.url}/noop.sh", "")
+    panda.submit_jobs("Q4", 5, f"{panda.url}/noop.sh", "")
+    settings = CycleSettings(
+        tag="t1", scheduler_id="t1@test", pilot_command=("sleep", "30"), log_root=tmp_path / "logs",
+        panda_url=panda.url, backend_kinds=("local",),
+    )  # fmt: skip
+    stats = PandaClient(panda.url).active_job_stats_by_site
+    dying = SchedulingCycle(
+        store, settings, stats, backend_factory=lambda name, row: DiesSubmittingForQ4(name, row["parameters"])
+    )
+    with pytest.raises(KeyboardInterrupt):
+        dying.run("run-1")
+    rows = cycle_rows(store)
+    assert set(rows) == {("run-1", "Q1"), ("run-1", "Q2")}
+    assert rows[("run-1", "Q1")]["submitted"] == 3 and rows[("run-1", "Q2")]["decided"] == 0
+    with store.transaction() as cur:
+        cur.execute("SELECT queue, state FROM submissions ORDER BY queue")
+        assert [(r["queue"], r["state"]) for r in cur.fetchall()] == [("Q1", "done"), ("Q4", "pending")]
+    SchedulingCycle(store, settings, stats).run("run-2")  # the next cycle settles the dead one's key
+    with store.transaction() as cur:
+        cur.execute("SELECT count(*) AS n FROM submissions WHERE state = 'pending'")
+        assert cur.fetchone()["n"] == 0
+        cur.execute("SELECT batch_id FROM pilots")
+        LocalBackend("local", {"state_dir": str(tmp_path / "state")}).cancel([r["batch_id"] for r in cur.fetchall()])
