@@ -16,9 +16,13 @@ import select
 import socket
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
+
+from autopilot_ops.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 #: The most of one status or header line, and the most header lines, a reply may have.
 MAX_LINE = 65536
@@ -50,8 +54,7 @@ class ReplyError(OSError):
     """The server's reply is not HTTP/1.x, or was cut short."""
 
 
-@dataclass(frozen=True)
-class Proxy:
+class Proxy(Record):
     """A forward proxy: where to connect, and the ``Proxy-Authorization`` value for its user, if any."""
 
     host: str
@@ -99,8 +102,7 @@ def proxy_for(scheme: str, host: str, environ: Mapping[str, str]) -> Proxy | Non
     return Proxy(parts.hostname, port, authorization)
 
 
-@dataclass(frozen=True)
-class TLSSettings:
+class TLSSettings(Record):
     """``ca``: a CA file or directory (the system store when unset); ``cert``: a client certificate, or an X.509
     proxy holding its key, with ``key`` beside it otherwise."""
 

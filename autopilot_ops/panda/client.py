@@ -24,8 +24,6 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from autopilot_ops import __version__
@@ -38,6 +36,11 @@ from autopilot_ops.panda.errors import (
     PandaRefused,
     PandaReplyError,
 )
+from autopilot_ops.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,7 @@ LEGACY_UPDATE_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class PandaAuth:
+class PandaAuth(Record):
     """How the client proves who it is.
 
     ``cert`` is an X.509 proxy (certificate and key in one file) or a certificate with ``key`` beside it;
@@ -93,8 +95,7 @@ class PandaAuth:
     ca_bundle: str | None = None
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Record):
     """``attempts`` tries in all; before try n+1 sleep uniformly in [0, min(max_backoff, backoff*2**n)]."""
 
     attempts: int = 4
@@ -106,16 +107,14 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_backoff, self.backoff * (2**attempt)))
 
 
-@dataclass(frozen=True)
-class UpdateReply:
+class UpdateReply(Record):
     """What ``update_job`` answered: the ``command`` back channel (None when ``NULL``) and the raw data."""
 
     command: str | None
     data: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(Record):
     """A reply's status and its body, read up to ``MAX_REPLY_BYTES``."""
 
     status_code: int

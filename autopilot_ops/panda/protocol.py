@@ -32,9 +32,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
+
+from autopilot_ops.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: PanDA's own plain-HTTP port, the development server's default.
 DEFAULT_PORT = 25080
@@ -172,8 +176,7 @@ class ProtocolError(ValueError):
     """A reply that does not follow the PanDA wire format; the message names what is wrong."""
 
 
-@dataclass(frozen=True)
-class Envelope:
+class Envelope(Record):
     """A decoded ``{"success", "message", "data"}`` reply."""
 
     success: bool

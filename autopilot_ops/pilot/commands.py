@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from autopilot_ops.errors import CommandError
 from autopilot_ops.panda import protocol
@@ -23,6 +22,10 @@ from autopilot_ops.pilot.config import PilotConfig, default_home, default_kept_d
 from autopilot_ops.pilot.job import JobDefinitionError, describe, parse_job
 from autopilot_ops.pilot.payload import PASS_CREDENTIALS_VARIABLE
 from autopilot_ops.pilot.slot import slot_end
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SERVER = f"http://127.0.0.1:{protocol.DEFAULT_PORT}"
 

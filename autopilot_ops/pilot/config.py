@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from autopilot_ops.panda.client import PandaAuth, RetryPolicy
+from autopilot_ops.record import Record, field
 
 
 def default_home() -> Path:
@@ -54,8 +54,7 @@ def default_pilot_id() -> str:
     return os.environ.get("AUTOPILOT_PILOT_ID") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-@dataclass(frozen=True)
-class PilotConfig:
+class PilotConfig(Record):
     """One pilot's settings; every duration is in seconds."""
 
     queue: str

@@ -11,9 +11,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
 
 from autopilot_ops.netutil import HttpClient
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-from typing import Any
 
 from autopilot_ops.pilot.reporting import KILL_COMMANDS, Reporter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 

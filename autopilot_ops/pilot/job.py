@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 from autopilot_ops.pilot import errorcodes, names
+from autopilot_ops.record import Record, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NULL = "NULL"
 
@@ -32,8 +35,7 @@ class JobDefinitionError(ValueError):
         super().__init__(f"malformed {job} definition: field '{field_name}' {problem}")
 
 
-@dataclass(frozen=True)
-class FileSpec:
+class FileSpec(Record):
     """One input, output or log file of a job."""
 
     lfn: str
@@ -45,8 +47,7 @@ class FileSpec:
     ddm_endpoint: str | None = None
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(Record):
     """A PanDA job as the pilot runs it."""
 
     panda_id: int

@@ -16,9 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from autopilot_ops.panda import protocol
 from autopilot_ops.pilot import errorcodes, staging, transformation
@@ -31,6 +29,11 @@ from autopilot_ops.pilot.reporting import KILL_COMMANDS, Reporter
 from autopilot_ops.pilot.staging import StagedFile
 from autopilot_ops.pilot.status import StatusLine
 from autopilot_ops.pilot.vo.base import VOPlugin
+from autopilot_ops.record import Record, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,7 @@ STDERR_NAME = "payload.stderr"
 JOB_LOG_NAME = "pilot-job.log"
 
 
-@dataclass
-class JobOutcome:
+class JobOutcome(Record, frozen=False):
     """How a job ended, and when its milestones happened (``time.monotonic``, for overhead figures)."""
 
     panda_id: int | None

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from autopilot_ops import __version__
 from autopilot_ops.panda.client import PandaClient
@@ -24,7 +23,10 @@ from autopilot_ops.pilot.reporting import Reporter
 from autopilot_ops.pilot.status import StatusLine
 from autopilot_ops.pilot.vo.base import VOPlugin, load_vo
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from autopilot_ops.pilot.jobrun import JobOutcome, JobRun
 
 log = logging.getLogger(__name__)

@@ -13,18 +13,20 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.errors import PandaError, PandaRefused
+from autopilot_ops.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FinalUpdate:
+class FinalUpdate(Record):
     """One ``update_job`` call that must reach the server."""
 
     job_id: int
@@ -51,8 +53,7 @@ class FinalUpdate:
             raise ValueError(f"unreadable final update {path}: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class ResendSummary:
+class ResendSummary(Record):
     sent: int
     rejected: int
     pending: int

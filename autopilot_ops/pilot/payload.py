@@ -18,12 +18,15 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from autopilot_ops.pilot.guard import GUARD
 from autopilot_ops.pilot.procfs import tree_rss_kb
+from autopilot_ops.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 #: The pilot's variables a payload gets (``fnmatch`` patterns); everything else, the PanDA token file
 #: (``PANDA_AUTH_TOKEN_FILE``), the proxy and the monitor token included, stays with the pilot. A VO plugin
@@ -64,8 +67,7 @@ def payload_environment(base: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class PayloadResult:
+class PayloadResult(Record):
     """How the payload ended: ``exit_code`` for a normal exit, ``signal`` when a signal ended it."""
 
     exit_code: int | None

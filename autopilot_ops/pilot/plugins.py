@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def load_plugin(group: str, builtin: Mapping[str, str], name: str, unknown: type[LookupError], what: str) -> Any:

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from autopilot_ops.panda.client import PandaClient, RetryPolicy
 from autopilot_ops.panda.errors import PandaError, PandaHTTPError, PandaRefused
 from autopilot_ops.pilot.outbox import FinalUpdate, Outbox
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 

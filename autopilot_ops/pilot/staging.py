@@ -11,7 +11,6 @@ import json
 import os
 import tarfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_ops.pilot import checksums, errorcodes
@@ -24,10 +23,10 @@ from autopilot_ops.pilot.movers.base import (
     UnknownMoverError,
     load_mover,
 )
+from autopilot_ops.record import Record
 
 
-@dataclass(frozen=True)
-class StagedFile:
+class StagedFile(Record):
     """An output or log file that reached storage."""
 
     lfn: str

@@ -14,8 +14,12 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import BinaryIO, TextIO
+
+from autopilot_ops.record import Record, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, TextIO
 
 RESET = "\033[0m"
 #: ANSI colours by phase (its first word) and by log level.
@@ -29,8 +33,7 @@ def supports_colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM", "") != "dumb"
 
 
-@dataclass
-class JobTimes:
+class JobTimes(Record, frozen=False):
     """How long one job spent in each phase, in the order the phases came."""
 
     job_id: int
