@@ -112,6 +112,12 @@ def stage_out(job, workdir: Path, options=None):
     return [*staged, stage_out_file(job.log_file, workdir / job.log_file.lfn, OUTPUT_URL, options=options)]
 
 
+def traces_sent(rucio) -> int:
+    """How many traces the server has been sent (its gunicorn access log, beside the client configuration)."""
+    access_log = Path(rucio["AUTOPILOT_RUCIO_CLIENT_CONFIG"]).parents[1] / "log" / "gunicorn-access.log"
+    return access_log.read_text().count("POST /traces/")
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -124,6 +130,7 @@ def test_stage_in_and_out_of_a_job_registers_its_files_in_its_dataset(rucio, cli
     job = make_job(rucio, inputs, outputs, log, rse_in=rse, rse_out=rse)
     workdir = tmp_path / "work"
     workdir.mkdir()
+    traces_before = traces_sent(rucio)
     paths = stage_in(job, workdir, INPUT_URL)
     assert [path.read_bytes() for path in paths] == [data for _, data in inputs]
     assert not [entry for entry in workdir.iterdir() if entry.name.startswith(".rucio-")], "no scratch dir left"
@@ -146,6 +153,7 @@ def test_stage_in_and_out_of_a_job_registers_its_files_in_its_dataset(rucio, cli
         assert replica["states"] == {rse: "AVAILABLE"}
         (pfn,) = replica["rses"][rse]
         assert Path(pfn.removeprefix("file://localhost")).read_bytes() == data, "the bytes are on the RSE's disk"
+    assert traces_sent(rucio) == traces_before, "the mover sends Rucio no traces (pilot3's tracing_rucio = False)"
 
 
 def test_a_pilot_runs_a_job_through_rucio_and_the_dev_server_accepts_its_report(

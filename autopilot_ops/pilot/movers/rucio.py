@@ -10,7 +10,8 @@ Follows PanDAWMS/pilot3 ``pilot/copytool/rucio.py`` (``_stage_in_api``: ``Downlo
 file's ``ddmendpoint`` in its scope, then the uploaded checksum compared with the local one). Where pilot3 uploads
 with ``no_register`` and leaves the catalogue to PanDA's adder, this mover registers each file itself, after its
 bytes are written (``register_after_upload``), with its GUID, in its dataset (created with a rule on the RSE when
-new), since no adder runs here. Error codes: :mod:`autopilot_ops.pilot.movers.rucio_errors`.
+new), since no adder runs here. Traces are not sent to Rucio (pilot3's ``tracing_rucio = False``), only read
+for the error codes of :mod:`autopilot_ops.pilot.movers.rucio_errors`.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class RucioMover(DataMover):
             item["base_dir"] = scratch
             try:  # the client authenticates when it is made
                 download = downloader(client=self._client(), logger=log)
+                download.tracing = False
                 result = download.download_dids([item], num_threads=1, traces_copy_out=traces)[0]
             except Exception as exc:  # Rucio's exceptions exist only once rucio is imported
                 raise download_failure(exc, traces, did) from exc
@@ -142,7 +144,9 @@ class RucioMover(DataMover):
         traces: list[dict[str, Any]] = []
         try:  # the client authenticates when it is made
             client = self._client()
-            uploader(_client=client, logger=log).upload([item], traces_copy_out=traces)
+            upload = uploader(_client=client, logger=log)
+            upload.tracing = False  # as pilot3 does; UploadClient(tracing=False) fails in 41.5.1 (calls its logger)
+            upload.upload([item], traces_copy_out=traces)
             replicas = list(client.list_replicas([{"scope": did.scope, "name": did.name}], rse_expression=rse))
         except Exception as exc:  # Rucio's exceptions exist only once rucio is imported
             raise upload_failure(exc, traces, did, rse) from exc
