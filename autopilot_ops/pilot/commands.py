@@ -190,8 +190,9 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         default=None,
         help="pilot home: kept updates, default storage (default: $AUTOPILOT_PILOT_HOME)",
     )
-    storage.add_argument("--input-url", help="input URL template, e.g. file:///data/{scope}/{lfn}")
-    storage.add_argument("--output-url", help="output URL template, e.g. https://se/{scope}/{lfn}")
+    fields = "{scope}, {lfn}, {dataset}, {guid}, {rse}"
+    storage.add_argument("--input-url", help=f"input URL template ({fields}), e.g. file:///data/{{scope}}/{{lfn}}")
+    storage.add_argument("--output-url", help=f"output URL template ({fields}), e.g. https://se/{{scope}}/{{lfn}}")
     storage.add_argument("--mover", help="data mover to use for every URL (default: by URL scheme)")
     storage.add_argument("--mover-option", action="append", default=[], type=_key_value, metavar="KEY=VALUE")
     monitor = run.add_argument_group("monitoring and output")

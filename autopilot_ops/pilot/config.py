@@ -88,7 +88,7 @@ class PilotConfig(Record):
     allow_url_prefixes: tuple[str, ...] = ()
     #: optional sha256 pins of transformation URLs
     trf_sha256: Mapping[str, str] = field(default_factory=dict)
-    #: ``{scope}``, ``{lfn}``, ``{dataset}`` and ``{guid}`` are filled in per file
+    #: ``{scope}``, ``{lfn}``, ``{dataset}``, ``{guid}`` and ``{rse}`` (its ``ddmEndPoint``) are filled in per file
     input_url: str | None = None
     output_url: str | None = None
     #: force a data mover by name; by default each URL's scheme picks one

@@ -188,6 +188,7 @@ def _check(check: Callable[[str], None], value: str | None, key: str, panda_id: 
 def _check_names(raw: Mapping[str, Any], job: Job) -> None:
     """Refuse every name that becomes a path or a storage URL part unless it is a plain name (``names``)."""
     pid = job.panda_id
+    _check(names.check_transformation, job.transformation, "transformation", pid)
     for spec in job.input_files:
         _check(names.check_lfn, spec.lfn, "inFiles", pid)
         _check(names.check_scope, spec.scope, "scopeIn", pid)

@@ -14,7 +14,6 @@ _DOUBLE = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 _WORD = re.compile(rf"""(?:[^ \t\r\n'"\\]+|'[^']*'|{_DOUBLE}|\\.)+""", re.DOTALL)
 #: re.split with this gives, after each plain run: whitespace, '...' body, "..." body, escaped character
 _PARTS = re.compile(rf"""([ \t\r\n]+)|'([^']*)'|{_DOUBLE}|\\(.)""", re.DOTALL)
-_DOUBLE_ESCAPE = re.compile(r'\\(["\\])')
 _SPACE = " \t\r\n"
 _SEPARATOR = "\x00"  # cannot be in an argument: execve takes NUL-terminated strings
 
@@ -29,7 +28,7 @@ def split(text: str) -> list[str]:
     if "'" in plain or '"' in plain or "\\" in plain:
         raise _first_error(text)
     pieces[1::5] = [None if space is None else _SEPARATOR for space in pieces[1::5]]
-    pieces[3::5] = [_DOUBLE_ESCAPE.sub(r"\1", d) if d and "\\" in d else d for d in pieces[3::5]]
+    pieces[3::5] = [_unescape_double(d) if d and "\\" in d else d for d in pieces[3::5]]
     if len(pieces) > 1 and pieces[-1] == "" and pieces[-5] is not None:
         pieces[-5] = None  # trailing whitespace ends the last word, it starts none
     if len(pieces) > 1 and pieces[0] == "" and pieces[1] is not None:
@@ -38,6 +37,13 @@ def split(text: str) -> list[str]:
     if not joined and not any(piece is not None for piece in pieces[2::5] + pieces[3::5]):
         return []  # only whitespace, and no empty quotes
     return joined.split(_SEPARATOR)
+
+
+def _unescape_double(body: str) -> str:
+    """A ``"..."`` body with ``\\\\`` and ``\\"`` unescaped (other backslashes stay, as in ``shlex``). Each backslash
+    of the body starts a pair (the pattern reads ``\\.``), so pairs of backslashes go first, through the separator,
+    which no body holds; three replaces cost a tenth of a ``re.sub`` call."""
+    return body.replace("\\\\", _SEPARATOR).replace('\\"', '"').replace(_SEPARATOR, "\\")
 
 
 def _first_error(text: str) -> ValueError:

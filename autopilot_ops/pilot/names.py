@@ -1,5 +1,9 @@
 """The names a job hands us that become paths: file names (LFNs), scopes and dataset names.
 
+PanDA's own code checks no file name (PanDAWMS/panda-server ``pandaserver/taskbuffer/FileSpec.py`` stores what it
+is given; PanDAWMS/panda-database ``schema/postgres/sqls/pg_PANDA_TABLE.sql`` only bounds the columns:
+``filestable4.lfn`` 4000 characters, ``scope`` 30, ``dataset`` and the dispatch and destination blocks 255). Every
+file PanDA hands out is registered in Rucio, so Rucio's rule is the binding one, and the one held here.
 A name is held to what Rucio itself accepts for a data identifier (rucio/rucio
 ``lib/rucio/common/schema/generic.py``): ``NAME`` is ``^[A-Za-z0-9][A-Za-z0-9\\.\\-\\_]{1,250}$`` and ``SCOPE``
 is ``^[a-zA-Z_\\-.0-9]{1,25}$``; a dataset is ``[scope:]name``, the DID form Rucio splits on ``:``. So no
@@ -62,3 +66,9 @@ def check_dataset(value: str) -> None:
         raise BadName(
             errorcodes.CONVERSIONFAILURE, f"value {_shown(value)} is not a dataset name ([scope:]name, Rucio DID)"
         )
+
+
+def check_transformation(value: str) -> None:
+    """Refuse a ``transformation`` (a path, a name or a URL) with a NUL or another control character."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value) or "%00" in value:
+        raise BadName(errorcodes.CONVERSIONFAILURE, f"value {_shown(value)} has a control character")

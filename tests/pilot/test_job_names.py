@@ -53,6 +53,9 @@ def test_plain_names_are_accepted():
         ({"realDatasets": "user.me.out,../../ds"}, "realDatasets", errorcodes.CONVERSIONFAILURE),
         ({"dispatchDblock": "/abs/disp"}, "dispatchDblock", errorcodes.CONVERSIONFAILURE),
         ({"destinationDblock": "panda.dest,..:x\x00"}, "destinationDblock", errorcodes.CONVERSIONFAILURE),
+        ({"transformation": "http://127.0.0.1/trf\x00.sh"}, "transformation", errorcodes.CONVERSIONFAILURE),
+        ({"transformation": "http://127.0.0.1/trf%00.sh"}, "transformation", errorcodes.CONVERSIONFAILURE),
+        ({"transformation": "/bin/true\n/bin/sh"}, "transformation", errorcodes.CONVERSIONFAILURE),
     ],
 )
 def test_path_like_names_are_refused(changes, field, code):
