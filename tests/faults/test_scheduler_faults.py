@@ -329,5 +329,13 @@ def test_two_scheduler_processes_cycling_one_queue(
     assert assert_no_double_submission(store, backend) == 8
     decided = query(store, "SELECT coalesce(sum(decided), 0) AS n FROM cycles")[0]["n"]
     assert decided == 8, "every pilot decided was submitted once, and none more was decided"
-    assert query(store, "SELECT count(DISTINCT scheduler) AS n FROM cycles")[0]["n"] >= 1
+    rows = query(store, "SELECT scheduler, count(*) AS n FROM cycles GROUP BY scheduler ORDER BY scheduler")
+    assert rows == [{"scheduler": "t1@a", "n": 200}, {"scheduler": "t1@b", "n": 200}], "each cycled both queues, always"
+    # they competed: a cycle of one started while the other was cycling the same queue (and waited for its lock)
+    overlaps = query(
+        store,
+        "SELECT count(*) AS n FROM cycles a JOIN cycles b ON a.queue = b.queue AND a.scheduler = 't1@a' "
+        "AND b.scheduler = 't1@b' AND a.started_at < b.ended_at AND b.started_at < a.ended_at",
+    )[0]["n"]
+    assert overlaps > 0
     cancel_all(store, backend)
