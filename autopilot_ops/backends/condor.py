@@ -41,6 +41,7 @@ the ``client.env`` it writes and set ``job_owner`` to its job owner (``autopilot
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import grp
 import logging
@@ -69,6 +70,7 @@ from autopilot_ops.backends.base import (
 )
 from autopilot_ops.backends.credentials import PROXY_VARIABLE, pilot_environment
 from autopilot_ops.credentials.model import PROXY, TOKEN
+from autopilot_ops.pilot.config import KEPT_DIR_VARIABLE
 
 TAG_QUEUE = "AutoPilotQueue"
 TAG_CYCLE = "AutoPilotCycle"
@@ -105,6 +107,17 @@ FILE_TRANSFER = {
     "when_to_transfer_output": "ON_EXIT",
     "stream_output": "True",
     "stream_error": "True",
+}
+
+#: Under file transfer, the pilot's kept dir (``AUTOPILOT_KEPT_DIR``: the final updates it could not deliver) is
+#: this directory of its scratch dir, where HTCondor starts it. HTCondor 23.9 brings a directory named in
+#: ``transfer_output_files`` back whole, renamed by the remap: ``<log dir>/<cluster>.<proc>.kept/``, an empty one
+#: too; a missing one puts the job on hold ("Transfer output files failure"), so the wrapper and the pilot create it
+#: first thing. The sweep moves what came back into the scheduler's kept dir (``scheduler/kept_updates.py``).
+KEPT_OUTPUT = "autopilot-kept"
+KEPT_TRANSFER = {
+    "transfer_output_files": KEPT_OUTPUT,
+    "transfer_output_remaps": f'"{KEPT_OUTPUT} = $(Cluster).$(Process).kept"',
 }
 
 class CondorBackend(Backend):
@@ -155,6 +168,10 @@ class CondorBackend(Backend):
             return None
         iwd = Path(ad.get("Iwd", "/"))
         return iwd / ad["Out"], iwd / ad["Err"]
+
+    def returned_kept_dir(self, batch_id: str, stdout: Path) -> Path:
+        """Where HTCondor brought back the pilot's kept dir (``KEPT_TRANSFER``): next to its stdout."""
+        return stdout.parent / f"{batch_id}.kept"
 
     def find_pilots(self, queue: str, cycle_id: str) -> list[SubmittedPilot] | None:
         """The pilots tagged ``(queue, cycle_id)``, in the queue and in the history. The history (kept in
@@ -221,11 +238,6 @@ class CondorBackend(Backend):
         if not arguments:
             del description["arguments"]
         shipping, variables = self._credential_commands(spec, options)
-        # The pilot names itself to the monitor by its batch id; HTCondor expands the macros.
-        description["environment"] = condor_environment(
-            {**spec.environment, **variables},
-            {PILOT_ID_VARIABLE: "$(Cluster).$(Process)", PILOT_INDEX_VARIABLE: "$(Process)"},
-        )
         if spec.memory_mb:
             description["request_memory"] = str(spec.memory_mb)
         description.update(limits(spec.walltime_s, options))
@@ -233,6 +245,14 @@ class CondorBackend(Backend):
         if options.get("transfer_executable", True) and is_script(executable):
             description.update(FILE_TRANSFER)  # the wrapper goes with the job: a node need not share our files
         description.update(shipping)
+        environment = {**spec.environment, **variables}
+        if KEPT_DIR_VARIABLE in environment and transfers_files(description):
+            environment[KEPT_DIR_VARIABLE] = KEPT_OUTPUT  # the node need not see the scheduler's kept dir
+            description.update(KEPT_TRANSFER)
+        # The pilot names itself to the monitor by its batch id; HTCondor expands the macros.
+        description["environment"] = condor_environment(
+            environment, {PILOT_ID_VARIABLE: "$(Cluster).$(Process)", PILOT_INDEX_VARIABLE: "$(Process)"}
+        )
         extra = options.get("submit") or {}
         if not isinstance(extra, Mapping):
             raise ValueError(f"back end {self.name!r}: parameter 'submit' must be a mapping, got {extra!r}")
@@ -354,6 +374,11 @@ class CondorBackend(Backend):
                 )
 
 
+def transfers_files(description: Mapping[str, str]) -> bool:
+    """Whether a vanilla-universe job runs in a scratch dir of its own, its files sent and brought back."""
+    return description.get("universe") == "vanilla" and description.get("should_transfer_files") == "YES"
+
+
 def is_script(path: str) -> bool:
     """Whether ``path`` is a script here (``#!``), such as the wrapper, rather than a program nodes have too."""
     try:
@@ -385,9 +410,40 @@ class CondorCEBackend(CondorBackend):
     The remote attributes follow Harvester's CE templates
     (HSF/harvester examples/htcondor_atlas-grid-ce_pull.sdf.d/htcondor-ce.sdf) and the ARC commands
     HTCondor's grid-universe manual (docs/grid-computing/grid-universe.rst).
+
+    Flavour ``arc`` (``grid_resource = arc <REST URL>``): the gridmanager's arc_gahp delegates the proxy to the
+    CE, which needs an A-REX whose delegation request OpenSSL >= 3.4 verifies (ARC >= 6.18: 6.17's is a
+    version-2 CSR, refused, and the pilots are held "proxy delegation failed"), and environment values must not
+    hold ``"``, ``$`` or backquotes (A-REX's job script mangles them). A pilot whose CE the gridmanager cannot
+    reach (down, or refusing the proxy) stays queued, its status naming the queue and the CE.
     """
 
     kind = "condor-ce"
+
+    def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
+        """As for a pool, once the proxy the gridmanager will delegate is there: HTCondor would take the pilots and
+        only its gridmanager would find the file missing."""
+        proxy = self._proxy(spec)
+        if n > 0 and proxy is not None and not os.path.isfile(proxy):
+            raise BackendError(f"{self._where(spec.queue, spec.parameters)}: proxy {proxy} does not exist")
+        return super().submit(n, spec)
+
+    def status(self, batch_ids: Sequence[str]) -> dict[str, PilotStatus]:
+        """As for a pool; a pilot the gridmanager cannot take to its CE, or that the CE refused, says which
+        queue and CE, and why."""
+        ads = self._ads_by_id(batch_ids, [*_PROJECTION, *_GRID_PROJECTION])
+        return {batch_id: grid_pilot_status(ad) for batch_id, ad in ads.items()}
+
+    def _proxy(self, spec: PilotSpec) -> str | None:
+        """The proxy the pilots are submitted with: the queue's proxy credential, else the back end's."""
+        if spec.credential is not None and spec.credential.kind == PROXY:
+            return spec.credential.path
+        proxy = {**self.parameters, **spec.parameters}.get("x509_proxy")
+        return str(proxy) if proxy else None
+
+    def _where(self, queue: str, overrides: Mapping[str, Any]) -> str:
+        ce = {**self.parameters, **overrides}.get("ce")
+        return f"condor-ce back end {self.name!r} (queue {queue}, CE {ce})"
 
     def _grid_commands(self, spec: PilotSpec, options: Mapping[str, Any]) -> dict[str, str]:
         ce = options.get("ce")
@@ -400,6 +456,10 @@ class CondorCEBackend(CondorBackend):
             commands["grid_resource"] = f"condor {host} {host}:{port or 9619}"
             commands.update(htcondor_ce_attributes(spec, options))
         elif flavour == "arc":
+            for name, value in spec.environment.items():
+                if mangled := sorted(set(str(value)) & set(ARC_MANGLED)):
+                    raise ValueError(f"back end {self.name!r}: environment variable {name} holds {' '.join(mangled)}, "
+                                     "which A-REX's job script mangles (flavour arc)")
             commands["grid_resource"] = f"arc {ce}"
             commands.update(arc_commands(options))
         else:
@@ -421,6 +481,30 @@ class CondorCEBackend(CondorBackend):
         if spec.credential is not None and spec.credential.kind == TOKEN and not options.get("scitokens_file"):
             commands["scitokens_file"] = escape_macros(spec.credential.path)
         return commands, variables
+
+
+#: What A-REX 7's job script does not keep in an environment value HTCondor sends it in ADL (seen here: quotes
+#: dropped, ``$name`` and backquotes expanded).
+ARC_MANGLED = '"$`'
+
+#: What a grid job's ad tells beyond a pool job's: its CE, since when the gridmanager cannot reach it, the proxy.
+_GRID_PROJECTION = [TAG_QUEUE, "GridResource", "GridResourceUnavailableTime", "GridJobStatus", "x509userproxysubject"]
+
+
+def grid_pilot_status(ad: classad.ClassAd) -> PilotStatus:
+    """A grid job's status (see :func:`pilot_status`). An idle job whose CE the gridmanager marked unavailable
+    (its ping fails: the CE is down, or its TLS refuses the proxy) and a held job say so, naming the queue and the
+    CE; the gridmanager keeps trying the first, so it stays queued."""
+    status = pilot_status(ad)
+    where = f"queue {ad.get(TAG_QUEUE)}, CE {str(ad.get('GridResource', '')).partition(' ')[2] or '(none)'}"
+    if status.state is PilotState.HELD:
+        return dataclasses.replace(status, reason=f"{where}: {status.reason}")
+    since = epoch(ad.get("GridResourceUnavailableTime"))
+    if status.state is PilotState.QUEUED and since is not None:
+        reason = (f"{where}: the gridmanager cannot reach the CE since {since:%Y-%m-%d %H:%M:%S} UTC with proxy "
+                  f"{ad.get('x509userproxysubject', '(none)')}: the CE is down or does not accept this proxy")
+        return dataclasses.replace(status, reason=reason)
+    return status
 
 
 def htcondor_ce_attributes(spec: PilotSpec, options: Mapping[str, Any]) -> dict[str, str]:

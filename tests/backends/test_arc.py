@@ -1,4 +1,5 @@
-"""The ARC-CE back end against the real A-REX 6.17 of scripts/arc-local.sh (REST on 127.0.0.1, fork LRMS)."""
+"""The ARC-CE back end against the real A-REX 6.17 of scripts/arc-local.sh (REST on 127.0.0.1, fork LRMS); the condor-ce
+back end's route to an ARC CE (through HTCondor's gridmanager) is tested against A-REX 7 in test_condor_arc.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -196,62 +196,6 @@ def test_the_state_is_the_control_directorys_where_rest_lags(rest, control, canc
     from autopilot_ops.backends.arc import current_state
 
     assert current_state(rest, control, cancelled) is state
-
-
-CONDOR_ROOT = Path("/var/lib/autopilot-condor/root")
-CONDOR_ENV = Path("/var/lib/autopilot-condor/client.env")
-
-
-@pytest.fixture
-def condor_arc(arc: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CE's CA in the HTCondor pool's chroot (where the gridmanager's arc_gahp looks, X509_CERT_DIR's
-    default), and a copy of the proxy the job owner can read under the shared /tmp; the proxy's directory."""
-    if not CONDOR_ENV.exists():
-        pytest.skip("the HTCondor pool of scripts/condor-local.sh is not set up here")
-    certificates = CONDOR_ROOT / "etc" / "grid-security" / "certificates"
-    certificates.mkdir(parents=True, exist_ok=True)
-    ca_dir = Path(arc["AUTOPILOT_ARC_CA_DIR"])
-    for item in ca_dir.iterdir():
-        if item.suffix in (".pem", ".signing_policy", ".0") and not item.name.endswith("-key.pem"):
-            shutil.copy2(item.resolve(), certificates / item.name)
-    owner = CONDOR_ENV.read_text().split("AUTOPILOT_CONDOR_USER=")[-1].split()[0]
-    shared = Path(tempfile.mkdtemp(prefix="autopilot-arc-grid-", dir="/tmp"))
-    shared.chmod(0o755)
-    proxy = shared / "proxy.pem"
-    shutil.copy2(arc["AUTOPILOT_ARC_PROXY"], proxy)
-    proxy.chmod(0o600)
-    for path in (shared, proxy):
-        shutil.chown(path, owner)
-    return shared
-
-
-@pytest.mark.condor
-def test_the_htcondor_route_reaches_the_ce_and_says_why_its_delegation_fails(arc, condor_arc) -> None:
-    """HTCondor 23.9's gridmanager (arc_gahp) speaks ARC REST to this A-REX: TLS with the proxy works, but it
-    cannot sign A-REX 6.17's delegation request (a version-2 CSR, as pyarcrest cannot either), so it PUTs an
-    empty delegation, A-REX answers 500 "Missing payload", and the job is held. The back end reports that hold
-    and its reason; the arc back end (no delegation needed) is the route that runs pilots on this CE."""
-    from autopilot_ops.backends.condor import CondorCEBackend
-
-    owner = CONDOR_ENV.read_text().split("AUTOPILOT_CONDOR_USER=")[-1].split()[0]
-    backend = CondorCEBackend("ce-arc", {
-        "config_file": str(CONDOR_ENV), "job_owner": owner, "history_s": 600, "flavour": "arc",
-        "ce": arc["AUTOPILOT_ARC_URL"] + "/rest/1.0", "x509_proxy": str(condor_arc / "proxy.pem"),
-    })
-    [pilot] = backend.submit(1, PilotSpec(queue="ARC_GRID", cycle_id="c1", scheduler="t@test",
-                                          command=["/bin/sh", "-c", "echo via HTCondor"],
-                                          log_root=condor_arc / "logs"))
-    try:
-        seen: dict[str, PilotStatus] = {}
-
-        def held() -> bool:
-            seen.update(backend.status([pilot.batch_id]))
-            return pilot.batch_id in seen and seen[pilot.batch_id].state is PilotState.HELD
-
-        wait_for(held, "the grid job to be held")
-        assert "HTTP response 500" in (seen[pilot.batch_id].reason or "")
-    finally:
-        backend.cancel([pilot.batch_id])
 
 
 def test_a_rex_stopped_mid_cycle_loses_no_pilot_and_submits_none_twice(backend, log_root) -> None:
