@@ -413,9 +413,10 @@ class CondorCEBackend(CondorBackend):
 
     Flavour ``arc`` (``grid_resource = arc <REST URL>``): the gridmanager's arc_gahp delegates the proxy to the
     CE, which needs an A-REX whose delegation request OpenSSL >= 3.4 verifies (ARC >= 6.18: 6.17's is a
-    version-2 CSR, refused, and the pilots are held "proxy delegation failed"), and environment values must not
-    hold ``"``, ``$`` or backquotes (A-REX's job script mangles them). A pilot whose CE the gridmanager cannot
-    reach (down, or refusing the proxy) stays queued, its status naming the queue and the CE.
+    version-2 CSR, refused: its delegation fails and the pilots are held, "HTTP response 500"), and environment
+    values must not hold ``"``, ``$`` or backquotes (A-REX's job script mangles them). A pilot whose CE the
+    gridmanager cannot reach (down, or refusing the proxy) stays queued, and a held one held, each status naming
+    the queue and the CE.
     """
 
     kind = "condor-ce"

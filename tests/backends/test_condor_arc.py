@@ -26,6 +26,7 @@ from ..conftest import service_is_up, service_settings
 
 REPO = Path(__file__).resolve().parents[2]
 ARC7_SCRIPT = REPO / "scripts" / "arc7-local.sh"
+ARC_SCRIPT = REPO / "scripts" / "arc-local.sh"
 CONDOR_ROOT = Path("/var/lib/autopilot-condor/root")
 CONDOR_ENV = Path("/var/lib/autopilot-condor/client.env")
 #: What an environment value keeps through HTCondor's environment string, then A-REX's ADL and job script.
@@ -173,6 +174,28 @@ def test_an_environment_value_a_rex_would_mangle_is_refused_naming_the_variable(
     backend = make_backend(arc7, shared_copy(Path(arc7["AUTOPILOT_ARC7_PROXY"]), shared))
     with pytest.raises(ValueError, match=r"environment variable EXTRA holds \$ `, which A-REX's job script mangles"):
         backend.submit(1, spec(shared, "/bin/true", environment={"EXTRA": "costs $5 `now`"}))
+
+
+@pytest.mark.skipif(not service_is_up(ARC_SCRIPT), reason="the A-REX 6.17 of scripts/arc-local.sh is not running")
+def test_on_a_rex_6_17_the_pilot_is_held_for_its_delegation_naming_the_queue_and_the_ce(arc7, shared) -> None:
+    """6.17's version-2 delegation CSR fails the gahp's X509_REQ_verify, it PUTs an empty delegation, A-REX answers
+    500, and HTCondor holds the job: the held pilot's reason says so, naming the queue and that CE."""
+    arc = service_settings(ARC_SCRIPT)
+    backend = make_backend(arc7, shared_copy(Path(arc["AUTOPILOT_ARC_PROXY"]), shared),
+                           ce=arc["AUTOPILOT_ARC_URL"] + "/rest/1.0")
+    [pilot] = backend.submit(1, spec(shared, "/bin/true"))
+    try:
+        seen: dict[str, PilotStatus] = {}
+
+        def held() -> bool:
+            seen.update(backend.status([pilot.batch_id]))
+            return pilot.batch_id in seen and seen[pilot.batch_id].state is PilotState.HELD
+
+        wait_for(held, "the grid job to be held", 90)
+        assert seen[pilot.batch_id].reason.startswith(f"queue ARC_GRID, CE {arc['AUTOPILOT_ARC_URL']}/rest/1.0: ")
+        assert seen[pilot.batch_id].reason.endswith(": HTTP response 500")  # all the gahp tells of it
+    finally:
+        backend.cancel([pilot.batch_id])
 
 
 def test_a_missing_proxy_is_a_clear_error_naming_the_queue_and_the_ce(arc7, shared) -> None:
