@@ -267,6 +267,9 @@ def restartable_store() -> Iterator[tuple[Store, EmbeddedPostgres]]:
 
 
 def test_postgres_restarted_mid_cycle(restartable_store: tuple[Store, EmbeddedPostgres], tmp_path: Path) -> None:
+    """Fault 4 with real pilots, each taking one of six trivial jobs: PostgreSQL restarted between the key and
+    the pilots' rows, and again between two cycles. Every job a pilot acquired ends ``finished`` on the server,
+    each key's pilots are recorded once, and the cycles after each restart submit what they decide."""
     store, server = restartable_store
     backend = load_test_queues(store, tmp_path)
 
@@ -276,9 +279,12 @@ def test_postgres_restarted_mid_cycle(restartable_store: tuple[Store, EmbeddedPo
         faulty.server = server
         return faulty
 
-    with DevServer(tmp_path / "panda") as panda:
-        panda.submit_jobs(QUEUE, 5, f"{panda.url}/noop.sh", "")
-        cycle = make_cycle(store, panda.url, tmp_path, ("sh", "-c", "sleep 1"), faulty_backend)
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "noop.sh").write_text("#!/bin/sh\nexit 0\n")
+    with DevServer(tmp_path / "panda", files_dir=files) as panda:  # no lost-heartbeat watcher: pilots end jobs
+        jobs = panda.submit_jobs(QUEUE, 6, f"{panda.url}/noop.sh", "")
+        cycle = make_cycle(store, panda.url, tmp_path, pilot_command(tmp_path), faulty_backend)
         with pytest.raises(psycopg2.Error):
             cycle.run("run-1")  # the key is written, the pilots run, their rows could not be
         assert query(store, "SELECT cycle_id, state FROM submissions") == [{"cycle_id": "run-1", "state": "pending"}]
@@ -293,9 +299,14 @@ def test_postgres_restarted_mid_cycle(restartable_store: tuple[Store, EmbeddedPo
         assert len(batch_ids) == len(set(batch_ids))
         assert sorted(batch_ids) == sorted(p.batch_id for sub in ("run-1", "run-2") for p in found(backend, sub))
         assert sum(p["cycle_id"] == "run-1" for p in pilots) == 2
+        assert sum(p["cycle_id"] == "run-2" for p in pilots) == 2
 
         cycle.run("run-2")  # a retry of the same cycle submits nothing new
         assert len(query(store, "SELECT batch_id FROM pilots")) == len(batch_ids)
+        wait_for(lambda: pilots_done(store, backend), "the run-1 and run-2 pilots end")
+        acquired = [i for i in jobs if panda.job(i)["status"] != "activated"]
+        assert len(acquired) == 4, "each of the four pilots took one job"
+        assert {panda.job(i)["status"] for i in acquired} == {"finished"}, "zero jobs lost to the restart"
 
         server.stop()  # restarted between two cycles: the store's idle connection is left dead
         server.start()
@@ -303,11 +314,26 @@ def test_postgres_restarted_mid_cycle(restartable_store: tuple[Store, EmbeddedPo
         time.sleep(1.1)
         report = cycle.run("run-3")
         assert report.stats_error is None
+        swept = query(store, "SELECT state FROM pilots WHERE cycle_id IN ('run-1', 'run-2')")
+        assert [p["state"] for p in swept] == ["finished"] * 4, "the sweep after the restart sees them end"
         rows = query(store, "SELECT cycle_id, decided, submitted FROM cycles WHERE queue = 'Q1' ORDER BY cycle_id")
         assert [r["cycle_id"] for r in rows] == ["run-2", "run-3"]
-        assert rows[-1]["submitted"] == rows[-1]["decided"] > 0, "the next cycle is normal: it submits again"
+        assert rows[-1]["submitted"] == rows[-1]["decided"] == 2, "the next cycle is normal: the 2 jobs left"
         pilots = query(store, "SELECT batch_id FROM pilots")
-        assert len({p["batch_id"] for p in pilots}) == len(pilots) == len(batch_ids) + rows[-1]["submitted"]
+        assert len({p["batch_id"] for p in pilots}) == len(pilots) == len(batch_ids) + 2
+        assert sorted(p["batch_id"] for p in pilots) == sorted(
+            p.batch_id for sub in ("run-1", "run-2", "run-3") for p in found(backend, sub)
+        )
+
+        wait_for(lambda: pilots_done(store, backend), "the run-3 pilots end")
+        assert {panda.job(i)["status"] for i in jobs} == {"finished"}, "every job acquired is final on the server"
+        report = cycle.run("run-4")
+        assert report.stats_error is None
+        assert sorted(t.new for t in report.sweeps["local"].transitions) == ["finished", "finished"]
+        assert query(store, "SELECT DISTINCT state FROM pilots") == [{"state": "finished"}]
+        assert query(store, "SELECT decided, submitted FROM cycles WHERE cycle_id = 'run-4'") == [
+            {"decided": 0, "submitted": 0}
+        ], "nothing activated is left"
 
 
 def found(backend: LocalBackend, cycle_id: str) -> list[Any]:
