@@ -124,6 +124,12 @@ class Backend(abc.ABC):
     def log_paths(self, batch_id: str) -> tuple[Path, Path] | None:
         """The stdout and stderr files of a pilot, or ``None`` when they cannot be found."""
 
+    def returned_kept_dir(self, batch_id: str, stdout: Path) -> Path | None:
+        """Where the back end brings back the kept dir of an ended pilot (the final updates it could not deliver)
+        whose stdout is ``stdout``; ``None`` when its pilots write to the scheduler's kept dir themselves (local,
+        Slurm: a shared log root)."""
+        return None
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

@@ -20,6 +20,9 @@
 #
 # The pilot runs in the scratch dir (so relative paths in its options are taken from there), with its job
 # work dirs under it; its home (kept final updates) is outside, in $AUTOPILOT_PILOT_HOME or ~/.autopilot.
+# $AUTOPILOT_KEPT_DIR (where the pilot hands over final updates it could not deliver) is created first thing, a
+# relative one in the directory the wrapper starts in: HTCondor's file transfer brings it back from the batch
+# job's scratch dir, and holds the job if it is missing.
 #
 # Exit codes (after PanDAWMS pilot wrapper runpilot3-wrapper.sh, ptrlv/adc): 0 for success and for "no jobs"
 # (pilot exit 82); 1 when a signal (SIGTERM from the batch system, ...) ended the pilot; 2 when this
@@ -66,6 +69,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+if [ -n "${AUTOPILOT_KEPT_DIR:-}" ]; then
+    case "$AUTOPILOT_KEPT_DIR" in /*) ;; *) AUTOPILOT_KEPT_DIR="$PWD/$AUTOPILOT_KEPT_DIR" ;; esac
+    export AUTOPILOT_KEPT_DIR
+    mkdir -p "$AUTOPILOT_KEPT_DIR" 2>/dev/null || log "warning: cannot create the kept dir $AUTOPILOT_KEPT_DIR"
+fi
 case "$pilot_log" in ""|/*) ;; *) pilot_log="$PWD/$pilot_log" ;; esac
 case "$pilot_version" in ''|*[!A-Za-z0-9._+-]*) die "bad --pilot-version '$pilot_version'" ;; esac
 for number in "$min_disk_mb" "$stale_timeout" "$kill_grace"; do

@@ -172,7 +172,9 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="hand a final update that could not be delivered to this directory, which the scheduler sends"
-        " on (default: $AUTOPILOT_KEPT_DIR, set by the back ends)",
+        " on; created at start, a relative path in the directory the pilot starts in (default:"
+        " $AUTOPILOT_KEPT_DIR, set by the back ends; HTCondor with file transfer brings it back from the job's"
+        " scratch dir)",
     )
     final.add_argument(
         "--slot-end",
@@ -276,8 +278,13 @@ def config_from_args(args: argparse.Namespace) -> PilotConfig:
         interactive=args.interactive,
         final_patience=args.final_patience,
         slot_end=end,
-        kept_dir=args.kept_dir or default_kept_dir(),
+        kept_dir=_absolute(args.kept_dir or default_kept_dir()),
     )
+
+
+def _absolute(path: Path | None) -> Path | None:
+    """A relative path taken from where the pilot started (a batch job's scratch dir), once."""
+    return path.absolute() if path is not None else None
 
 
 def _export_credentials(args: argparse.Namespace) -> None:

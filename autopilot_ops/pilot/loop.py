@@ -114,6 +114,7 @@ class Pilot:
         return code
 
     def _loop(self) -> int:
+        self._make_kept_dir()
         self._resend_kept()
         vo = load_vo(self.config.vo, self.config.vo_options)
         runner: JobRun | None = None
@@ -185,6 +186,15 @@ class Pilot:
             harvester_id=config.harvester_id if config.worker_id is not None else None,
             worker_id=config.worker_id if config.harvester_id else None,
         )
+
+    def _make_kept_dir(self) -> None:
+        """Create the hand-over directory now: a batch system told to bring it back holds a job without it."""
+        if self.reporter.handover is None:
+            return
+        try:
+            self.reporter.handover.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot create the kept dir %s: %s", self.reporter.handover.directory, exc)
 
     def _resend_kept(self) -> None:
         """Send the final updates that earlier pilots on this node could not deliver (home and work dir)."""

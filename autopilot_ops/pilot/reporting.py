@@ -5,9 +5,10 @@ Without a client (``--dry-run``) updates are only logged.
 A final update is kept on disk (the home's outbox, else the work dir's when the home cannot be written; with
 no writable disk it is sent all the same), then sent until the server answers, with backoff, for ``patience``
 seconds but never past the batch slot's end; meanwhile the pilot takes no new job. One given up on moves to
-the ``handover`` directory when there is one (``AUTOPILOT_KEPT_DIR``, which the back end brings back to the
-scheduler, who delivers it: ``scheduler/kept_updates.py``); else it stays for the node's next pilot. A local
-disk error never stops the final update.
+the ``handover`` directory when there is one (``AUTOPILOT_KEPT_DIR``), which the scheduler delivers from
+(``scheduler/kept_updates.py``): the scheduler's own kept dir where the log root is shared (local, Slurm), else a
+directory of the job's scratch dir that the back end brings back when the job ends (HTCondor file transfer); else
+it stays for the node's next pilot. A local disk error never stops the final update.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Final job updates that pilots could not deliver and handed over to ``<log_root>/kept``
 (``AUTOPILOT_KEPT_DIR``, ``pilot/reporting.py``): each cycle sends those of the queues it holds, so an
-update kept on any node reaches PanDA with no one's help.
+update kept on any node reaches PanDA with no one's help. A node that shares the log root (local, Slurm) writes
+there itself; one that does not (HTCondor with file transfer) writes the kept dir of its scratch dir, which the back
+end brings back next to the pilot's logs (``Backend.returned_kept_dir``), and the sweep that sees the pilot end moves
+those files here (:func:`collect_returned`): one directory per ended pilot, never a scan of the log root.
 
 A file there is only trusted as far as a pilot is: the scheduler sends an update only to its own PanDA
 server, only a final state (``finished``/``failed``), only ``update_job`` parameters the pilot sends
@@ -12,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from autopilot_ops.backends.base import Backend
 from autopilot_ops.panda.client import LEGACY_UPDATE_NAMES, PandaClient
 from autopilot_ops.panda.errors import PandaError, PandaRefused
 from autopilot_ops.pilot.outbox import FinalUpdate, Outbox
@@ -34,6 +39,41 @@ UPDATE_FIELDS = frozenset(LEGACY_UPDATE_NAMES) - {"job_id", "job_status"}
 def kept_dir_of(log_root: Path) -> Path:
     """The hand-over directory of a scheduler whose pilots log under ``log_root``."""
     return log_root / "kept"
+
+
+def kept_dir_for_log_dir(log_dir: Path) -> Path:
+    """The hand-over directory of the scheduler whose pilots log in ``log_dir``
+    (``<log_root>/<day>/<queue>``, ``PilotSpec.log_dir``)."""
+    return kept_dir_of(log_dir.parent.parent)
+
+
+def collect_returned(backend: Backend, pilots: Iterable[Mapping[str, Any]]) -> int:
+    """Move the updates the back end brought back with these ended pilots (rows with ``batch_id`` and
+    ``stdout_path``) into their scheduler's kept dir, where the cycle checks them as any other; the number moved.
+    Only plain ``*.json`` files move, never over a file already there; anything else stays where it came back."""
+    moved = 0
+    for pilot in pilots:
+        if not pilot.get("stdout_path"):
+            continue
+        stdout = Path(pilot["stdout_path"])
+        returned = backend.returned_kept_dir(pilot["batch_id"], stdout)
+        if returned is None or not returned.is_dir() or returned.is_symlink():
+            continue
+        kept = kept_dir_for_log_dir(stdout.parent)
+        for path in sorted(returned.glob("*.json")):
+            if path.is_symlink() or not path.is_file():
+                log.warning("pilot %s: %s is not a plain file; left where it came back", pilot["batch_id"], path)
+                continue
+            try:
+                kept.mkdir(parents=True, exist_ok=True)
+                os.link(path, kept / path.name)  # never replaces: a file of that name is another pilot's
+                path.unlink()
+            except OSError as exc:
+                log.warning("pilot %s: returned update %s not moved to %s: %s", pilot["batch_id"], path, kept, exc)
+                continue
+            moved += 1
+            log.info("pilot %s: returned final update %s moved to %s", pilot["batch_id"], path.name, kept)
+    return moved
 
 
 @dataclass

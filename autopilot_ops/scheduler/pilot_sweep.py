@@ -3,6 +3,9 @@ them, decide each pilot's next state (pure), act (cancel at the back end), and r
 
 Sweeps of one back end exclude each other, every state change is compare-and-set on the old state, and a cancel
 is recorded only once the back end has carried it out.
+
+The final updates a back end brought back with a pilot that ended (HTCondor's file transfer) are moved into the
+scheduler's kept dir before the pilot's end is recorded, so a crash in between only has the next sweep look again.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from autopilot_ops.backends.base import Backend, PilotState, PilotStatus
 from autopilot_ops.errors import describe_error
+from autopilot_ops.scheduler.kept_updates import collect_returned
 from autopilot_ops.scheduler.locks import SWEEP_LOCK_KEY, locks_of
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.controls import KILL_DONE, pending_kill_requests
@@ -41,6 +45,8 @@ class SweepReport:
     backend_error: str | None = None
     #: Why the sweep did nothing (another sweep of the back end holds its lock).
     skipped: str | None = None
+    #: Final updates brought back with ended pilots and moved to the kept dir.
+    returned: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,11 @@ def sweep_backend(store: Store, backend: Backend, who: str, now: dt.datetime | N
         plan = plan_sweep(observed, now)
         batch_ids = {p["id"]: p["batch_id"] for p in observed.live}
         cancel_error = cancel_at_backend(backend, [batch_ids[t.pilot_id] for t in plan.cancels])
-        return record_sweep(store, who, observed, plan, cancel_error, now)
+        ended = {t.pilot_id for t in plan.changes if PilotState(t.new).is_final}
+        returned = collect_returned(backend, [p for p in observed.live if p["id"] in ended])
+        report = record_sweep(store, who, observed, plan, cancel_error, now)
+        report.returned = returned
+        return report
 
 
 def _transition(pilot: dict, new: PilotState, reason: str | None, status: PilotStatus | None) -> Transition:

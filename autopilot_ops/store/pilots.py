@@ -77,7 +77,7 @@ def insert_pilots(
 def live_pilots(cur: Any, backend: str) -> list[dict[str, Any]]:
     """Pilots of ``backend`` not yet in a final state, with their queue's lifecycle timeouts."""
     cur.execute(
-        "SELECT p.id, p.queue, p.batch_id, p.state, p.submitted_at, p.state_changed_at, p.last_seen, "
+        "SELECT p.id, p.queue, p.batch_id, p.state, p.submitted_at, p.state_changed_at, p.last_seen, p.stdout_path, "
         "coalesce(s.queued_timeout, 172800) AS queued_timeout, coalesce(s.held_timeout, 3600) AS held_timeout, "
         "coalesce(s.unknown_timeout, 3600) AS unknown_timeout "
         "FROM pilots p LEFT JOIN schedconfig s ON s.panda_queue = p.queue "

@@ -31,6 +31,7 @@ from autopilot_ops.backends.condor import (
     read_condor_env,
 )
 from autopilot_ops.backends.registry import create_backend
+from autopilot_ops.pilot.config import KEPT_DIR_VARIABLE
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "condor-local.sh"
@@ -139,6 +140,34 @@ def test_vanilla_description_carries_tags_limits_and_log_paths(tmp_path: Path) -
     )
     assert description["+AccountingGroup"] == '"pilots"'
     assert "grid_resource" not in description
+
+
+def kept_script(directory: Path, body: str) -> str:
+    """A pilot that is a script here, so HTCondor sends it with the job (file transfer)."""
+    script = directory / f"pilot-{uuid.uuid4().hex[:8]}.sh"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_under_file_transfer_the_kept_dir_is_in_the_scratch_dir_and_comes_back(tmp_path: Path) -> None:
+    kept = {KEPT_DIR_VARIABLE: f"{tmp_path}/kept"}
+    backend = CondorBackend("c")
+    sent = dataclasses.replace(spec(tmp_path, ""), command=[kept_script(tmp_path, "exit 0")], environment=kept)
+    description = backend.submit_description(sent, tmp_path)
+    assert description["should_transfer_files"] == "YES"
+    assert f"{KEPT_DIR_VARIABLE}='autopilot-kept'" in description["environment"]
+    assert description["transfer_output_files"] == "autopilot-kept"
+    assert description["transfer_output_remaps"] == '"autopilot-kept = $(Cluster).$(Process).kept"'
+    assert backend.returned_kept_dir("12.3", tmp_path / "12.3.out") == tmp_path / "12.3.kept"
+
+    shared = backend.submit_description(spec(tmp_path, "exit 0", environment=kept), tmp_path)  # /bin/sh: no transfer
+    assert f"{KEPT_DIR_VARIABLE}='{tmp_path}/kept'" in shared["environment"]
+    assert "transfer_output_files" not in shared
+    not_asked = backend.submit_description(dataclasses.replace(sent, environment={}), tmp_path)
+    assert "transfer_output_files" not in not_asked and KEPT_DIR_VARIABLE not in not_asked["environment"]
+    grid = CondorCEBackend("ce", {"ce": "ce01.example.org"}).submit_description(sent, tmp_path)
+    assert grid["universe"] == "grid" and "transfer_output_files" not in grid
 
 
 def test_htcondor_ce_description(tmp_path: Path) -> None:
@@ -298,6 +327,25 @@ def test_success_and_arguments_reach_the_pilot_intact(backend: CondorBackend, lo
     assert ended[submitted.batch_id].state is PilotState.FINISHED
     assert ended[submitted.batch_id].exit_code == 0
     assert submitted.stdout.read_text().splitlines() == [f"[{a}]" for a in awkward]
+
+
+@pytest.mark.condor
+def test_the_kept_dir_comes_back_from_the_scratch_dir(backend: CondorBackend, log_root: Path) -> None:
+    """HTCondor 23.9 brings the kept dir back whole, renamed per pilot, an empty one too; the job saw it only in
+    its scratch dir (the chroot's execute dir, not the shared /tmp)."""
+    body = 'echo "$PWD/$AUTOPILOT_KEPT_DIR"; mkdir -p "$AUTOPILOT_KEPT_DIR"\n'
+    body += '[ "$AUTOPILOT_PILOT_INDEX" = 0 ] && echo "{}" > "$AUTOPILOT_KEPT_DIR/7.json"; exit 79'
+    pilot = dataclasses.replace(
+        spec(log_root, ""), command=[kept_script(log_root, body)], environment={KEPT_DIR_VARIABLE: "/nowhere/kept"}
+    )
+    first, second = backend.submit(2, pilot)
+    ended = statuses_when(backend, [first.batch_id, second.batch_id], lambda s: s.state.is_final, "the pilots")
+    assert {s.exit_code for s in ended.values()} == {79}, ended
+    seen = first.stdout.read_text().strip()
+    assert seen.endswith("/autopilot-kept") and not seen.startswith("/tmp/"), seen
+    returned = backend.returned_kept_dir(first.batch_id, first.stdout)
+    assert [p.name for p in returned.iterdir()] == ["7.json"]
+    assert list(backend.returned_kept_dir(second.batch_id, second.stdout).iterdir()) == []
 
 
 @pytest.mark.condor

@@ -11,6 +11,7 @@ from autopilot_ops.cli.main import main
 from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.pilot import errorcodes
+from tests.pilot.conftest import pilot_env
 
 QUEUE = "LOCAL_QUEUE"
 
@@ -159,3 +160,16 @@ def test_pilot_imports_stay_light(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_relative_kept_dir_is_made_at_start_where_the_pilot_starts(tmp_path, pilot, panda):
+    """HTCondor brings back the kept dir of the job's scratch dir, and holds the job if it is missing."""
+    start = tmp_path / "scratch"
+    start.mkdir()
+    (pilot.root / "work").mkdir(parents=True)
+    env = {**pilot_env(), "AUTOPILOT_KEPT_DIR": "autopilot-kept"}
+    result = subprocess.run(
+        pilot.command("run", panda.url), cwd=start, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == errorcodes.EXIT_NOJOBS, result.stderr
+    assert (start / "autopilot-kept").is_dir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -184,6 +185,19 @@ def test_missing_python_is_reported(tmp_path, panda):
     command[command.index("--python") + 1] = str(tmp_path / "no-python")
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 3 and "not found" in result.stderr
+
+
+def test_a_relative_kept_dir_is_made_where_the_wrapper_starts_even_when_it_fails(tmp_path, panda):
+    """HTCondor brings back the kept dir of the job's scratch dir (where the wrapper starts), and holds the job if
+    it is missing: the wrapper makes it before any check can fail."""
+    command = wrapper_command(tmp_path, panda)
+    command[command.index("--python") + 1] = str(tmp_path / "no-python")
+    start = tmp_path / "job-scratch"
+    start.mkdir()
+    env = {**os.environ, "AUTOPILOT_KEPT_DIR": "autopilot-kept"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=start, env=env)
+    assert result.returncode == 3 and "not found" in result.stderr
+    assert (start / "autopilot-kept").is_dir()
 
 
 SYSTEM_PYTHON = "/usr/bin/python3"
