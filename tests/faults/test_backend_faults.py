@@ -1,15 +1,26 @@
 """Issue 10, section 5, faults 5 and 6: slurmctld stopped during a cycle and a sweep, and the HTCondor schedd
 stopped, then started again; and the schedd refusing part of a submission.
 
-Against the real Slurm of scripts/slurm-local.sh and the real pool of scripts/condor-local.sh, with PostgreSQL.
-Each asserts: no double submission (each key yields its pilots once), no pilot falsely failed, the submission
-made while the daemon was down fails with an error naming the back end, a key left pending then stays pending
-(not ``missed``), and once the daemon is back the next submission and sweep are normal and the earlier pilots
-keep their true states. The daemon is always started again in a ``finally``: other tests share it.
+Against the real Slurm of scripts/slurm-local.sh and the real pool of scripts/condor-local.sh, with PostgreSQL
+and the dev PanDA server. The pilots are real ones: the wrapper and the bundle from the plugin's route, as in
+tests/scheduler/test_bundle_pilots.py, each taking one dev-server job whose payload waits for a file. The daemon
+is stopped while two pilots hold running jobs, and the payloads are let go while it is down. Each fault test
+asserts, through ``SchedulingCycle`` runs:
+
+- zero jobs lost: every job the server handed out (three) was handed out once and ends ``finished`` there (the
+  two held through the outage included: none fails, not even with a pilot error code);
+- zero double submissions: each key yields its pilots once (the outage cycle's key none, a key left pending by
+  a crashed scheduler stays pending through the outage and is then settled with none), none is falsely failed;
+- during the outage the sweep changes nothing and the cycle's submission fails with an error naming the back end;
+- the next cycle is normal: it submits the pilot for the third job, and the sweeps follow every pilot to
+  ``finished``.
+
+The daemon is always started again in a ``finally``: other tests share it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,17 +28,32 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autopilot_ops.backends.base import Backend, BackendError, PilotSpec
 from autopilot_ops.backends.condor import CondorBackend
-from autopilot_ops.backends.slurm import SlurmBackend
+from autopilot_ops.backends.registry import backend_from_row
+from autopilot_ops.panda.devserver.testing import DevServer
+from autopilot_ops.queues.loader import load_queues
+from autopilot_ops.scheduler.cycle import CycleReport, QueueResult, SchedulingCycle
 from autopilot_ops.scheduler.pilot_sweep import sweep_backend
 from autopilot_ops.scheduler.submission import PilotSubmitter
 from autopilot_ops.store.backends import upsert_backend
 from autopilot_ops.store.connection import Store
 from autopilot_ops.store.submissions import begin_submission
+from tests.faults.conftest import assert_no_job_lost
+from tests.faults.test_faults import WAIT_SCRIPT, wait_for
+from tests.scheduler.test_bundle_pilots import (  # noqa: F401  (panda, plugin_url and shared are fixtures)
+    CONDOR_ENV,
+    JOB_OWNER,
+    make_cycle,
+    panda,
+    plugin_url,
+    shared,
+    story,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_SCRIPT = REPO / "scripts" / "slurm-local.sh"
@@ -35,16 +61,16 @@ CONDOR_SCRIPT = REPO / "scripts" / "condor-local.sh"
 CONDOR_HOME = Path(os.environ.get("AUTOPILOT_CONDOR_HOME", "/var/lib/autopilot-condor"))
 CONDOR_USER = os.environ.get("AUTOPILOT_CONDOR_USER", "autopilot")
 LIMIT_FILE = CONDOR_HOME / "root" / "etc" / "condor" / "config.d" / "90-autopilot-fault-test.conf"
+#: One queue on the back end under test: two pilots in the first cycle, room for a third.
+QUEUES = """
+backends:
+  - {{name: {backend}, kind: {kind}, parameters: {parameters}}}
+defaults: {{tags: [t1], queue_limit: 5, max_per_cycle: 2, max_pilots: 3, cycle_period: 60}}
+queues:
+  - {{name: {queue}, site: S1, backend: {backend}}}
+"""
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the scripts stop and start daemons as root")
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def script(path: Path, command: str) -> None:
@@ -64,85 +90,129 @@ def submission_states(store: Store) -> dict[str, str]:
         return {r["cycle_id"]: r["state"] for r in cur.fetchall()}
 
 
-def pending_key(store: Store, backend: Backend, queue: str, cycle_id: str) -> None:
+def pending_key(store: Store, backend: str, queue: str, cycle_id: str) -> None:
     """A key as a scheduler killed mid-submission leaves it: written, never settled."""
     with store.transaction() as cur:
-        assert begin_submission(cur, queue, cycle_id, backend.name, 1) is None
+        assert begin_submission(cur, queue, cycle_id, backend, 1) is None
 
 
-def check_outage(store: Store, life: PilotSubmitter, make_spec: Callable[[str], PilotSpec], queue: str) -> None:
-    """While the daemon is down: the sweep changes nothing, a submission fails naming the back end, and a
-    pending key stays pending."""
-    before = pilot_rows(store)
-    report = sweep_backend(life.store, life.backend, life.who)
-    assert report.backend_error and life.backend.name in report.backend_error
-    assert pilot_rows(store) == before, "a sweep with the daemon down changed pilot states"
+class Fault:
+    """One fault run: a queue on the back end ``backend``, its cycle of real pilots, and three dev-server jobs
+    whose payloads wait for the file ``go``."""
 
-    outcome = life.submit(1, make_spec("during-outage"))
-    assert outcome.submitted == 0 and outcome.missed == 1
-    assert outcome.skipped and f"back end {life.backend.name!r}" in outcome.skipped
+    def __init__(self, store: Store, server: DevServer, cycle: SchedulingCycle, backend: str, queue: str, go: Path):
+        self.store, self.panda, self.cycle = store, server, cycle
+        self.backend, self.queue, self.go = backend, queue, go
+        self.jobs = server.submit_jobs(queue, 3, f"{server.url}/wait.sh", str(go))
 
-    pending_key(store, life.backend, queue, "crashed")
-    assert life.reconcile(queue) == 0
-    assert submission_states(store)["crashed"] == "pending", "a key was settled although the back end was down"
+    def statuses(self) -> list[str]:
+        return [self.panda.job(i)["status"] for i in self.jobs]
+
+    def story(self) -> str:
+        return "\n".join(story(self.store, self.panda, self.queue, i) for i in self.jobs)
+
+    def run(self, cycle_id: str) -> CycleReport:
+        report = self.cycle.run(cycle_id)
+        assert report.stats_error is None, report.stats_error
+        return report
+
+    def sweep(self) -> list[str]:
+        """One sweep of the back end alone (no decision, so no submission); the pilots' recorded states."""
+        sweep_backend(self.store, backend_of(self.store, self.backend), "test")
+        return [r["state"] for r in pilot_rows(self.store)]
+
+    def result(self, report: CycleReport) -> QueueResult:
+        [result] = report.results
+        return result
+
+    def wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:
+        try:
+            wait_for(check, what, timeout=timeout)
+        except AssertionError as exc:
+            pytest.fail(f"{exc}\n{self.story()}")
 
 
-def check_recovered(store: Store, life: PilotSubmitter, make_spec: Callable[[str], PilotSpec], live: str) -> None:
-    """After the daemon is back: the earlier pilots keep their true state, the next submission is normal,
-    the pending key is settled, and every key yielded its pilots once."""
-    sweep_backend(life.store, life.backend, life.who)
-    before = [r for r in pilot_rows(store) if r["cycle_id"] == "before"]
-    assert len(before) == 2 and {r["state"] for r in before} == {live}, before
-    assert life.submit(1, make_spec("after")).submitted == 1
-    assert submission_states(store)["crashed"] != "pending"
-    rows = pilot_rows(store)
-    assert not [r for r in rows if r["state"] == "failed"], rows
-    assert sorted(r["cycle_id"] for r in rows) == ["after", "before", "before"]
-    assert len({r["batch_id"] for r in rows}) == len(rows)
+def run_fault(fault: Fault, stop: Callable[[], None], start: Callable[[], None]) -> None:
+    """Two pilots hold running jobs; the daemon is stopped and the payloads let go; a cycle runs during the
+    outage; the daemon is started; the next cycle is normal; and then the three checks of issue 10 s5."""
+    assert fault.result(fault.run("c1")).outcome.submitted == 2
+    fault.wait(lambda: sorted(fault.statuses()) == ["activated", "running", "running"], "two jobs running", 120)
+    fault.wait(lambda: fault.sweep() == ["running", "running"], "the two pilots recorded running", 30)
+    before = pilot_rows(fault.store)
+    stop()
+    try:
+        fault.go.touch()  # the payloads end while the daemon is down: the pilots need only the PanDA server
+        pending_key(fault.store, fault.backend, fault.queue, "crashed")
+        report = fault.run("c2")  # the cycle during the outage: sweep, reconcile, decide 1, submit
+        sweep = report.sweeps[fault.backend]
+        assert sweep.backend_error and fault.backend in sweep.backend_error, sweep
+        outcome = fault.result(report).outcome
+        assert (outcome.submitted, outcome.missed) == (0, 1), outcome
+        assert f"back end {fault.backend!r}" in outcome.skipped, outcome.skipped
+        assert pilot_rows(fault.store) == before, "a sweep with the daemon down changed pilot states"
+        assert submission_states(fault.store)["crashed"] == "pending", "a key settled with the back end down"
+        fault.wait(lambda: sorted(fault.statuses()) == ["activated", "finished", "finished"], "jobs finished", 60)
+    finally:
+        start()
+    report = fault.run("c3")  # the next cycle is normal: it settles the crashed key and submits for the third job
+    assert submission_states(fault.store)["crashed"] == "reconciled"
+    assert fault.result(report).outcome.submitted == 1, fault.result(report)
+    ended = {"finished", "failed", "cancelled", "lost"}
+    fault.wait(lambda: set(fault.sweep()) <= ended, "every pilot ended", 120)  # sweeps alone: no decision races
+    assert fault.result(fault.run("c4")).decision.n == 0, "nothing is activated any more"
+    assert_no_job_lost(fault.panda, fault.jobs, acquired=3)
+    rows = pilot_rows(fault.store)
+    assert [r["state"] for r in rows] == ["finished"] * 3, fault.story()
+    assert sorted(r["cycle_id"] for r in rows) == ["c1", "c1", "c3"], rows
+    assert len({r["batch_id"] for r in rows}) == 3, rows
+    states = submission_states(fault.store)
+    assert (states["c1"], states["c2"], states["c3"]) == ("done", "failed", "done"), states
+
+
+@pytest.fixture
+def fault_of(
+    store: Store, panda: DevServer, plugin_url: str, tmp_path: Path, shared: Path  # noqa: F811
+) -> Callable[[str, str, dict[str, Any]], Fault]:
+    """Loads one queue on a back end and builds its cycle of wrapper-and-bundle pilots and its jobs."""
+    (tmp_path / "files" / "wait.sh").write_text(WAIT_SCRIPT)
+
+    def build(kind: str, queue: str, parameters: dict[str, Any]) -> Fault:
+        path = tmp_path / "queues.yaml"
+        path.write_text(QUEUES.format(backend=kind, kind=kind, parameters=json.dumps(parameters), queue=queue))
+        load_queues(store, str(path))
+        cycle = make_cycle(store, panda, plugin_url, tmp_path, shared)
+        return Fault(store, panda, cycle, kind, queue, shared / "go")
+
+    return build
+
+
+def backend_of(store: Store, name: str) -> Backend:
+    with store.transaction() as cur:
+        cur.execute("SELECT * FROM backends WHERE name = %s", (name,))
+        return backend_from_row(name, cur.fetchone())
+
+
+def cancel_all(store: Store, backend: str) -> None:
+    backend_of(store, backend).cancel([r["batch_id"] for r in pilot_rows(store)])
 
 
 # -- fault 5: slurmctld -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def slurm(store: Store, tmp_path: Path) -> Iterator[tuple[PilotSubmitter, Callable[[str], PilotSpec]]]:
+@needs_root
+@pytest.mark.slurm
+def test_slurmctld_stopped_during_a_cycle_and_a_sweep(store: Store, fault_of: Callable[..., Fault]) -> None:
     if shutil.which("sinfo") is None:
         pytest.skip("sinfo not found: Slurm is not installed here")
     script(SLURM_SCRIPT, "start")
-    params = {"log_root": str(tmp_path / "logs"), "command_timeout_s": 60}
-    with store.transaction() as cur:
-        upsert_backend(cur, "slurm-fault", "slurm", parameters=params)
-    backend = SlurmBackend("slurm-fault", params)
-
-    def make_spec(cycle_id: str) -> PilotSpec:
-        return PilotSpec("SLURM_FAULT", cycle_id, "test", ["sleep", "300"], tmp_path / "logs")
-
+    fault = fault_of("slurm", "SLURM_FAULT", {"command_timeout_s": 60})
     try:
-        yield PilotSubmitter(store, backend, "test"), make_spec
+        run_fault(
+            fault, lambda: script(SLURM_SCRIPT, "stop-controller"), lambda: script(SLURM_SCRIPT, "start-controller")
+        )
     finally:
         script(SLURM_SCRIPT, "start-controller")
-        backend.cancel([r["batch_id"] for r in pilot_rows(store)])
-
-
-@needs_root
-@pytest.mark.slurm
-def test_slurmctld_stopped_during_a_cycle_and_a_sweep(
-    store: Store, slurm: tuple[PilotSubmitter, Callable[[str], PilotSpec]]
-) -> None:
-    life, make_spec = slurm
-    assert life.submit(2, make_spec("before")).submitted == 2
-
-    def running() -> bool:
-        sweep_backend(life.store, life.backend, life.who)
-        return {r["state"] for r in pilot_rows(store)} == {"running"}
-
-    wait_for(running, "the two Slurm pilots to run")
-    script(SLURM_SCRIPT, "stop-controller")
-    try:
-        check_outage(store, life, make_spec, "SLURM_FAULT")
-    finally:
-        script(SLURM_SCRIPT, "start-controller")
-    check_recovered(store, life, make_spec, "running")
+        cancel_all(store, "slurm")
 
 
 # -- fault 6: the HTCondor schedd ---------------------------------------------------------------------
@@ -157,10 +227,17 @@ def condor_log_root() -> Iterator[Path]:
 
 
 @pytest.fixture
-def condor(store: Store, condor_log_root: Path) -> Iterator[tuple[PilotSubmitter, Callable[[str], PilotSpec]]]:
+def condor_pool() -> None:
     done = subprocess.run([str(CONDOR_SCRIPT), "start"], capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         pytest.skip(f"scripts/condor-local.sh start failed: {done.stderr.strip()[-2000:]}")
+
+
+@pytest.fixture
+def condor(
+    store: Store, condor_pool: None, condor_log_root: Path
+) -> Iterator[tuple[PilotSubmitter, Callable[[str], PilotSpec]]]:
+    """A submitter of idle ``sleep`` pilots (they never run), for the schedd's own answers to a submission."""
     params = {
         "config_file": str(CONDOR_HOME / "client.env"),
         "job_owner": CONDOR_USER,
@@ -177,22 +254,20 @@ def condor(store: Store, condor_log_root: Path) -> Iterator[tuple[PilotSubmitter
     try:
         yield PilotSubmitter(store, backend, "test"), make_spec
     finally:
-        script(CONDOR_SCRIPT, "start-schedd")
         backend.cancel([r["batch_id"] for r in pilot_rows(store)])
 
 
 @needs_root
-def test_schedd_stopped_and_started(store: Store, condor: tuple[PilotSubmitter, Callable[[str], PilotSpec]]) -> None:
-    life, make_spec = condor
-    assert life.submit(2, make_spec("before")).submitted == 2
-    sweep_backend(life.store, life.backend, life.who)
-    assert {r["state"] for r in pilot_rows(store)} == {"queued"}
-    script(CONDOR_SCRIPT, "stop-schedd")
+@pytest.mark.condor
+@pytest.mark.skipif(not CONDOR_ENV.exists(), reason="the HTCondor pool of scripts/condor-local.sh is not set up")
+def test_schedd_stopped_and_started(store: Store, condor_pool: None, fault_of: Callable[..., Fault]) -> None:
+    params = {"config_file": str(CONDOR_ENV), "job_owner": JOB_OWNER, "history_s": 600}
+    fault = fault_of("condor", "CONDOR_FAULT", params)
     try:
-        check_outage(store, life, make_spec, "CONDOR_FAULT")
+        run_fault(fault, lambda: script(CONDOR_SCRIPT, "stop-schedd"), lambda: script(CONDOR_SCRIPT, "start-schedd"))
     finally:
         script(CONDOR_SCRIPT, "start-schedd")
-    check_recovered(store, life, make_spec, "queued")
+        cancel_all(store, "condor")
 
 
 @needs_root

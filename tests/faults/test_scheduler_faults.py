@@ -1,6 +1,7 @@
 """Faults on the scheduler's side (issue 10, faults 2, 3, 7 and 10), against the real parts: PostgreSQL, the
 dev PanDA server over HTTP, the PanDA hook, the local back end's real pilot processes, and scheduler
-processes. Each test checks that no submission key yields its pilots twice and that the next cycle is normal.
+processes. Each test checks that no submission key yields its pilots twice and that the next cycle is normal;
+fault 7's pilots are real AutoPilot pilots, and every job they took ends finished on the server (zero jobs lost).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ import pytest
 
 from autopilot_ops.airflow.hooks.panda import MAX_REPLY_BYTES, PandaHook
 from autopilot_ops.backends.local import LocalBackend
-from autopilot_ops.panda.client import PandaClient
 from autopilot_ops.panda.devserver.testing import DevServer
 from autopilot_ops.queues.loader import load_queues
 from autopilot_ops.scheduler.cycle import CycleReport, CycleSettings, SchedulingCycle
+from autopilot_ops.scheduler.pilot_sweep import sweep_backend
 from autopilot_ops.store.connection import Store
+from tests.faults.conftest import assert_no_job_lost
+from tests.faults.test_faults import WAIT_SCRIPT, make_cycle, pilot_command, pilots_done, wait_for
 
 STATS_PATH = "/api/v1/statistics/active_job_stats_by_site"
 QUEUES = """
@@ -37,10 +40,12 @@ queues:
   - {{name: Q1, site: S1}}
   - {{name: Q2, site: S1}}
 """
-#: One scheduler process: ``cycles`` cycles of tag t1, each with its own cycle id. With ``block``, its back end
-#: writes ``<block>.submitted`` once the pilots are started and then waits on the fifo ``<block>`` for ever,
-#: so the test can SIGKILL it after the key is written and before the back end's answer is recorded.
+#: One scheduler process: ``cycles`` cycles of tag t1, each with its own cycle id, its pilots launched as
+#: ``launch`` (JSON: ``command`` and ``environment``) says. With ``block``, its back end writes
+#: ``<block>.submitted`` once the pilots are started and then waits on the fifo ``<block>`` for ever, so the test
+#: can SIGKILL it after the key is written and before the back end's answer is recorded.
 SCHEDULER_PROCESS = """
+import json
 import sys
 from pathlib import Path
 from autopilot_ops.backends.local import LocalBackend
@@ -49,7 +54,8 @@ from autopilot_ops.backends.registry import backend_from_row
 from autopilot_ops.scheduler.cycle import CycleSettings, SchedulingCycle
 from autopilot_ops.store.connection import Store
 
-dsn, panda_url, log_root, name, cycles, block = sys.argv[1:7]
+dsn, panda_url, log_root, name, cycles, block, launch = sys.argv[1:8]
+launch = json.loads(launch)
 
 class Blocking(LocalBackend):
     def submit(self, n, spec):
@@ -61,8 +67,9 @@ class Blocking(LocalBackend):
 def blocking(name, row):
     return Blocking(name, row["parameters"], row["submit_host"])
 
-settings = CycleSettings(tag="t1", scheduler_id=f"t1@{name}", pilot_command=("sleep", "120"),
-                         log_root=Path(log_root), panda_url=panda_url, backend_kinds=("local",))
+settings = CycleSettings(tag="t1", scheduler_id=f"t1@{name}", pilot_command=launch["command"],
+                         environment=launch["environment"], log_root=Path(log_root), panda_url=panda_url,
+                         backend_kinds=("local",))
 with Store(dsn) as store:
     factory = blocking if block else backend_from_row
     cycle = SchedulingCycle(store, settings, PandaClient(panda_url).active_job_stats_by_site, backend_factory=factory)
@@ -273,47 +280,88 @@ def test_hostile_statistics_reply(
     cancel_all(store, backend)
 
 
-def scheduler_process(pg_dsn: str, panda: DevServer, tmp_path: Path, name: str, cycles: int, block: str = "") -> Any:
+#: Placeholder pilots: they take no job.
+SLEEPING_PILOTS = {"command": ["sleep", "120"], "environment": {}}
+
+
+def scheduler_process(
+    pg_dsn: str,
+    panda: DevServer,
+    tmp_path: Path,
+    name: str,
+    cycles: int,
+    block: str = "",
+    launch: Mapping[str, Any] = SLEEPING_PILOTS,
+) -> Any:
     logs = str(tmp_path / "logs")
     argv = [sys.executable, "-c", SCHEDULER_PROCESS, pg_dsn, panda.url, logs, name, str(cycles), block]
+    argv.append(json.dumps(launch))
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_cycle_process_sigkilled_between_key_and_answer(
-    store: Store, load: Callable[[int], LocalBackend], panda: DevServer, tmp_path: Path, pg_dsn: str
+    store: Store, load: Callable[[int], LocalBackend], tmp_path: Path, pg_dsn: str
 ) -> None:
+    """Real pilots, each taking one job whose payload waits for the file ``go``: the killed cycle's two Q1 pilots
+    (started by the back end before the kill) take and run their jobs, the next cycle reconciles them (no
+    double submission) and is normal, and every job handed out (two per queue) ends ``finished``."""
     backend = load(2)  # max_pilots 2: pilots counted twice would show as more than 2
-    fifo = tmp_path / "block"
-    os.mkfifo(fifo)
-    proc = scheduler_process(pg_dsn, panda, tmp_path, "killed", 1, block=str(fifo))
-    marker = Path(f"{fifo}.submitted")
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the back end was never called"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
-    keys = query(store, "SELECT queue, cycle_id, state FROM submissions")
-    assert keys == [{"queue": "Q1", "cycle_id": "killed-0", "state": "pending"}]
-    assert query(store, "SELECT * FROM pilots") == []
-    started = marker.read_text().split()
-    assert len(started) == 2 and sorted(started) == sorted(p.batch_id for p in backend.find_pilots("Q1", "killed-0"))
+    files, go = tmp_path / "files", tmp_path / "go"
+    files.mkdir()
+    (files / "wait.sh").write_text(WAIT_SCRIPT)
+    command = pilot_command(tmp_path)
+    launch = {"command": list(command), "environment": {"AUTOPILOT_PILOT_HOME": str(tmp_path / "pilot-home")}}
+    with DevServer(tmp_path / "panda", files_dir=files) as panda:
+        jobs = {queue: panda.submit_jobs(queue, 3, f"{panda.url}/wait.sh", str(go)) for queue in ("Q1", "Q2")}
 
-    cycle = cycle_with(store, tmp_path, panda.url, PandaClient(panda.url).active_job_stats_by_site)
-    report = cycle.run("after")
-    assert report.stats_error is None
-    key = query(store, "SELECT state FROM submissions WHERE cycle_id = 'killed-0'")
-    assert key == [{"state": "reconciled"}]
-    rows = {r["queue"]: r for r in query(store, "SELECT * FROM cycles WHERE cycle_id = 'after'")}
-    assert rows["Q1"]["inputs"]["queued"] + rows["Q1"]["inputs"]["running"] == 2, "counted before deciding"
-    assert (rows["Q1"]["decided"], rows["Q1"]["submitted"]) == (0, 0), rows["Q1"]["reason"]
-    assert (rows["Q2"]["decided"], rows["Q2"]["submitted"]) == (2, 2), "the next cycle is normal"
-    assert sorted(p["batch_id"] for p in query(store, "SELECT batch_id FROM pilots WHERE queue = 'Q1'")) == sorted(
-        started
-    )
-    assert assert_no_double_submission(store, backend) == 4
-    cancel_all(store, backend)
+        def statuses(queue: str) -> list[str]:
+            return sorted(panda.job(i)["status"] for i in jobs[queue])
+
+        fifo = tmp_path / "block"
+        os.mkfifo(fifo)
+        proc = scheduler_process(pg_dsn, panda, tmp_path, "killed", 1, block=str(fifo), launch=launch)
+        marker = Path(f"{fifo}.submitted")
+        try:
+            deadline = time.monotonic() + 60
+            while not marker.exists():
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the back end was never called"
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            keys = query(store, "SELECT queue, cycle_id, state FROM submissions")
+            assert keys == [{"queue": "Q1", "cycle_id": "killed-0", "state": "pending"}]
+            assert query(store, "SELECT * FROM pilots") == []
+            started = marker.read_text().split()
+            assert len(started) == 2
+            assert sorted(started) == sorted(p.batch_id for p in backend.find_pilots("Q1", "killed-0"))
+            # the orphaned pilots run on: each takes a job, whose payload waits
+            wait_for(lambda: statuses("Q1") == ["activated", "running", "running"], "the killed cycle's pilots' jobs")
+
+            cycle = make_cycle(store, panda.url, tmp_path, command)
+            report = cycle.run("after")
+            assert report.stats_error is None
+            key = query(store, "SELECT state FROM submissions WHERE cycle_id = 'killed-0'")
+            assert key == [{"state": "reconciled"}]
+            rows = {r["queue"]: r for r in query(store, "SELECT * FROM cycles WHERE cycle_id = 'after'")}
+            assert rows["Q1"]["inputs"]["queued"] + rows["Q1"]["inputs"]["running"] == 2, "counted before deciding"
+            assert (rows["Q1"]["decided"], rows["Q1"]["submitted"]) == (0, 0), rows["Q1"]["reason"]
+            assert (rows["Q2"]["decided"], rows["Q2"]["submitted"]) == (2, 2), "the next cycle is normal"
+            recorded = query(store, "SELECT batch_id FROM pilots WHERE queue = 'Q1'")
+            assert sorted(p["batch_id"] for p in recorded) == sorted(started)
+            wait_for(lambda: statuses("Q2") == ["activated", "running", "running"], "the next cycle's pilots' jobs")
+
+            go.touch()
+            wait_for(lambda: pilots_done(store, backend), "every pilot ends")
+            for queue in ("Q1", "Q2"):
+                assert_no_job_lost(panda, jobs[queue], acquired=2)
+            sweep = sweep_backend(store, backend, "test")
+            assert sorted(t.new for t in sweep.transitions) == ["finished"] * 4, sweep
+            assert assert_no_double_submission(store, backend) == 4
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            cancel_all(store, backend)
 
 
 def test_two_scheduler_processes_cycling_one_queue(
