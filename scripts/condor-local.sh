@@ -185,6 +185,10 @@ JOB_START_COUNT = 50
 PERIODIC_EXPR_INTERVAL = 2
 MAX_PERIODIC_EXPR_INTERVAL = 10
 CLAIM_PARTITIONABLE_LEFTOVERS = True
+# The gridmanager asks a grid CE for its jobs' states every 10 s (default 60 s), and pings a CE it found down
+# every 10 s (default 300 s), so tests see states sooner and see it follow a CE's jobs again soon after the CE is back.
+GRIDMANAGER_JOB_PROBE_INTERVAL = 10
+GRIDMANAGER_RESOURCE_PROBE_INTERVAL = 10
 EOF
     chmod 0644 "$new"
     if cmp -s "$new" "$conf"; then

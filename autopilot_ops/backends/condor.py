@@ -69,6 +69,7 @@ from autopilot_ops.backends.base import (
     SubmittedPilot,
 )
 from autopilot_ops.backends.credentials import PROXY_VARIABLE, pilot_environment
+from autopilot_ops.credentials.lifetime import CredentialUnusable, proxy_expiry
 from autopilot_ops.credentials.model import PROXY, TOKEN
 from autopilot_ops.pilot.config import KEPT_DIR_VARIABLE
 
@@ -422,11 +423,10 @@ class CondorCEBackend(CondorBackend):
     kind = "condor-ce"
 
     def submit(self, n: int, spec: PilotSpec) -> list[SubmittedPilot]:
-        """As for a pool, once the proxy the gridmanager will delegate is there: HTCondor would take the pilots and
-        only its gridmanager would find the file missing."""
+        """As for a pool, once the proxy the gridmanager will delegate is there and unexpired."""
         proxy = self._proxy(spec)
-        if n > 0 and proxy is not None and not os.path.isfile(proxy):
-            raise BackendError(f"{self._where(spec.queue, spec.parameters)}: proxy {proxy} does not exist")
+        if n > 0 and proxy is not None:
+            self._check_proxy(proxy, spec)
         return super().submit(n, spec)
 
     def status(self, batch_ids: Sequence[str]) -> dict[str, PilotStatus]:
@@ -434,6 +434,19 @@ class CondorCEBackend(CondorBackend):
         queue and CE, and why."""
         ads = self._ads_by_id(batch_ids, [*_PROJECTION, *_GRID_PROJECTION])
         return {batch_id: grid_pilot_status(ad) for batch_id, ad in ads.items()}
+
+    def _check_proxy(self, proxy: str, spec: PilotSpec) -> None:
+        """Refuse a proxy that is missing, unreadable or expired: HTCondor would take the pilots, and only its
+        gridmanager would find them unusable."""
+        where = self._where(spec.queue, spec.parameters)
+        if not os.path.isfile(proxy):
+            raise BackendError(f"{where}: proxy {proxy} does not exist")
+        try:
+            expires_at = proxy_expiry(Path(proxy))
+        except CredentialUnusable as exc:
+            raise BackendError(f"{where}: {exc}") from None
+        if expires_at <= dt.datetime.now(dt.timezone.utc):
+            raise BackendError(f"{where}: proxy {proxy} expired at {expires_at:%Y-%m-%d %H:%M:%S} UTC")
 
     def _proxy(self, spec: PilotSpec) -> str | None:
         """The proxy the pilots are submitted with: the queue's proxy credential, else the back end's."""
@@ -663,6 +676,8 @@ def xml_text(text: str) -> str:
 
 
 def epoch(seconds: Any) -> dt.datetime | None:
-    if not isinstance(seconds, int) or seconds <= 0:
+    """An ad's time in seconds since the epoch; ``None`` for a value that is no time, such as ``Undefined``
+    (htcondor2's ``classad.Value`` is an ``IntEnum``: ``Undefined`` would read as 2 s)."""
+    if not isinstance(seconds, int) or isinstance(seconds, (bool, classad.Value)) or seconds <= 0:
         return None
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)

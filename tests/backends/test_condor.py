@@ -26,6 +26,7 @@ from autopilot_ops.backends.condor import (
     CondorBackend,
     CondorCEBackend,
     condor_arguments,
+    grid_pilot_status,
     ids_constraint,
     pilot_status,
     read_condor_env,
@@ -238,6 +239,18 @@ def test_bad_parameters_and_input_are_named(tmp_path: Path) -> None:
 def test_job_status_mapping(attributes: dict, state: PilotState, exit_code: int | None, reason: str | None) -> None:
     status = pilot_status(htcondor2.classad.ClassAd({"ClusterId": 1, "ProcId": 0, **attributes}))
     assert (status.state, status.exit_code, status.reason) == (state, exit_code, reason)
+
+
+def test_a_grid_pilot_whose_ce_is_back_no_longer_says_it_cannot_be_reached() -> None:
+    """The gridmanager sets ``GridResourceUnavailableTime`` back to ``Undefined`` when the CE answers again: that
+    is no time (it once read as 1970-01-01 00:00:02), so the pilot is plainly queued."""
+    grid = {"ClusterId": 1, "ProcId": 0, "JobStatus": 1, "AutoPilotQueue": "Q", "GridResource": "arc https://ce/x"}
+    ad = htcondor2.classad.ClassAd(grid)
+    ad["GridResourceUnavailableTime"] = htcondor2.classad.ExprTree("Undefined")
+    assert grid_pilot_status(ad) == PilotStatus(PilotState.QUEUED)
+    ad["GridResourceUnavailableTime"] = 1_700_000_000
+    assert grid_pilot_status(ad).reason.startswith(
+        "queue Q, CE https://ce/x: the gridmanager cannot reach the CE since 2023-11-14 22:13:20 UTC")
 
 
 def test_ids_constraint_groups_runs_of_procs() -> None:

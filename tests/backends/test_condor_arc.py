@@ -9,6 +9,7 @@ X509_REQ_verify refuses ("unsupported version"), so the gahp PUTs an empty deleg
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from autopilot_ops.backends.arc_rest import ArcRestClient
 from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
 from autopilot_ops.backends.condor import CondorCEBackend
 from autopilot_ops.credentials.model import Credential
 
 from ..conftest import service_is_up, service_settings
+from ..credentials.fakes import make_proxy
 
 REPO = Path(__file__).resolve().parents[2]
 ARC7_SCRIPT = REPO / "scripts" / "arc7-local.sh"
@@ -98,6 +101,23 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(2)
+
+
+def status_of(backend: CondorCEBackend, batch_id: str) -> PilotStatus | None:
+    return backend.status([batch_id]).get(batch_id)
+
+
+def ce_job_id(backend: CondorCEBackend, batch_id: str) -> str | None:
+    """The A-REX job id the gridmanager recorded (``GridJobId`` is ``arc <REST URL> <id>``), once it has one."""
+    ad = backend._ads_by_id([batch_id], ["ClusterId", "ProcId", "GridJobId"]).get(batch_id)
+    grid_job_id = ad.get("GridJobId") if ad is not None else None
+    return str(grid_job_id).split()[-1] if isinstance(grid_job_id, str) else None
+
+
+def runs_on_the_ce(arex: ArcRestClient, backend: CondorCEBackend, batch_id: str) -> bool:
+    """A-REX's own current state of the pilot's job is INLRMS (REST's state, and so HTCondor's, lag behind it)."""
+    job_id = ce_job_id(backend, batch_id)
+    return job_id is not None and "INLRMS" in (arex.diagnose(job_id, "status") or "")
 
 
 def final_statuses(backend: CondorCEBackend, ids: list[str], timeout_s: float = 300) -> dict[str, PilotStatus]:
@@ -204,3 +224,72 @@ def test_a_missing_proxy_is_a_clear_error_naming_the_queue_and_the_ce(arc7, shar
                                             rf"{arc7['AUTOPILOT_ARC7_URL']}/rest/1.0\): proxy .*no-such-proxy.pem "
                                             r"does not exist")):
         backend.submit(1, spec(shared, "/bin/true"))
+
+
+def test_an_expired_proxy_is_refused_before_htcondor_takes_a_pilot_naming_the_queue_and_the_ce(arc7, shared) -> None:
+    """HTCondor itself would take the pilots and leave the gridmanager to fail on the proxy."""
+    expired = shared / "expired.pem"
+    make_proxy(expired, lifetime_s=-60, issuer_lifetime_s=-30)  # both ended a minute ago
+    backend = make_backend(arc7, expired)
+    job = spec(shared, "/bin/true")
+    ce = re.escape(arc7["AUTOPILOT_ARC7_URL"] + "/rest/1.0")
+    when = r"20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+    with pytest.raises(BackendError, match=(rf"condor-ce back end 'ce-arc' \(queue ARC_GRID, CE {ce}\): proxy "
+                                            rf"{re.escape(str(expired))} expired at {when}$")):
+        backend.submit(1, job)
+    assert backend.find_pilots("ARC_GRID", job.cycle_id) == [], "the schedd got no pilot"
+
+
+def test_a_cancelled_pilot_is_killed_on_the_ce_and_cleaned_from_it(arc7, shared) -> None:
+    """The gridmanager's cancel is A-REX's ``action=kill`` then ``action=clean``: the pilot ends cancelled and the
+    CE no longer knows its job."""
+    proxy = shared_copy(Path(arc7["AUTOPILOT_ARC7_PROXY"]), shared)
+    backend = make_backend(arc7, proxy)
+    [pilot] = backend.submit(1, spec(shared, "/bin/sh", "-c", "sleep 600 # autopilot-condor-arc-kill"))
+    arex = ArcRestClient(arc7["AUTOPILOT_ARC7_URL"], str(proxy), verify=arc7["AUTOPILOT_ARC7_CA_FILE"])
+    try:
+        wait_for(lambda: runs_on_the_ce(arex, backend, pilot.batch_id), "the pilot to run on the CE", 180)
+        job_id = ce_job_id(backend, pilot.batch_id)
+        backend.cancel([pilot.batch_id])
+        wait_for(lambda: getattr(status_of(backend, pilot.batch_id), "state", None) is PilotState.CANCELLED,
+                 "the pilot to end cancelled", 120)
+        wait_for(lambda: arex.diagnose(job_id, "status") is None, f"A-REX to clean job {job_id}", 60)
+    finally:
+        arex.close()
+        # the fork LRMS's kill leaves the job's children running (see the arc back end's docstring): end ours
+        subprocess.run(["pkill", "-u", arc7["AUTOPILOT_ARC7_JOB_USER"], "-f", "autopilot-condor-arc-kill"],
+                       check=False)
+
+
+def test_a_rex_stopped_mid_cycle_each_pilot_runs_once_and_both_are_followed_to_their_end(arc7, shared) -> None:
+    """A-REX stops with one pilot running on it and a second submitted meanwhile: the schedd takes the second,
+    whose status says the CE cannot be reached; once A-REX is back, the gridmanager follows the first to its end
+    and submits the second, and each ran exactly once."""
+    runs = shared / "runs"
+    runs.mkdir()
+    runs.chmod(0o1777)  # the CE's mapped user writes here
+    backend = make_backend(arc7, shared_copy(Path(arc7["AUTOPILOT_ARC7_PROXY"]), shared))
+    record = f"echo $AUTOPILOT_PILOT_ID >> {runs}/ran"
+    [first] = backend.submit(1, spec(shared, "/bin/sh", "-c", f"{record}; sleep 30; echo survived"))
+    arex = ArcRestClient(arc7["AUTOPILOT_ARC7_URL"], arc7["AUTOPILOT_ARC7_PROXY"],
+                         verify=arc7["AUTOPILOT_ARC7_CA_FILE"])
+    try:
+        wait_for(lambda: runs_on_the_ce(arex, backend, first.batch_id), "the first pilot to run on the CE", 180)
+    finally:
+        arex.close()
+    subprocess.run([str(ARC7_SCRIPT), "stop"], check=True, capture_output=True, timeout=120)
+    try:
+        [second] = backend.submit(1, spec(shared, "/bin/sh", "-c", f"{record}; echo late"))
+
+        def unreachable() -> bool:
+            status = status_of(backend, second.batch_id)
+            return status is not None and "the gridmanager cannot reach the CE" in (status.reason or "")
+
+        wait_for(unreachable, "the second pilot's status to say the CE cannot be reached", 120)
+        assert status_of(backend, second.batch_id).state is PilotState.QUEUED
+    finally:
+        subprocess.run([str(ARC7_SCRIPT), "start"], check=True, capture_output=True, timeout=300)
+    statuses = final_statuses(backend, [first.batch_id, second.batch_id])
+    assert [statuses[p.batch_id].state for p in (first, second)] == [PilotState.FINISHED, PilotState.FINISHED]
+    assert (first.stdout.read_text().strip(), second.stdout.read_text().strip()) == ("survived", "late")
+    assert sorted((runs / "ran").read_text().split()) == sorted([first.batch_id, second.batch_id])
