@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from autopilot_ops.backends.arc_rest import ArcRestClient
-from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus
+from autopilot_ops.backends.base import BackendError, PilotSpec, PilotState, PilotStatus, SubmittedPilot
 from autopilot_ops.backends.condor import CondorCEBackend
 from autopilot_ops.credentials.model import Credential
 
@@ -262,9 +262,9 @@ def test_a_cancelled_pilot_is_killed_on_the_ce_and_cleaned_from_it(arc7, shared)
 
 
 def test_a_rex_stopped_mid_cycle_each_pilot_runs_once_and_both_are_followed_to_their_end(arc7, shared) -> None:
-    """A-REX stops with one pilot running on it and a second submitted meanwhile: the schedd takes the second,
-    whose status says the CE cannot be reached; once A-REX is back, the gridmanager follows the first to its end
-    and submits the second, and each ran exactly once."""
+    """A-REX stops with one pilot running on it, and a second is submitted once the gridmanager has found the CE
+    down: the schedd takes the second, whose status says the CE cannot be reached; once A-REX is back, the
+    gridmanager follows the first to its end and submits the second, and each ran exactly once."""
     runs = shared / "runs"
     runs.mkdir()
     runs.chmod(0o1777)  # the CE's mapped user writes here
@@ -279,13 +279,17 @@ def test_a_rex_stopped_mid_cycle_each_pilot_runs_once_and_both_are_followed_to_t
         arex.close()
     subprocess.run([str(ARC7_SCRIPT), "stop"], check=True, capture_output=True, timeout=120)
     try:
+
+        def unreachable(pilot: SubmittedPilot) -> Callable[[], bool]:
+            def check() -> bool:
+                status = status_of(backend, pilot.batch_id)
+                return status is not None and "the gridmanager cannot reach the CE" in (status.reason or "")
+            return check
+
+        # once the gridmanager knows (a pilot submitted before it does is held for the failed connection instead)
+        wait_for(unreachable(first), "the first pilot's status to say the CE cannot be reached", 60)
         [second] = backend.submit(1, spec(shared, "/bin/sh", "-c", f"{record}; echo late"))
-
-        def unreachable() -> bool:
-            status = status_of(backend, second.batch_id)
-            return status is not None and "the gridmanager cannot reach the CE" in (status.reason or "")
-
-        wait_for(unreachable, "the second pilot's status to say the CE cannot be reached", 120)
+        wait_for(unreachable(second), "the second pilot's status to say the CE cannot be reached", 60)
         assert status_of(backend, second.batch_id).state is PilotState.QUEUED
     finally:
         subprocess.run([str(ARC7_SCRIPT), "start"], check=True, capture_output=True, timeout=300)
