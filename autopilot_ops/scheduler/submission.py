@@ -84,7 +84,8 @@ class PilotSubmitter:
                 return SubmitOutcome(reconciled=reconciled)
             with self.store.transaction() as cur:
                 first_id = reserve_pilot_ids(cur, n)
-                earlier = begin_submission(cur, spec.queue, spec.cycle_id, self.backend.name, n, first_id)
+                earlier = begin_submission(cur, spec.queue, spec.cycle_id, self.backend.name, n, first_id, label,
+                                           spec.pilot_version, spec.scheduler)
             if earlier is not None:
                 return SubmitOutcome(
                     skipped=f"cycle {spec.cycle_id} was already submitted ({earlier})", reconciled=reconciled
@@ -143,7 +144,8 @@ class PilotSubmitter:
             if found is None:
                 continue
             with self.store.transaction() as cur:
-                found_ids = insert_pilots(cur, queue, self.backend.name, sub["cycle_id"], found, sub["first_pilot_id"])
+                found_ids = insert_pilots(cur, queue, self.backend.name, sub["cycle_id"], found, sub["first_pilot_id"],
+                                          sub["prod_source_label"], sub["pilot_version"], sub["scheduler"])
                 recovered += len(found_ids)
                 finish_submission(cur, queue, sub["cycle_id"], RECONCILED, f"{len(found)} found after a crash")
                 record_event(

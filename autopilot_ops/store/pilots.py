@@ -49,7 +49,7 @@ def insert_pilots(
     """Record newly submitted pilots (ignoring ones already recorded); return their ids by batch id. With
     ``first_pilot_id`` (the submission's reservation), pilot ``p`` gets id ``first_pilot_id + p.index``;
     ``prod_source_label`` is what they ask PanDA for, ``pilot_version`` the bundle they run and ``scheduler`` the
-    one that submitted them (``None``: not known, as for pilots found after a crash)."""
+    one that submitted them (``None``: not known, as for pilots a submission of an older schema left behind)."""
     if not pilots:
         return {}
     if first_pilot_id is None:

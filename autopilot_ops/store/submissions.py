@@ -9,14 +9,24 @@ PENDING, DONE, FAILED, RECONCILED = "pending", "done", "failed", "reconciled"
 
 
 def begin_submission(
-    cur: Any, queue: str, cycle_id: str, backend: str, requested: int, first_pilot_id: int | None = None
+    cur: Any,
+    queue: str,
+    cycle_id: str,
+    backend: str,
+    requested: int,
+    first_pilot_id: int | None = None,
+    prod_source_label: str | None = None,
+    pilot_version: str | None = None,
+    scheduler: str | None = None,
 ) -> str | None:
-    """Record the key (with the first of the pilot ids reserved for it); return ``None`` if it is new, else the
-    state of the earlier submission with this key."""
+    """Record the key, with the first of the pilot ids reserved for it and what its pilots are (their
+    prodSourceLabel, bundle version and scheduler, for pilots found after a crash); return ``None`` if it is new,
+    else the state of the earlier submission with this key."""
     cur.execute(
-        "INSERT INTO submissions (queue, cycle_id, backend, requested, first_pilot_id) VALUES (%s, %s, %s, %s, %s) "
+        "INSERT INTO submissions (queue, cycle_id, backend, requested, first_pilot_id, prod_source_label, "
+        "pilot_version, scheduler) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (queue, cycle_id) DO NOTHING RETURNING state",
-        (queue, cycle_id, backend, requested, first_pilot_id),
+        (queue, cycle_id, backend, requested, first_pilot_id, prod_source_label, pilot_version, scheduler),
     )
     if cur.fetchone() is not None:
         return None
@@ -34,7 +44,8 @@ def finish_submission(cur: Any, queue: str, cycle_id: str, state: str, detail: s
 def pending_submissions(cur: Any, queue: str) -> list[dict[str, Any]]:
     """Submissions of ``queue`` whose outcome was never recorded (the scheduler died during them)."""
     cur.execute(
-        "SELECT queue, cycle_id, backend, requested, first_pilot_id, created_at FROM submissions "
+        "SELECT queue, cycle_id, backend, requested, first_pilot_id, prod_source_label, pilot_version, scheduler, "
+        "created_at FROM submissions "
         "WHERE queue = %s AND state = %s ORDER BY created_at",
         (queue, PENDING),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import replace
 
 import psycopg2
 import pytest
@@ -95,6 +96,29 @@ def test_crash_between_key_and_record_is_reconciled(
         cur.execute("SELECT cycle_id, state FROM submissions ORDER BY cycle_id")
         assert [(r["cycle_id"], r["state"]) for r in cur.fetchall()] == [("crashed", "reconciled"), ("next", "done")]
     local_backend.cancel([r["batch_id"] for r in pilots(store)])
+
+
+def test_pilots_found_after_a_crash_are_recorded_with_their_label_bundle_and_scheduler(
+    store: Store, local_backend: LocalBackend, make_spec: Callable[..., PilotSpec]
+) -> None:
+    """The scheduler dies once the back end has the pilots, before it records them: the pilots found after the
+    crash get the prodSourceLabel, bundle version and scheduler their submission was made with, so that they
+    count for that scheduler (and ask PanDA for that label) like any other."""
+
+    class DiesAfterSubmitting(LocalBackend):
+        def submit(self, n, spec):
+            super().submit(n, spec)
+            raise SystemExit("killed")  # not an Exception: nothing settles the key
+
+    spec = replace(make_spec(cycle_id="crashed", command=("sleep", "30")), scheduler="t1@dep-a", pilot_version="3.1.0")
+    with pytest.raises(SystemExit):
+        PilotSubmitter(store, DiesAfterSubmitting("local", local_backend.parameters), "test").submit(2, spec, "ptest")
+    assert pilots(store) == []
+    assert PilotSubmitter(store, local_backend, "test").reconcile("Q1") == 2
+    recovered = pilots(store)
+    assert [(r["prod_source_label"], r["pilot_version"], r["scheduler"]) for r in recovered] == [
+        ("ptest", "3.1.0", "t1@dep-a")] * 2
+    local_backend.cancel([r["batch_id"] for r in recovered])
 
 
 def test_vanished_pilot_is_failed_and_a_running_one_is_kept(
