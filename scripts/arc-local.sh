@@ -40,6 +40,8 @@ REST=https://localhost:$PORT/arex/rest/1.0
 
 log() { echo "arc-local: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib/arc-ce.sh
+. "$(dirname "$(realpath "$0")")/lib/arc-ce.sh"
 
 install_packages() {
     local missing=() pkg
@@ -85,56 +87,11 @@ write_config() {
     mkdir -p "$ARC_HOME/etc" "$ARC_HOME/control" "$ARC_HOME/session" "$ARC_HOME/log" "$ARC_HOME/run" \
         "$ARC_HOME/tmp" "$ARC_HOME/bin"
     chmod 1777 "$ARC_HOME/tmp"   # A-REX's validator requires the sticky bit
-    cat >"$ARC_HOME/etc/arc.conf" <<EOF
-# A loopback ARC CE (A-REX 6.17) for AutoPilot's tests, written by scripts/arc-local.sh
-[common]
-hostname = localhost
-x509_host_key = $HOST_KEY
-x509_host_cert = $HOST_CERT
-x509_cert_dir = $CA_DIR
-
-[authgroup: testusers]
-subject = $USER_DN
-
-[mapping]
-map_to_user = testusers $JOB_USER:$JOB_USER
-
-[lrms]
-lrms = fork
-
-[arex]
-logfile = $ARC_HOME/log/arex.log
-joblog = $ARC_HOME/log/arex-jobs.log
-pidfile = $ARC_HOME/run/arex.pid
-controldir = $ARC_HOME/control
-sessiondir = $ARC_HOME/session
-tmpdir = $ARC_HOME/tmp
-
-[arex/data-staging]
-logfile = $ARC_HOME/log/datastaging.log
-
-[arex/ws]
-wsurl = https://localhost:$PORT/arex
-logfile = $ARC_HOME/log/ws-interface.log
-pidfile = $ARC_HOME/run/arex-ws.pid
-
-[arex/ws/jobs]
-allowaccess = testusers
-
-[infosys]
-logfile = $ARC_HOME/log/infoprovider.log
-
-[infosys/glue2]
-
-[infosys/cluster]
-
-[queue: fork]
-EOF
+    arc_conf "A loopback ARC CE (A-REX 6.17) for AutoPilot's tests, written by scripts/arc-local.sh" \
+        "$HOST_KEY" "$HOST_CERT" "$CA_DIR" "$ARC_HOME" "$PORT" "$USER_DN" "$JOB_USER" >"$ARC_HOME/etc/arc.conf"
     cp "$ARC_HOME/etc/arc.conf" /etc/arc.conf
     [ -s "$ARC_HOME/control/dhparam.pem" ] || (umask 0177; openssl dhparam -out "$ARC_HOME/control/dhparam.pem" 2048 2>/dev/null)
-    sed 's#<tcp:Listen><tcp:Port>\$arex_port</tcp:Port></tcp:Listen>#<tcp:Listen><tcp:Interface>127.0.0.1</tcp:Interface><tcp:Port>$arex_port</tcp:Port></tcp:Listen>#' \
-        /usr/share/arc/arc-arex-ws-start >"$WS_START"
-    chmod +x "$WS_START"
+    loopback_ws_start /usr/share/arc/arc-arex-ws-start "$WS_START"
     grep -q '<tcp:Interface>127.0.0.1</tcp:Interface>' "$WS_START" || die "could not bind the WS interface to 127.0.0.1 ($WS_START)"
 }
 
@@ -166,25 +123,8 @@ cmd_start() {
         || { tail -n 20 "$ARC_HOME/log/start.log" >&2; die "arc-arex-start failed"; }
     live_pid "$ARC_HOME/run/arex-ws.pid" >/dev/null || "$WS_START" >>"$ARC_HOME/log/start.log" 2>&1 \
         || { tail -n 20 "$ARC_HOME/log/start.log" >&2; die "the A-REX WS interface did not start"; }
-    local deadline=$((SECONDS + TIMEOUT))
-    until rest_answers; do
-        ((SECONDS < deadline)) || die "A-REX REST did not answer at $REST within $TIMEOUT s (see $ARC_HOME/log)"
-        sleep 0.5
-    done
-    if ss -ltn "sport = :$PORT" | awk 'NR > 1 {print $4}' | grep -qv '^127\.0\.0\.1:'; then
-        die "A-REX listens on more than 127.0.0.1:$PORT"
-    fi
+    await_rest "A-REX" "$ARC_HOME/log"
     log "A-REX is up at $REST (listening on 127.0.0.1 only)"
-}
-
-stop_pidfile() {
-    local pid
-    pid=$(live_pid "$1") || return 0
-    log "stopping $(cat "/proc/$pid/comm" 2>/dev/null) (PID $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do [ -d "/proc/$pid" ] || return 0; sleep 0.1; done
-    log "PID $pid ignored SIGTERM for 30 s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
 }
 
 cmd_stop() {

@@ -44,6 +44,10 @@ ARC_LOCAL=$(dirname "$(realpath "$0")")/arc-local.sh
 
 log() { echo "arc7-local: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib/debian-chroot.sh
+. "$(dirname "$(realpath "$0")")/lib/debian-chroot.sh"
+# shellcheck source=lib/arc-ce.sh
+. "$(dirname "$(realpath "$0")")/lib/arc-ce.sh"
 in_root() { "${CHROOT_ENV[@]}" chroot "$ROOT" "$@"; }
 
 # The 6.17 CE's client settings: its test CA, host certificate, proxy and job user are this CE's too.
@@ -55,44 +59,6 @@ load_arc_local() {
         || die "no job user $AUTOPILOT_ARC_JOB_USER on the host: run $ARC_LOCAL start first"
 }
 
-has_mounts_under() {
-    local dir
-    dir=$(realpath -m "$1")
-    awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
-
-remove_tree() {
-    [ -e "$1" ] || return 0
-    has_mounts_under "$1" && die "refusing to remove $1: something is still mounted below it (run: $0 stop)"
-    rm -rf --one-file-system "$1"
-}
-
-build_chroot() {
-    local new=$HOME_DIR/root.new started=$SECONDS
-    command -v debootstrap >/dev/null || {
-        log "installing debootstrap"
-        apt-get install -y -q debootstrap >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; } \
-            || die "apt-get install debootstrap failed"
-    }
-    remove_tree "$new"
-    log "building the $SUITE chroot in $ROOT (debootstrap, about 25 s)"
-    debootstrap --variant=minbase "$SUITE" "$new" "$MIRROR" >"$HOME_DIR/debootstrap.log" 2>&1 \
-        || { tail -n 20 "$HOME_DIR/debootstrap.log" >&2; die "debootstrap $SUITE from $MIRROR failed"; }
-    cp /etc/hosts /etc/resolv.conf "$new/etc/"
-    printf '#!/bin/sh\nexit 101\n' >"$new/usr/sbin/policy-rc.d"   # no service starts during apt-get
-    chmod 0755 "$new/usr/sbin/policy-rc.d"
-    log "installing A-REX 7 in the chroot (about 10 s)"
-    { "${CHROOT_ENV[@]}" chroot "$new" apt-get update -q \
-        && "${CHROOT_ENV[@]}" chroot "$new" apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"; } \
-        >"$HOME_DIR/apt.log" 2>&1 \
-        || { tail -n 20 "$HOME_DIR/apt.log" >&2; die "apt-get install ${PACKAGES[*]} in the chroot failed"; }
-    "${CHROOT_ENV[@]}" chroot "$new" apt-get clean
-    date -u +%FT%TZ >"$new/etc/autopilot-arc7-ready"
-    mv "$new" "$ROOT"
-    log "chroot built in $((SECONDS - started)) s"
-}
-
 ensure_chroot() {
     [ -f "$READY" ] && [ -x "$ROOT/usr/share/arc/arc-arex-start" ] && return 0
     if [ -e "$ROOT" ]; then
@@ -101,7 +67,7 @@ ensure_chroot() {
         remove_tree "$ROOT"
     fi
     mkdir -p "$HOME_DIR"
-    build_chroot
+    build_debian_chroot "$ROOT" "$SUITE" "$MIRROR" "$HOME_DIR" "${READY#"$ROOT"}" "${PACKAGES[@]}"
 }
 
 # The job user, with the host's name, uid and gid (as on the 6.17 CE).
@@ -146,58 +112,15 @@ write_config() {
     install -m 0644 "$AUTOPILOT_ARC_HOST_CERT" "$ROOT$STATE/host/hostcert.pem"
     install -m 0600 "$AUTOPILOT_ARC_HOST_KEY" "$ROOT$STATE/host/hostkey.pem"
     chmod 1777 "$ROOT$STATE/tmp"   # A-REX requires the sticky bit
-    cat >"$ROOT$STATE/etc/arc.conf" <<EOF
-# A loopback ARC CE (A-REX 7) for AutoPilot's tests, written by scripts/arc7-local.sh
-[common]
-hostname = localhost
-x509_host_key = $STATE/host/hostkey.pem
-x509_host_cert = $STATE/host/hostcert.pem
-x509_cert_dir = /etc/grid-security/certificates
-
-[authgroup: testusers]
-subject = $(openssl x509 -in "$AUTOPILOT_ARC_USER_CERT" -noout -subject -nameopt compat | sed 's/^subject=//')
-
-[mapping]
-map_to_user = testusers $AUTOPILOT_ARC_JOB_USER:$AUTOPILOT_ARC_JOB_USER
-
-[lrms]
-lrms = fork
-
-[arex]
-logfile = $STATE/log/arex.log
-joblog = $STATE/log/arex-jobs.log
-pidfile = $STATE/run/arex.pid
-controldir = $STATE/control
-sessiondir = $STATE/session
-tmpdir = $STATE/tmp
-
-[arex/data-staging]
-logfile = $STATE/log/datastaging.log
-
-[arex/ws]
-wsurl = https://localhost:$PORT/arex
-logfile = $STATE/log/ws-interface.log
-pidfile = $STATE/run/arex-ws.pid
-
-[arex/ws/jobs]
-allowaccess = testusers
-
-[infosys]
-logfile = $STATE/log/infoprovider.log
-
-[infosys/glue2]
-
-[infosys/cluster]
-
-[queue: fork]
-EOF
+    local user_dn
+    user_dn=$(openssl x509 -in "$AUTOPILOT_ARC_USER_CERT" -noout -subject -nameopt compat | sed 's/^subject=//')
+    arc_conf "A loopback ARC CE (A-REX 7) for AutoPilot's tests, written by scripts/arc7-local.sh" \
+        "$STATE/host/hostkey.pem" "$STATE/host/hostcert.pem" /etc/grid-security/certificates "$STATE" "$PORT" \
+        "$user_dn" "$AUTOPILOT_ARC_JOB_USER" >"$ROOT$STATE/etc/arc.conf"
     cp "$ROOT$STATE/etc/arc.conf" "$ROOT/etc/arc.conf"
     [ -s "$ROOT$STATE/control/dhparam.pem" ] \
         || (umask 0177; openssl dhparam -out "$ROOT$STATE/control/dhparam.pem" 2048 2>/dev/null)
-    # As for the 6.17 CE: the stock script listens on every interface, and no arc.conf option sets the address.
-    sed 's#<tcp:Listen><tcp:Port>\$arex_port</tcp:Port></tcp:Listen>#<tcp:Listen><tcp:Interface>127.0.0.1</tcp:Interface><tcp:Port>$arex_port</tcp:Port></tcp:Listen>#' \
-        "$ROOT/usr/share/arc/arc-arex-ws-start" >"$ROOT$STATE/bin/arc-arex-ws-start-loopback"
-    chmod +x "$ROOT$STATE/bin/arc-arex-ws-start-loopback"
+    loopback_ws_start "$ROOT/usr/share/arc/arc-arex-ws-start" "$ROOT$STATE/bin/arc-arex-ws-start-loopback"
     ! grep -q '<tcp:Listen><tcp:Port>' "$ROOT$STATE/bin/arc-arex-ws-start-loopback" \
         || die "could not bind the WS interface to 127.0.0.1 ($ROOT$STATE/bin/arc-arex-ws-start-loopback)"
 }
@@ -237,25 +160,8 @@ cmd_start() {
     write_config
     live_pid arex.pid >/dev/null || start_daemon /usr/share/arc/arc-arex-start
     live_pid arex-ws.pid >/dev/null || start_daemon "$STATE/bin/arc-arex-ws-start-loopback"
-    local deadline=$((SECONDS + TIMEOUT))
-    until rest_answers; do
-        ((SECONDS < deadline)) || die "A-REX 7 REST did not answer at $REST within $TIMEOUT s (see $ROOT$STATE/log)"
-        sleep 0.5
-    done
-    if ss -ltn "sport = :$PORT" | awk 'NR > 1 {print $4}' | grep -qv '^127\.0\.0\.1:'; then
-        die "A-REX 7 listens on more than 127.0.0.1:$PORT"
-    fi
+    await_rest "A-REX 7" "$ROOT$STATE/log"
     log "A-REX 7 is up at $REST in $((SECONDS - started)) s (listening on 127.0.0.1 only)"
-}
-
-stop_pidfile() {
-    local pid
-    pid=$(live_pid "$1") || return 0
-    log "stopping $(cat "/proc/$pid/comm" 2>/dev/null) (PID $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do [ -d "/proc/$pid" ] || return 0; sleep 0.1; done
-    log "PID $pid ignored SIGTERM for 30 s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
 }
 
 # The daemons, then the mounts (a fork LRMS job still running keeps /tmp busy: it is detached lazily).

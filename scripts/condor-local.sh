@@ -35,22 +35,10 @@ CHROOT_ENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBIAN_FRONTE
 
 log() { printf 'condor-local: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib/debian-chroot.sh
+. "$(dirname "$(realpath "$0")")/lib/debian-chroot.sh"
 # Nothing started in the chroot inherits the lock (fd 9): a daemon holding it would block every later call.
 in_root() { "${CHROOT_ENV[@]}" chroot "$ROOT" "$@" 9>&-; }
-
-# True when anything is mounted at or below directory $1.
-has_mounts_under() {
-    local dir
-    dir=$(realpath -m "$1")
-    awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
-
-# Remove directory $1, refusing if anything is mounted below it (it could be the host's /tmp or /dev).
-remove_tree() {
-    [ -e "$1" ] || return 0
-    has_mounts_under "$1" && die "refusing to remove $1: something is still mounted below it (run: $0 stop)"
-    rm -rf --one-file-system "$1"
-}
 
 chroot_works() {
     [ -f "$READY" ] && in_root /usr/sbin/condor_master -version >/dev/null 2>&1
@@ -66,32 +54,6 @@ ensure_python() {
     in_root apt-get clean
 }
 
-build_chroot() {
-    local new=$HOME_DIR/root.new started=$SECONDS
-    command -v debootstrap >/dev/null || {
-        log "installing debootstrap"
-        apt-get install -y -q debootstrap >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; } \
-            || die "apt-get install debootstrap failed"
-    }
-    remove_tree "$new"
-    log "building the $SUITE chroot in $ROOT (debootstrap, about 35 s)"
-    debootstrap --variant=minbase "$SUITE" "$new" "$MIRROR" >"$HOME_DIR/debootstrap.log" 2>&1 \
-        || { tail -n 20 "$HOME_DIR/debootstrap.log" >&2; die "debootstrap $SUITE from $MIRROR failed"; }
-    cp /etc/hosts /etc/resolv.conf "$new/etc/"
-    printf '#!/bin/sh\nexit 101\n' >"$new/usr/sbin/policy-rc.d"   # no service starts during apt-get
-    chmod 0755 "$new/usr/sbin/policy-rc.d"
-    log "installing minicondor in the chroot"
-    { "${CHROOT_ENV[@]}" chroot "$new" apt-get update -q \
-        && "${CHROOT_ENV[@]}" chroot "$new" apt-get install -y -q --no-install-recommends minicondor python3; } \
-        >"$HOME_DIR/apt.log" 2>&1 \
-        || { tail -n 20 "$HOME_DIR/apt.log" >&2; die "apt-get install minicondor in the chroot failed"; }
-    "${CHROOT_ENV[@]}" chroot "$new" apt-get clean
-    date -u +%FT%TZ >"$new/etc/autopilot-condor-ready"
-    mv "$new" "$ROOT"
-    log "chroot built in $((SECONDS - started)) s"
-}
-
 ensure_chroot() {
     chroot_works && return 0
     if [ -e "$ROOT" ]; then
@@ -100,7 +62,7 @@ ensure_chroot() {
         unmount_recorded
         remove_tree "$ROOT"
     fi
-    build_chroot
+    build_debian_chroot "$ROOT" "$SUITE" "$MIRROR" "$HOME_DIR" "${READY#"$ROOT"}" minicondor python3
     chroot_works || die "the new chroot in $ROOT cannot run condor_master -version"
 }
 
