@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from autopilot_ops.backends.base import BackendError
 from autopilot_ops.backends.condor import CondorBackend, CondorCEBackend
 from autopilot_ops.credentials.lifetime import proxy_expiry
 from autopilot_ops.credentials.model import Credential
@@ -54,6 +55,25 @@ def test_through_a_ce_the_token_also_authenticates_htcondor(tmp_path: Path) -> N
     own = CondorCEBackend("ce", {"ce": "ce01.example.invalid", "scitokens_file": "/etc/condor/ce-token"})
     assert description(own, TOKEN, tmp_path)["scitokens_file"] == "/etc/condor/ce-token"
     assert description(ce, PROXY, tmp_path)["x509userproxy"] == PROXY.path, "the queue's proxy beats the back end's"
+
+
+def test_through_a_ce_a_proxy_that_is_no_proxy_or_has_expired_is_refused_before_htcondor(tmp_path: Path) -> None:
+    """Refused before the schedd is asked (this CE's back end names no pool it could reach)."""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    expired = tmp_path / "expired.pem"
+    make_proxy(expired, lifetime_s=-60)
+    fine = tmp_path / "fine.pem"
+    make_proxy(fine, lifetime_s=3600)
+    where = r"condor-ce back end 'ce' \(queue Q1, CE ce01.example.invalid\)"
+    for proxy, error in ((junk, rf"{where}: proxy file {junk} holds no PEM certificate$"),
+                         (expired, rf"{where}: proxy {expired} expired at 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC$")):
+        ce = CondorCEBackend("ce", {"ce": "ce01.example.invalid", "x509_proxy": str(proxy)})
+        with pytest.raises(BackendError, match=error):
+            ce.submit(1, spec(tmp_path, "exit 0", queue="Q1"))
+    queue_proxy = spec(tmp_path, "exit 0", queue="Q1", credential=Credential("proxy", str(expired)))
+    with pytest.raises(BackendError, match="expired at"):
+        CondorCEBackend("ce", {"ce": "ce01.example.invalid", "x509_proxy": str(fine)}).submit(1, queue_proxy)
 
 
 def test_a_path_htcondor_would_split_is_refused(tmp_path: Path) -> None:
